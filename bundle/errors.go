@@ -1,0 +1,103 @@
+package bundle
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Sentinel errors. Every error returned by this package that falls in one of
+// these classes wraps the sentinel, so callers can test with errors.Is.
+var (
+	// ErrNotBundle: the input is not a ferry bundle (not zstd, not tar, or
+	// no OCI layout at the start).
+	ErrNotBundle = errors.New("not a ferry bundle")
+	// ErrTruncated: the archive ends before its content is complete.
+	ErrTruncated = errors.New("archive is truncated")
+	// ErrCorrupt: the archive is structurally invalid (unsafe or unexpected
+	// entries, bad seek table, entries out of order, duplicates).
+	ErrCorrupt = errors.New("archive is corrupt")
+	// ErrDigestMismatch: content does not match its digest or size.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrMissingBlob: a descriptor names a blob that the archive does not hold.
+	ErrMissingBlob = errors.New("blob missing from archive")
+	// ErrUnsupported: a manifest type ferry refuses to carry (Docker schema 1)
+	// or a digest algorithm it does not accept.
+	ErrUnsupported = errors.New("unsupported content")
+	// ErrTooLarge: a manifest, index or metadata file exceeds MaxManifestBytes.
+	ErrTooLarge = errors.New("content exceeds size limit")
+	// ErrConflict: two source references map to one destination tag with
+	// different digests.
+	ErrConflict = errors.New("destination conflict")
+	// ErrNoMatchingPlatform: a platform filter left nothing of an image.
+	ErrNoMatchingPlatform = errors.New("no matching platform")
+	// ErrInvalidReference: an image reference cannot be parsed.
+	ErrInvalidReference = errors.New("invalid image reference")
+)
+
+// BlobError says which blob failed, which images use it, and on which side
+// of the copy.
+type BlobError struct {
+	Op     string // "fetch", "verify", "push", "read", "write"
+	Digest digest.Digest
+	Images []string // references of the images that use the blob
+	Err    error
+}
+
+func (e *BlobError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s blob %s", e.Op, e.Digest)
+	if len(e.Images) > 0 {
+		fmt.Fprintf(&b, " (used by %s)", joinLimited(e.Images, 3))
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
+}
+
+func (e *BlobError) Unwrap() error { return e.Err }
+
+// RefError is the failure of one image reference.
+type RefError struct {
+	Ref string
+	Err error
+}
+
+func (e *RefError) Error() string { return fmt.Sprintf("%s: %v", e.Ref, e.Err) }
+func (e *RefError) Unwrap() error { return e.Err }
+
+// ResolveError collects the failures of every reference that could not be
+// resolved, so an operator sees all of them at once.
+type ResolveError struct {
+	Failures []*RefError
+}
+
+func (e *ResolveError) Error() string {
+	if len(e.Failures) == 1 {
+		return "resolving " + e.Failures[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of the images could not be resolved:", len(e.Failures))
+	for _, f := range e.Failures {
+		b.WriteString("\n  ")
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns every failure, so errors.Is finds any of their causes.
+func (e *ResolveError) Unwrap() []error {
+	out := make([]error, len(e.Failures))
+	for i, f := range e.Failures {
+		out[i] = f
+	}
+	return out
+}
+
+func joinLimited(s []string, n int) string {
+	if len(s) <= n {
+		return strings.Join(s, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(s[:n], ", "), len(s)-n)
+}

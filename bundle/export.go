@@ -1,0 +1,737 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferryproject/ferry/internal/registry"
+)
+
+// ExportOptions configure Export. The zero value exports every platform
+// with 8 parallel downloads.
+type ExportOptions struct {
+	// Jobs is the number of blobs downloaded and compressed at once (default 8).
+	Jobs int
+	// Platforms, when set, keeps only these platforms ("os/arch[/variant]")
+	// of multi-platform images. The index is rewritten, so its digest
+	// changes; the original digest is kept in AnnotationOriginalDigest.
+	Platforms []string
+	Registry  RegistryOptions
+	// Created is recorded in index.json; zero means now.
+	Created time.Time
+	// Version of the writing program, recorded in index.json.
+	Version string
+	// TempDir holds the compressed blobs waiting for their turn to be
+	// written (at most about 2×Jobs of them). Default: os.TempDir().
+	TempDir  string
+	Encoder  EncoderOptions
+	Progress ProgressFunc
+	// Sign, when set, is called with the exact index.json bytes and returns
+	// signature files (SignatureFile, SigstoreBundleFile) to store after it.
+	Sign func(index []byte) (map[string][]byte, error)
+}
+
+// ExportSummary reports what Export wrote.
+type ExportSummary struct {
+	Images    int
+	Platforms int
+	Blobs     int
+	// UniqueBytes is the total of distinct blobs stored.
+	UniqueBytes int64
+	// ReferencedBytes is the total over every image of the blobs it uses;
+	// ReferencedBytes - UniqueBytes is what deduplication saved.
+	ReferencedBytes int64
+	ArchiveBytes    int64
+	Duration        time.Duration
+	// Rewritten lists references whose index was rewritten by the platform
+	// filter, so their digest differs from the source.
+	Rewritten []RewrittenIndex
+	// Index is the index.json written.
+	Index ocispec.Index
+}
+
+// RewrittenIndex records an index changed by a platform filter.
+type RewrittenIndex struct {
+	Ref                 string
+	Original, Rewritten digest.Digest
+}
+
+// image is a resolved reference.
+type image struct {
+	ref  Reference
+	repo name.Repository
+	desc ocispec.Descriptor
+	// original digest when the platform filter rewrote the index
+	original digest.Digest
+}
+
+type fetched struct {
+	bytes []byte
+	repo  name.Repository
+}
+
+// exporter holds the state of one export.
+type exporter struct {
+	opts      ExportOptions
+	client    *registry.Client
+	platforms []ocispec.Platform
+
+	mu        sync.Mutex
+	manifests map[digest.Digest]fetched // every manifest, with a repository to fetch its children from
+	blobRepo  map[digest.Digest]name.Repository
+	configs   map[digest.Digest][]byte
+}
+
+// ExportFile exports refs to a bundle at path. The bundle is written under
+// a temporary name in the same directory and renamed only when complete; on
+// any error nothing is left at path.
+func ExportFile(ctx context.Context, refs []string, path string, opts ExportOptions) (*ExportSummary, error) {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("output directory %s: %w", dir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("output directory %s is not a directory", dir)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("output %s is a directory; name a file such as %s", path, filepath.Join(path, "images.tar.zst"))
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return nil, fmt.Errorf("cannot write to output directory %s: %w", dir, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if opts.TempDir == "" {
+		opts.TempDir = dir
+	}
+	sum, err := Export(ctx, refs, tmp, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return nil, fmt.Errorf("renaming the finished bundle to %s: %w", path, err)
+	}
+	done = true
+	return sum, nil
+}
+
+// Export resolves refs, then writes one bundle to w. If any reference cannot
+// be resolved, it returns a *ResolveError listing every failure and writes
+// nothing.
+func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions) (*ExportSummary, error) {
+	start := time.Now()
+	opts.Jobs = defaultJobs(opts.Jobs)
+	if opts.TempDir == "" {
+		opts.TempDir = os.TempDir()
+	}
+	e := &exporter{
+		opts:      opts,
+		client:    opts.Registry.client(),
+		manifests: map[digest.Digest]fetched{},
+		blobRepo:  map[digest.Digest]name.Repository{},
+		configs:   map[digest.Digest][]byte{},
+	}
+	for _, p := range opts.Platforms {
+		pl, err := ParsePlatform(p)
+		if err != nil {
+			return nil, err
+		}
+		e.platforms = append(e.platforms, pl)
+	}
+	if len(refs) == 0 {
+		return nil, fmt.Errorf("no image references given")
+	}
+	images, err := e.resolveAll(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	g, index, indexBytes, err := e.buildIndex(images)
+	if err != nil {
+		return nil, err
+	}
+	sum := &ExportSummary{Images: len(images), Index: index}
+	for _, img := range images {
+		if img.original != "" {
+			sum.Rewritten = append(sum.Rewritten, RewrittenIndex{Ref: img.ref.String(), Original: img.original, Rewritten: img.desc.Digest})
+		}
+	}
+	var sigs map[string][]byte
+	if opts.Sign != nil {
+		if sigs, err = opts.Sign(indexBytes); err != nil {
+			return nil, fmt.Errorf("signing index.json: %w", err)
+		}
+	}
+	bw := NewWriter(w, opts.Encoder)
+	if err := bw.WriteFile(LayoutFile, []byte(layoutContent)); err != nil {
+		return nil, err
+	}
+	if err := bw.WriteFile(IndexFile, indexBytes); err != nil {
+		return nil, err
+	}
+	for _, n := range []string{SignatureFile, SigstoreBundleFile} {
+		if b, ok := sigs[n]; ok {
+			if err := bw.WriteFile(n, b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, d := range g.manifestOrder {
+		m := g.manifests[d]
+		if err := bw.WriteBlob(m.Descriptor, bytes.NewReader(m.Bytes)); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.writeBlobs(ctx, bw, g); err != nil {
+		return nil, err
+	}
+	if err := bw.Close(); err != nil {
+		return nil, fmt.Errorf("writing the bundle: %w", err)
+	}
+	sum.ArchiveBytes = bw.Size()
+	// Statistics from the graph.
+	for _, m := range g.manifests {
+		sum.Blobs++
+		sum.UniqueBytes += m.Descriptor.Size
+	}
+	for _, b := range g.blobs {
+		sum.Blobs++
+		sum.UniqueBytes += b.desc.Size
+	}
+	r := &Reader{g: g, index: index}
+	for _, img := range r.Images() {
+		sum.ReferencedBytes += img.Size
+		sum.Platforms += max(1, len(img.Platforms))
+	}
+	sum.Duration = time.Since(start)
+	return sum, nil
+}
+
+// resolveAll resolves every reference and fetches every manifest below it.
+func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, error) {
+	var failures []*RefError
+	var parsed []Reference
+	seen := map[string]bool{}
+	for _, s := range refs {
+		r, err := ParseReference(s)
+		if err != nil {
+			failures = append(failures, &RefError{Ref: s, Err: err})
+			continue
+		}
+		if seen[r.String()] {
+			continue
+		}
+		seen[r.String()] = true
+		parsed = append(parsed, r)
+	}
+	images := make([]*image, len(parsed))
+	errs := make([]error, len(parsed))
+	var eg errgroup.Group
+	eg.SetLimit(e.opts.Jobs)
+	for i, r := range parsed {
+		eg.Go(func() error {
+			images[i], errs[i] = e.resolve(ctx, r)
+			if errs[i] == nil {
+				e.opts.Progress.emit(Event{Kind: EventResolved, Ref: r.String(), Digest: images[i].desc.Digest.String()})
+			}
+			return nil
+		})
+	}
+	_ = eg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i, err := range errs {
+		if err != nil {
+			failures = append(failures, &RefError{Ref: parsed[i].String(), Err: err})
+		}
+	}
+	if len(failures) > 0 {
+		return nil, &ResolveError{Failures: failures}
+	}
+	return images, nil
+}
+
+func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
+	repo, err := e.client.ParseRepository(r.Name())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidReference, err)
+	}
+	m, err := e.client.GetManifest(ctx, repo, r.Identifier(), MaxManifestBytes)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return nil, fmt.Errorf("image not found in %s (check the name and tag): %w", r.Domain, err)
+		}
+		return nil, err
+	}
+	if isSchema1(m.MediaType) {
+		return nil, errSchema1()
+	}
+	mt, children, err := parseManifest(m.Bytes, m.MediaType)
+	if err != nil {
+		return nil, err
+	}
+	img := &image{ref: r, repo: repo, desc: ocispec.Descriptor{MediaType: mt, Digest: m.Digest, Size: int64(len(m.Bytes))}}
+	body := m.Bytes
+	if len(e.platforms) > 0 && IsIndex(mt) {
+		body, children, err = e.filterIndex(m.Bytes, children)
+		if err != nil {
+			return nil, err
+		}
+		img.original = m.Digest
+		img.desc.Digest = digest.FromBytes(body)
+		img.desc.Size = int64(len(body))
+	}
+	e.addManifest(img.desc.Digest, body, repo)
+	if !IsIndex(mt) {
+		if p, err := e.platformOf(ctx, repo, children); err == nil && p != nil {
+			img.desc.Platform = p
+			if len(e.platforms) > 0 && !e.matches(*p) {
+				return nil, fmt.Errorf("%w: the image is %s only; --platform asked for %s", ErrNoMatchingPlatform, FormatPlatform(*p), strings.Join(e.opts.Platforms, ", "))
+			}
+		}
+	}
+	if err := e.fetchChildren(ctx, repo, children, 1); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+func (e *exporter) addManifest(d digest.Digest, b []byte, repo name.Repository) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.manifests[d]; !ok {
+		e.manifests[d] = fetched{bytes: b, repo: repo}
+	}
+}
+
+// fetchChildren fetches the manifests below a manifest and records where
+// each blob can be fetched from.
+func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, children []child, depth int) error {
+	if depth > maxGraphDepth {
+		return fmt.Errorf("%w: manifests nested deeper than %d levels", ErrCorrupt, maxGraphDepth)
+	}
+	for _, c := range children {
+		if !c.manifest {
+			e.mu.Lock()
+			if _, ok := e.blobRepo[c.desc.Digest]; !ok {
+				e.blobRepo[c.desc.Digest] = repo
+			}
+			e.mu.Unlock()
+			continue
+		}
+		e.mu.Lock()
+		_, have := e.manifests[c.desc.Digest]
+		e.mu.Unlock()
+		if have {
+			continue
+		}
+		m, err := e.client.GetManifest(ctx, repo, c.desc.Digest.String(), MaxManifestBytes)
+		if err != nil {
+			return fmt.Errorf("fetching manifest %s: %w", c.desc.Digest, err)
+		}
+		if int64(len(m.Bytes)) != c.desc.Size {
+			return fmt.Errorf("manifest %s: %w: registry served %d bytes, descriptor says %d", c.desc.Digest, ErrDigestMismatch, len(m.Bytes), c.desc.Size)
+		}
+		_, grand, err := parseManifest(m.Bytes, c.desc.MediaType)
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", c.desc.Digest, err)
+		}
+		e.addManifest(c.desc.Digest, m.Bytes, repo)
+		if err := e.fetchChildren(ctx, repo, grand, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// platformOf reads the platform of an image manifest from its config.
+func (e *exporter) platformOf(ctx context.Context, repo name.Repository, children []child) (*ocispec.Platform, error) {
+	for _, c := range children {
+		if !c.config || (c.desc.MediaType != ocispec.MediaTypeImageConfig && c.desc.MediaType != "application/vnd.docker.container.image.v1+json") || c.desc.Size > MaxManifestBytes {
+			continue
+		}
+		rc, err := e.client.GetBlob(ctx, repo, c.desc.Digest)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(NewVerifyReader(rc, c.desc))
+		if err != nil {
+			return nil, err
+		}
+		var cfg ocispec.Image
+		if err := json.Unmarshal(b, &cfg); err != nil || cfg.OS == "" {
+			return nil, nil
+		}
+		e.mu.Lock()
+		e.configs[c.desc.Digest] = b
+		e.mu.Unlock()
+		return &ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant, OSVersion: cfg.OSVersion}, nil
+	}
+	return nil, nil
+}
+
+// filterIndex rewrites an index keeping the children that match the
+// platform filter, and attestation manifests that refer to a kept child.
+func (e *exporter) filterIndex(b []byte, children []child) ([]byte, []child, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, nil, err
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, nil, err
+	}
+	kept := map[digest.Digest]bool{}
+	var out []ocispec.Descriptor
+	for _, d := range idx.Manifests {
+		if d.Platform != nil && e.matches(*d.Platform) {
+			kept[d.Digest] = true
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		var have []string
+		for _, d := range idx.Manifests {
+			if d.Platform != nil && d.Platform.OS != "unknown" {
+				have = append(have, FormatPlatform(*d.Platform))
+			}
+		}
+		return nil, nil, fmt.Errorf("%w: --platform %s matches none of %s", ErrNoMatchingPlatform, strings.Join(e.opts.Platforms, ","), strings.Join(have, ", "))
+	}
+	for _, d := range idx.Manifests {
+		if ref := d.Annotations["vnd.docker.reference.digest"]; ref != "" && kept[digest.Digest(ref)] && !kept[d.Digest] {
+			kept[d.Digest] = true
+			out = append(out, d)
+		}
+	}
+	ms, err := json.Marshal(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw["manifests"] = ms
+	ann := map[string]string{}
+	if a, ok := raw["annotations"]; ok {
+		_ = json.Unmarshal(a, &ann)
+	}
+	ann[AnnotationOriginalDigest] = digest.FromBytes(b).String()
+	if raw["annotations"], err = json.Marshal(ann); err != nil {
+		return nil, nil, err
+	}
+	nb, err := json.Marshal(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	var keptChildren []child
+	for _, c := range children {
+		if !c.manifest || kept[c.desc.Digest] {
+			keptChildren = append(keptChildren, c)
+		}
+	}
+	return nb, keptChildren, nil
+}
+
+func (e *exporter) matches(p ocispec.Platform) bool {
+	for _, want := range e.platforms {
+		if p.OS == want.OS && p.Architecture == want.Architecture && (want.Variant == "" || p.Variant == want.Variant) {
+			return true
+		}
+	}
+	return false
+}
+
+// buildIndex makes index.json and the content graph.
+func (e *exporter) buildIndex(images []*image) (*graph, ocispec.Index, []byte, error) {
+	index := ocispec.Index{
+		Versioned: specsVersioned(),
+		MediaType: ocispec.MediaTypeImageIndex,
+	}
+	created := e.opts.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	version := e.opts.Version
+	if version == "" {
+		version = "devel"
+	}
+	index.Annotations = map[string]string{
+		AnnotationFormatVersion: FormatVersion,
+		AnnotationCreated:       created.UTC().Format(time.RFC3339),
+		AnnotationFerryVersion:  version,
+	}
+	if len(e.opts.Platforms) > 0 {
+		ps := make([]string, len(e.platforms))
+		for i, p := range e.platforms {
+			ps[i] = FormatPlatform(p)
+		}
+		index.Annotations[AnnotationPlatforms] = strings.Join(ps, ",")
+	}
+	roots := make([]ocispec.Descriptor, len(images))
+	refs := make([]string, len(images))
+	for i, img := range images {
+		d := img.desc
+		d.Annotations = map[string]string{AnnotationRefName: img.ref.String()}
+		if img.original != "" {
+			d.Annotations[AnnotationOriginalDigest] = img.original.String()
+		}
+		roots[i], refs[i] = d, img.ref.String()
+	}
+	index.Manifests = roots
+	b, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
+		return nil, index, nil, err
+	}
+	g := newGraph()
+	w := &walker{g: g, fetch: func(d ocispec.Descriptor) ([]byte, error) {
+		f, ok := e.manifests[d.Digest]
+		if !ok {
+			return nil, fmt.Errorf("%w: manifest %s was not fetched", ErrMissingBlob, d.Digest)
+		}
+		return f.bytes, nil
+	}}
+	if err := w.walk(roots, refs); err != nil {
+		return nil, index, nil, err
+	}
+	return g, index, b, nil
+}
+
+// spooled is a compressed entry waiting for its turn.
+type spooled struct {
+	entry EncodedEntry
+	mem   *bytes.Buffer
+	file  *os.File
+	err   error
+	done  chan struct{}
+}
+
+func (s *spooled) reader() (io.Reader, error) {
+	if s.mem != nil {
+		return s.mem, nil
+	}
+	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return s.file, nil
+}
+
+func (s *spooled) release() {
+	if s.file != nil {
+		s.file.Close()
+		os.Remove(s.file.Name())
+		s.file = nil
+	}
+	s.mem = nil
+}
+
+// memSpoolLimit: blobs up to this size are compressed into memory, larger
+// ones into a temporary file.
+const memSpoolLimit = 1 << 20
+
+// writeBlobs downloads and compresses configs and layers in parallel and
+// appends them to the archive in a fixed order. At most 2×Jobs compressed
+// blobs wait to be written, which bounds memory and temporary disk use.
+func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph) error {
+	blobs := g.orderedBlobs()
+	var total int64
+	for _, b := range blobs {
+		total += b.Size
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slots := make([]*spooled, len(blobs))
+	for i := range slots {
+		slots[i] = &spooled{done: make(chan struct{})}
+	}
+	defer func() {
+		for _, s := range slots {
+			s.release()
+		}
+	}()
+	window := make(chan struct{}, 2*e.opts.Jobs)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	encoders := sync.Pool{New: func() any { return NewEncoder(e.opts.Encoder) }}
+	jobs := make(chan int)
+	for range e.opts.Jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				enc := encoders.Get().(*Encoder)
+				s := slots[i]
+				s.err = e.fetchBlob(ctx, enc, blobs[i], g, s, total)
+				encoders.Put(enc)
+				close(s.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for i := range blobs {
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for i, s := range slots {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if s.err != nil {
+			cancel()
+			return s.err
+		}
+		r, err := s.reader()
+		if err == nil {
+			err = bw.AppendEncoded(s.entry, r)
+		}
+		s.release()
+		if err != nil {
+			cancel()
+			return fmt.Errorf("writing blob %s to the bundle: %w", blobs[i].Digest, err)
+		}
+		<-window
+	}
+	return nil
+}
+
+const fetchAttempts = 3
+
+// fetchBlob downloads one blob, verifying it, and compresses it into s.
+func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Descriptor, g *graph, s *spooled, total int64) error {
+	repo := e.blobRepo[desc.Digest]
+	e.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+	var last error
+	for attempt := 0; attempt < fetchAttempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		var dst io.Writer
+		if desc.Size <= memSpoolLimit {
+			s.mem = new(bytes.Buffer)
+			dst = s.mem
+		} else {
+			if s.file == nil {
+				f, err := os.CreateTemp(e.opts.TempDir, ".ferry-spool-*")
+				if err != nil {
+					return fmt.Errorf("creating a temporary file in %s: %w", e.opts.TempDir, err)
+				}
+				s.file = f
+			}
+			if err := s.file.Truncate(0); err != nil {
+				return err
+			}
+			if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			dst = s.file
+		}
+		var src io.Reader
+		if b, ok := e.configs[desc.Digest]; ok {
+			src = bytes.NewReader(b)
+		} else {
+			rc, err := e.client.GetBlob(ctx, repo, desc.Digest)
+			if err != nil {
+				last = err
+				if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied) {
+					break
+				}
+				continue
+			}
+			defer rc.Close()
+			src = &progressReader{r: rc, emit: e.opts.Progress, digest: desc.Digest.String()}
+		}
+		entry, err := enc.EncodeBlob(dst, desc, src)
+		if err == nil {
+			s.entry = entry
+			e.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+			return nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s: %w", repo.Name(), last)}
+}
+
+// progressReader reports bytes read in steps of at least 1 MiB.
+type progressReader struct {
+	r       io.Reader
+	emit    ProgressFunc
+	digest  string
+	pending int64
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.pending += int64(n)
+	if p.emit != nil && (p.pending >= 1<<20 || (err != nil && p.pending > 0)) {
+		p.emit(Event{Kind: EventBlobBytes, Digest: p.digest, Bytes: p.pending})
+		p.pending = 0
+	}
+	return n, err
+}
+
+// ParsePlatform parses "os/arch[/variant]".
+func ParsePlatform(s string) (ocispec.Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return ocispec.Platform{}, fmt.Errorf("invalid platform %q: want os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm64/v8", s)
+	}
+	p := ocispec.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
+}
+
+// FormatPlatform formats a platform as os/arch[/variant].
+func FormatPlatform(p ocispec.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}

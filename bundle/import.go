@@ -1,0 +1,435 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferryproject/ferry/internal/registry"
+)
+
+// ImportOptions configure Import. The zero value pushes with 8 parallel
+// uploads and drops the source registry host from repository names.
+type ImportOptions struct {
+	// Jobs is the number of blobs uploaded at once (default 8). A
+	// sequential reader uploads one at a time.
+	Jobs int
+	// KeepSourceRegistry keeps the source host as the first path element
+	// under the prefix: docker.io/library/nginx:1.27 becomes
+	// PREFIX/docker.io/library/nginx:1.27.
+	KeepSourceRegistry bool
+	Registry           RegistryOptions
+	Progress           ProgressFunc
+	// TempDir holds blobs of a sequential read that must be uploaded to
+	// more than one repository when the registry refuses mounts.
+	TempDir string
+}
+
+// ImportedImage is one image pushed by Import.
+type ImportedImage struct {
+	Source      string
+	Destination string // repository:tag, or repository@digest
+	Digest      digest.Digest
+	// DestinationDigest is what the destination resolved the reference to
+	// after the push; equal to Digest on success.
+	DestinationDigest digest.Digest
+}
+
+// ImportResult reports what Import did.
+type ImportResult struct {
+	Images        []ImportedImage
+	BlobsUploaded int
+	BlobsMounted  int
+	BlobsSkipped  int // already present at the destination
+	BytesUploaded int64
+	Manifests     int
+	Duration      time.Duration
+}
+
+// Destination is the registry and path prefix images are pushed to.
+type Destination struct {
+	Registry string // host[:port]
+	Prefix   string // optional path prefix, no leading or trailing slash
+}
+
+// ParseDestination parses REGISTRY[/PREFIX].
+func ParseDestination(s string) (Destination, error) {
+	s = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(s, "https://"), "http://"), "/")
+	host, prefix, _ := strings.Cut(s, "/")
+	if host == "" {
+		return Destination{}, fmt.Errorf("%w: destination %q: want REGISTRY[/PREFIX], e.g. registry.local:5000/mirror", ErrInvalidReference, s)
+	}
+	test := host + "/x"
+	if prefix != "" {
+		test = host + "/" + prefix + "/x"
+	}
+	if _, err := name.NewRepository(test, name.StrictValidation); err != nil {
+		return Destination{}, fmt.Errorf("%w: destination %q: %v", ErrInvalidReference, s, err)
+	}
+	return Destination{Registry: host, Prefix: prefix}, nil
+}
+
+// Map returns the destination repository (host/prefix/path) for a source
+// reference.
+func (d Destination) Map(src Reference, keepSourceRegistry bool) string {
+	parts := []string{d.Registry}
+	if d.Prefix != "" {
+		parts = append(parts, d.Prefix)
+	}
+	if keepSourceRegistry {
+		parts = append(parts, src.Domain)
+	}
+	return strings.Join(append(parts, src.Path), "/")
+}
+
+// target is one image to push.
+type target struct {
+	src    Reference
+	repo   name.Repository
+	root   ocispec.Descriptor
+	tagged bool
+}
+
+// ImportFile imports the bundle at path ("-" for standard input).
+func ImportFile(ctx context.Context, path, to string, opts ImportOptions) (*ImportResult, error) {
+	var r *Reader
+	var err error
+	if path == "-" {
+		r, err = NewReader(os.Stdin)
+	} else {
+		r, err = Open(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return Import(ctx, r, to, opts)
+}
+
+// Import pushes the content of r to the registry to (REGISTRY[/PREFIX]).
+// Blobs go first, then manifests children first, then tags; manifest bytes
+// are pushed unchanged so every digest is preserved. After the push every
+// destination reference is resolved again and compared.
+func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*ImportResult, error) {
+	start := time.Now()
+	opts.Jobs = defaultJobs(opts.Jobs)
+	if opts.TempDir == "" {
+		opts.TempDir = os.TempDir()
+	}
+	dest, err := ParseDestination(to)
+	if err != nil {
+		return nil, err
+	}
+	im := &importer{r: r, opts: opts, client: opts.Registry.client(), res: &ImportResult{}}
+	if err := im.plan(dest); err != nil {
+		return nil, err
+	}
+	if err := im.pushBlobs(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.pushManifests(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.check(ctx); err != nil {
+		return im.res, err
+	}
+	im.res.Duration = time.Since(start)
+	return im.res, nil
+}
+
+type importer struct {
+	r      *Reader
+	opts   ImportOptions
+	client *registry.Client
+	res    *ImportResult
+
+	targets []target
+	// repos that need each blob, in a stable order
+	blobRepos map[digest.Digest][]name.Repository
+	// manifests each repository needs, children first
+	repoManifests map[string][]*Manifest
+	repoBlobs     map[string]map[digest.Digest]bool
+	repoByName    map[string]name.Repository
+
+	uploaded, mounted, skipped atomic.Int64
+	bytesUp                    atomic.Int64
+}
+
+func (im *importer) plan(dest Destination) error {
+	im.blobRepos = map[digest.Digest][]name.Repository{}
+	im.repoManifests = map[string][]*Manifest{}
+	im.repoBlobs = map[string]map[digest.Digest]bool{}
+	im.repoByName = map[string]name.Repository{}
+	tags := map[string]target{}
+	var conflicts []string
+	for i, d := range im.r.Index().Manifests {
+		refName := d.Annotations[AnnotationRefName]
+		if refName == "" {
+			return fmt.Errorf("%w: index.json entry %d (%s) has no %s annotation", ErrCorrupt, i, d.Digest, AnnotationRefName)
+		}
+		src, err := ParseReference(refName)
+		if err != nil {
+			return fmt.Errorf("%w: index.json entry %d: %v", ErrCorrupt, i, err)
+		}
+		repoName := dest.Map(src, im.opts.KeepSourceRegistry)
+		repo, err := im.client.ParseRepository(repoName)
+		if err != nil {
+			return fmt.Errorf("destination repository %q for %s: %w", repoName, src, err)
+		}
+		t := target{src: src, repo: repo, root: d, tagged: src.Tag != ""}
+		if t.tagged {
+			key := repo.Name() + ":" + src.Tag
+			if prev, ok := tags[key]; ok && prev.root.Digest != d.Digest {
+				conflicts = append(conflicts, fmt.Sprintf("%s (%s) and %s (%s) both map to %s", prev.src, prev.root.Digest, src, d.Digest, key))
+			}
+			tags[key] = t
+		}
+		im.targets = append(im.targets, t)
+		im.repoByName[repo.Name()] = repo
+	}
+	if len(conflicts) > 0 {
+		return fmt.Errorf("%w: %s; use --keep-source-registry or import them separately with different prefixes", ErrConflict, strings.Join(conflicts, "; "))
+	}
+	// Closure of each repository.
+	for _, t := range im.targets {
+		im.addClosure(t.repo, t.root.Digest)
+	}
+	return nil
+}
+
+func (im *importer) addClosure(repo name.Repository, root digest.Digest) {
+	key := repo.Name()
+	have := im.repoBlobs[key]
+	if have == nil {
+		have = map[digest.Digest]bool{}
+		im.repoBlobs[key] = have
+	}
+	var visit func(d digest.Digest, depth int)
+	visit = func(d digest.Digest, depth int) {
+		if have[d] || depth > maxGraphDepth+1 {
+			return
+		}
+		have[d] = true
+		m, ok := im.r.Manifest(d)
+		if !ok {
+			return
+		}
+		for _, c := range m.kids {
+			if c.manifest {
+				visit(c.desc.Digest, depth+1)
+				continue
+			}
+			if have[c.desc.Digest] {
+				continue
+			}
+			have[c.desc.Digest] = true
+			im.blobRepos[c.desc.Digest] = append(im.blobRepos[c.desc.Digest], repo)
+		}
+		im.repoManifests[key] = append(im.repoManifests[key], m) // children first
+	}
+	visit(root, 0)
+}
+
+func (im *importer) pushBlobs(ctx context.Context) error {
+	var total int64
+	for _, b := range im.r.Blobs() {
+		total += b.Size
+	}
+	if im.r.RandomAccess() {
+		eg, ctx := errgroup.WithContext(ctx)
+		eg.SetLimit(im.opts.Jobs)
+		for _, desc := range im.r.Blobs() {
+			eg.Go(func() error {
+				open := func() (io.ReadCloser, error) { return im.r.OpenBlob(desc) }
+				return im.pushBlob(ctx, desc, open, nil, total)
+			})
+		}
+		err := eg.Wait()
+		im.tally()
+		return err
+	}
+	defer im.tally()
+	for {
+		desc, rd, err := im.r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return im.blobErr("read", desc.Digest, err)
+		}
+		if err := im.pushBlob(ctx, desc, nil, rd, total); err != nil {
+			return err
+		}
+	}
+}
+
+func (im *importer) tally() {
+	im.res.BlobsUploaded = int(im.uploaded.Load())
+	im.res.BlobsMounted = int(im.mounted.Load())
+	im.res.BlobsSkipped = int(im.skipped.Load())
+	im.res.BytesUploaded = im.bytesUp.Load()
+}
+
+func (im *importer) blobErr(op string, d digest.Digest, err error) error {
+	var be *BlobError
+	if errors.As(err, &be) {
+		return err
+	}
+	return &BlobError{Op: op, Digest: d, Images: im.r.Users(d), Err: err}
+}
+
+// pushBlob makes desc present in every repository that needs it. open
+// re-reads the blob (random access); stream is the single pass of a
+// sequential reader.
+func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open func() (io.ReadCloser, error), stream io.Reader, total int64) error {
+	repos := im.blobRepos[desc.Digest]
+	var spool *os.File
+	defer func() {
+		if spool != nil {
+			spool.Close()
+			os.Remove(spool.Name())
+		}
+	}()
+	var from *name.Repository
+	for i, repo := range repos {
+		exists, err := im.client.BlobExists(ctx, repo, desc.Digest)
+		if err != nil {
+			return im.blobErr("push", desc.Digest, fmt.Errorf("checking %s: %w", repo.Name(), err))
+		}
+		if exists {
+			im.skipped.Add(1)
+			im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+			if from == nil {
+				r := repo
+				from = &r
+			}
+			continue
+		}
+		if from != nil && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
+			ok, err := im.client.MountBlob(ctx, repo, *from, desc.Digest)
+			if err == nil && ok {
+				im.mounted.Add(1)
+				im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+				continue
+			}
+		}
+		var body io.Reader
+		switch {
+		case open != nil:
+			rc, err := open()
+			if err != nil {
+				return im.blobErr("read", desc.Digest, err)
+			}
+			defer rc.Close()
+			body = rc
+		case spool != nil:
+			if _, err := spool.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			body = NewVerifyReader(spool, desc)
+		default:
+			body = stream
+			if len(repos)-i > 1 {
+				// Keep a copy in case the registry refuses to mount it into the
+				// other repositories.
+				f, err := os.CreateTemp(im.opts.TempDir, ".ferry-import-*")
+				if err != nil {
+					return fmt.Errorf("creating a temporary file in %s: %w", im.opts.TempDir, err)
+				}
+				spool = f
+				body = io.TeeReader(stream, f)
+			}
+			stream = nil
+		}
+		im.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+		pr := &progressReader{r: body, emit: im.opts.Progress, digest: desc.Digest.String()}
+		if err := im.client.PushBlob(ctx, repo, desc.Digest, desc.Size, pr); err != nil {
+			op := "push"
+			if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTruncated) {
+				op = "verify"
+			}
+			return im.blobErr(op, desc.Digest, fmt.Errorf("to %s: %w", repo.Name(), err))
+		}
+		im.uploaded.Add(1)
+		im.bytesUp.Add(desc.Size)
+		im.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+		r := repo
+		from = &r
+	}
+	return nil
+}
+
+func (im *importer) pushManifests(ctx context.Context) error {
+	names := make([]string, 0, len(im.repoManifests))
+	for n := range im.repoManifests {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var mu sync.Mutex
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(im.opts.Jobs)
+	for _, n := range names {
+		repo := im.repoByName[n]
+		eg.Go(func() error {
+			for _, m := range im.repoManifests[n] {
+				if err := im.client.PutManifest(gctx, repo, m.Descriptor.Digest.String(), m.Descriptor.MediaType, m.Bytes); err != nil {
+					return fmt.Errorf("pushing manifest %s to %s (used by %s): %w", m.Descriptor.Digest, repo.Name(), joinLimited(im.r.Users(m.Descriptor.Digest), 3), err)
+				}
+				mu.Lock()
+				im.res.Manifests++
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	// Tags last, once everything they point at is in place.
+	for _, t := range im.targets {
+		if !t.tagged {
+			continue
+		}
+		m, _ := im.r.Manifest(t.root.Digest)
+		if err := im.client.PutManifest(ctx, t.repo, t.src.Tag, m.Descriptor.MediaType, m.Bytes); err != nil {
+			return fmt.Errorf("tagging %s:%s (from %s): %w", t.repo.Name(), t.src.Tag, t.src, err)
+		}
+		im.opts.Progress.emit(Event{Kind: EventManifest, Ref: t.repo.Name() + ":" + t.src.Tag, Digest: t.root.Digest.String()})
+	}
+	return nil
+}
+
+// check resolves every destination reference again and compares digests.
+func (im *importer) check(ctx context.Context) error {
+	var bad []string
+	for _, t := range im.targets {
+		ref, dst := t.root.Digest.String(), t.repo.Name()+"@"+t.root.Digest.String()
+		if t.tagged {
+			ref, dst = t.src.Tag, t.repo.Name()+":"+t.src.Tag
+		}
+		got, err := im.client.HeadManifest(ctx, t.repo, ref)
+		if err != nil {
+			return fmt.Errorf("checking %s after the push: %w", dst, err)
+		}
+		im.res.Images = append(im.res.Images, ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got})
+		if got != t.root.Digest {
+			bad = append(bad, fmt.Sprintf("%s resolves to %s, want %s", dst, got, t.root.Digest))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: after the push: %s", ErrDigestMismatch, strings.Join(bad, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package bundle
+
+import (
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/ferryproject/ferry/internal/registry"
+)
+
+// RegistryOptions say how to reach registries. The zero value uses the
+// default keychain (docker and podman credential files and helpers).
+type RegistryOptions struct {
+	Keychain authn.Keychain
+	// Transport is the base HTTP transport (TLS, proxies). Nil means a
+	// clone of http.DefaultTransport with retries.
+	Transport http.RoundTripper
+	// Insecure lists hosts reached over plain HTTP or unverified TLS.
+	// Loopback hosts may always use plain HTTP.
+	Insecure []string
+	// UserAgent sent to registries.
+	UserAgent string
+}
+
+func (o RegistryOptions) client() *registry.Client {
+	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent})
+}
+
+// EventKind says what a progress Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventResolved: a reference was resolved (Ref, Digest).
+	EventResolved EventKind = iota
+	// EventBlobStart: a blob transfer started (Digest, Size).
+	EventBlobStart
+	// EventBlobBytes: Bytes more bytes of a blob were transferred.
+	EventBlobBytes
+	// EventBlobDone: a blob was transferred.
+	EventBlobDone
+	// EventBlobSkipped: the destination already had the blob (or it was mounted).
+	EventBlobSkipped
+	// EventManifest: a manifest or tag was pushed (Ref, Digest).
+	EventManifest
+)
+
+// Event is a progress report. The library only reports; drawing is the
+// caller's business. Callbacks may come from several goroutines at once.
+type Event struct {
+	Kind   EventKind
+	Ref    string
+	Digest string
+	Size   int64
+	Bytes  int64
+	// Total is the number of bytes the whole operation will transfer, when known.
+	Total int64
+}
+
+func (f ProgressFunc) emit(e Event) {
+	if f != nil {
+		f(e)
+	}
+}
+
+// ProgressFunc receives progress events.
+type ProgressFunc func(Event)
+
+func defaultJobs(n int) int {
+	if n <= 0 {
+		return 8
+	}
+	return n
+}

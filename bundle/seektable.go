@@ -1,0 +1,169 @@
+package bundle
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The seek table is the last frame of a bundle: a zstd skippable frame
+//
+//	magic (4, LE 0x184D2A5B) | frame size (4, LE) | table JSON | footer (32)
+//
+// and the footer, fixed-size so a reader finds it from the end of the file:
+//
+//	table length (8, LE) | frame offset (8, LE) | CRC-32C of JSON (4, LE) |
+//	version (4, LE) | "FRYSEEK1"
+//
+// See docs/format.md.
+const (
+	seekFrameMagic   = 0x184D2A5B
+	seekFooterSize   = 32
+	seekFooterMagic  = "FRYSEEK1"
+	seekTableVersion = 1
+	// maxSeekTableBytes bounds what a reader will load; a table this large
+	// would describe several hundred thousand entries.
+	maxSeekTableBytes = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// SeekEntry locates one tar entry in the compressed file. Each entry
+// (tar header, content and padding) is one zstd frame.
+type SeekEntry struct {
+	// Name is the tar entry name.
+	Name string `json:"name"`
+	// Digest of the entry content (empty for directories).
+	Digest digest.Digest `json:"digest,omitempty"`
+	// Size of the entry content in bytes.
+	Size int64 `json:"size"`
+	// Offset of the entry's zstd frame in the file.
+	Offset int64 `json:"offset"`
+	// Length of the entry's zstd frame in bytes.
+	Length int64 `json:"length"`
+}
+
+// SeekTable lists every entry of a bundle in archive order.
+type SeekTable struct {
+	Entries []SeekEntry `json:"entries"`
+}
+
+// encodeSeekFrame returns the skippable frame holding t, to be written at
+// file offset off.
+func encodeSeekFrame(t *SeekTable, off int64) ([]byte, error) {
+	js, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	payload := len(js) + seekFooterSize
+	if payload > maxSeekTableBytes {
+		return nil, fmt.Errorf("seek table of %d bytes exceeds the limit of %d", payload, maxSeekTableBytes)
+	}
+	buf := make([]byte, 0, 8+payload)
+	buf = binary.LittleEndian.AppendUint32(buf, seekFrameMagic)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(payload))
+	buf = append(buf, js...)
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(len(js)))
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(off))
+	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(js, castagnoli))
+	buf = binary.LittleEndian.AppendUint32(buf, seekTableVersion)
+	buf = append(buf, seekFooterMagic...)
+	return buf, nil
+}
+
+// errNoSeekTable means the file has no (recognisable) seek table; readers
+// fall back to a sequential read.
+var errNoSeekTable = errors.New("no seek table")
+
+// ReadSeekTable reads and validates the seek table at the end of a bundle of
+// the given size. It returns an error wrapping ErrCorrupt when a table is
+// present but invalid, and one for which errors.Is(err, ErrNotBundle) holds
+// when there is none.
+func ReadSeekTable(r io.ReaderAt, size int64) (*SeekTable, error) {
+	t, _, err := readSeekTable(r, size)
+	if errors.Is(err, errNoSeekTable) {
+		return nil, fmt.Errorf("%w: %w", ErrNotBundle, err)
+	}
+	return t, err
+}
+
+// readSeekTable returns the table and the offset where its frame starts
+// (the end of the compressed tar stream).
+func readSeekTable(r io.ReaderAt, size int64) (*SeekTable, int64, error) {
+	if size < 8+seekFooterSize {
+		return nil, 0, errNoSeekTable
+	}
+	var foot [seekFooterSize]byte
+	if _, err := r.ReadAt(foot[:], size-seekFooterSize); err != nil {
+		return nil, 0, fmt.Errorf("reading seek table footer: %w", err)
+	}
+	if string(foot[24:]) != seekFooterMagic {
+		return nil, 0, errNoSeekTable
+	}
+	jsLen := binary.LittleEndian.Uint64(foot[0:])
+	frameOff := binary.LittleEndian.Uint64(foot[8:])
+	sum := binary.LittleEndian.Uint32(foot[16:])
+	version := binary.LittleEndian.Uint32(foot[20:])
+	corrupt := func(format string, a ...any) error {
+		return fmt.Errorf("%w: seek table: %s", ErrCorrupt, fmt.Sprintf(format, a...))
+	}
+	if version != seekTableVersion {
+		return nil, 0, corrupt("unknown version %d", version)
+	}
+	if jsLen > maxSeekTableBytes || frameOff > uint64(size) || frameOff+8+jsLen+seekFooterSize != uint64(size) {
+		return nil, 0, corrupt("footer does not match the file size (%d bytes)", size)
+	}
+	buf := make([]byte, 8+jsLen)
+	if _, err := r.ReadAt(buf, int64(frameOff)); err != nil {
+		return nil, 0, fmt.Errorf("reading seek table: %w", err)
+	}
+	if binary.LittleEndian.Uint32(buf) != seekFrameMagic || uint64(binary.LittleEndian.Uint32(buf[4:])) != jsLen+seekFooterSize {
+		return nil, 0, corrupt("frame header is not a seek table")
+	}
+	js := buf[8:]
+	if crc32.Checksum(js, castagnoli) != sum {
+		return nil, 0, corrupt("checksum mismatch")
+	}
+	var t SeekTable
+	if err := json.Unmarshal(js, &t); err != nil {
+		return nil, 0, corrupt("%v", err)
+	}
+	if err := t.validate(int64(frameOff)); err != nil {
+		return nil, 0, corrupt("%v", err)
+	}
+	return &t, int64(frameOff), nil
+}
+
+// validate checks that entries are in ascending, non-overlapping order
+// inside [0, end) with unique, safe names.
+func (t *SeekTable) validate(end int64) error {
+	seen := make(map[string]bool, len(t.Entries))
+	var next int64
+	for i, e := range t.Entries {
+		if e.Offset < next || e.Length <= 0 || e.Offset > end || e.Length > end-e.Offset || e.Size < 0 {
+			return fmt.Errorf("entry %d (%q) lies outside the archive or overlaps another", i, truncate(e.Name, 100))
+		}
+		if err := checkEntryName(e.Name); err != nil {
+			return err
+		}
+		if seen[e.Name] {
+			return fmt.Errorf("duplicate entry %q", e.Name)
+		}
+		seen[e.Name] = true
+		next = e.Offset + e.Length
+	}
+	return nil
+}
+
+func (t *SeekTable) lookup() map[string]SeekEntry {
+	m := make(map[string]SeekEntry, len(t.Entries))
+	for _, e := range t.Entries {
+		m[e.Name] = e
+	}
+	return m
+}

@@ -1,0 +1,354 @@
+// Package registry is ferry's client for the OCI distribution API: fetch
+// and push manifests and blobs, existence checks and cross-repository
+// mounts. Authentication and token handling come from go-containerregistry's
+// transport package; the calls themselves are made here so that every error
+// can name the registry, repository and digest involved.
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
+)
+
+// Options configure a Client. The zero value uses the default keychain
+// (docker and podman credential files and helpers) and http.DefaultTransport.
+type Options struct {
+	Keychain authn.Keychain
+	// Transport is the base round tripper (TLS settings, proxies).
+	Transport http.RoundTripper
+	// Insecure lists registry hosts that may be reached over plain HTTP or
+	// unverified TLS. Loopback hosts are always allowed plain HTTP.
+	Insecure []string
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Client talks to registries. It is safe for concurrent use.
+type Client struct {
+	opts Options
+
+	mu         sync.Mutex
+	transports map[string]http.RoundTripper
+}
+
+// New returns a Client.
+func New(opts Options) *Client {
+	if opts.Keychain == nil {
+		opts.Keychain = authn.DefaultKeychain
+	}
+	if opts.Transport == nil {
+		opts.Transport = transport.NewRetry(http.DefaultTransport.(*http.Transport).Clone())
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "ferry"
+	}
+	return &Client{opts: opts, transports: map[string]http.RoundTripper{}}
+}
+
+// Sentinel errors of the client.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrUnauthorized = errors.New("authentication refused")
+	ErrDenied       = errors.New("access denied")
+	ErrUnreachable  = errors.New("registry unreachable")
+)
+
+// ParseRepository parses "host[:port]/path" with this client's insecure
+// settings.
+func (c *Client) ParseRepository(s string) (name.Repository, error) {
+	return name.NewRepository(s, c.nameOpts(s)...)
+}
+
+// ParseReference parses an image reference with this client's insecure settings.
+func (c *Client) ParseReference(s string) (name.Reference, error) {
+	return name.ParseReference(s, c.nameOpts(s)...)
+}
+
+func (c *Client) nameOpts(s string) []name.Option {
+	host, _, _ := strings.Cut(s, "/")
+	for _, h := range c.opts.Insecure {
+		if h == host {
+			return []name.Option{name.Insecure}
+		}
+	}
+	return nil
+}
+
+// roundTripper returns an authenticated transport for repo with the given
+// actions ("pull", "push"), plus pull access to the extra repositories
+// (mount sources).
+func (c *Client) roundTripper(ctx context.Context, repo name.Repository, push bool, from ...name.Repository) (http.RoundTripper, error) {
+	scopes := []string{repo.Scope(transport.PullScope)}
+	if push {
+		scopes = []string{repo.Scope(transport.PushScope + "," + transport.PullScope)}
+	}
+	for _, f := range from {
+		scopes = append(scopes, f.Scope(transport.PullScope))
+	}
+	key := strings.Join(scopes, " ")
+	c.mu.Lock()
+	rt, ok := c.transports[key]
+	c.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	reg := repo.Registry
+	auth, err := authn.Resolve(ctx, c.opts.Keychain, reg)
+	if err != nil {
+		return nil, fmt.Errorf("reading credentials for %s: %w", reg.RegistryStr(), err)
+	}
+	base := transport.NewUserAgent(c.opts.Transport, c.opts.UserAgent)
+	rt, err = transport.NewWithContext(ctx, reg, auth, base, scopes)
+	if err != nil {
+		return nil, c.classify(reg.RegistryStr(), err)
+	}
+	c.mu.Lock()
+	c.transports[key] = rt
+	c.mu.Unlock()
+	return rt, nil
+}
+
+func (c *Client) classify(registry string, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		switch terr.StatusCode {
+		case http.StatusUnauthorized:
+			return fmt.Errorf("%w by %s: %w (check the credentials: docker login %s)", ErrUnauthorized, registry, err, registry)
+		case http.StatusForbidden:
+			return fmt.Errorf("%w by %s: %w (the credentials lack permission)", ErrDenied, registry, err)
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		}
+		return err
+	}
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var nerr net.Error
+	if errors.As(err, &opErr) || errors.As(err, &dnsErr) || errors.Is(err, syscall.ECONNREFUSED) ||
+		(errors.As(err, &nerr) && nerr.Timeout()) {
+		return fmt.Errorf("%w: %s: %w", ErrUnreachable, registry, err)
+	}
+	return err
+}
+
+func (c *Client) url(repo name.Repository, path string) string {
+	return fmt.Sprintf("%s://%s/v2/%s/%s", repo.Registry.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), path)
+}
+
+func (c *Client) do(ctx context.Context, rt http.RoundTripper, req *http.Request, ok ...int) (*http.Response, error) {
+	req = req.WithContext(ctx)
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return nil, c.classify(req.URL.Host, err)
+	}
+	if err := transport.CheckError(resp, ok...); err != nil {
+		resp.Body.Close()
+		return nil, c.classify(req.URL.Host, err)
+	}
+	return resp, nil
+}
+
+// ManifestAccept lists the manifest media types ferry asks for. Docker
+// schema 1 is not among them: registries that can convert will, and those
+// that cannot return it anyway, which the caller refuses.
+var ManifestAccept = []string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.oci.artifact.manifest.v1+json",
+}
+
+// Manifest is a manifest as the registry served it.
+type Manifest struct {
+	Bytes     []byte
+	MediaType string
+	Digest    digest.Digest
+}
+
+// GetManifest fetches a manifest by tag or digest, up to limit bytes. When
+// ref is a digest the content is verified against it.
+func (c *Client) GetManifest(ctx context.Context, repo name.Repository, ref string, limit int64) (*Manifest, error) {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.url(repo, "manifests/"+ref), nil)
+	req.Header.Set("Accept", strings.Join(ManifestAccept, ","))
+	resp, err := c.do(ctx, rt, req, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("manifest is %d bytes, more than the %d allowed", resp.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest from %s: %w", repo.RegistryStr(), err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("manifest is more than the %d bytes allowed", limit)
+	}
+	mt := resp.Header.Get("Content-Type")
+	if i := strings.IndexByte(mt, ';'); i >= 0 {
+		mt = strings.TrimSpace(mt[:i])
+	}
+	m := &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b)}
+	if d, err := digest.Parse(ref); err == nil {
+		if got := d.Algorithm().FromBytes(b); got != d {
+			return nil, fmt.Errorf("manifest served for %s hashes to %s", d, got)
+		}
+		m.Digest = d
+	}
+	return m, nil
+}
+
+// HeadManifest resolves ref to a digest without fetching the manifest.
+func (c *Client) HeadManifest(ctx context.Context, repo name.Repository, ref string) (digest.Digest, error) {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return "", err
+	}
+	req, _ := http.NewRequest(http.MethodHead, c.url(repo, "manifests/"+ref), nil)
+	req.Header.Set("Accept", strings.Join(ManifestAccept, ","))
+	resp, err := c.do(ctx, rt, req, http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+	if err != nil {
+		// Not every registry sends the header on HEAD; fetch instead.
+		m, gerr := c.GetManifest(ctx, repo, ref, 4<<20)
+		if gerr != nil {
+			return "", gerr
+		}
+		return m.Digest, nil
+	}
+	return d, nil
+}
+
+// GetBlob streams a blob. The caller verifies the content.
+func (c *Client) GetBlob(ctx context.Context, repo name.Repository, d digest.Digest) (io.ReadCloser, error) {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.url(repo, "blobs/"+d.String()), nil)
+	resp, err := c.do(ctx, rt, req, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// BlobExists reports whether repo holds blob d.
+func (c *Client) BlobExists(ctx context.Context, repo name.Repository, d digest.Digest) (bool, error) {
+	rt, err := c.roundTripper(ctx, repo, true)
+	if err != nil {
+		return false, err
+	}
+	req, _ := http.NewRequest(http.MethodHead, c.url(repo, "blobs/"+d.String()), nil)
+	resp, err := c.do(ctx, rt, req, http.StatusOK, http.StatusNotFound)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// MountBlob asks the registry to link blob d from repository from into repo.
+// It returns false, with no error, when the registry declined (it then
+// must be uploaded).
+func (c *Client) MountBlob(ctx context.Context, repo, from name.Repository, d digest.Digest) (bool, error) {
+	rt, err := c.roundTripper(ctx, repo, true, from)
+	if err != nil {
+		return false, err
+	}
+	q := url.Values{"mount": {d.String()}, "from": {from.RepositoryStr()}}
+	req, _ := http.NewRequest(http.MethodPost, c.url(repo, "blobs/uploads/")+"?"+q.Encode(), nil)
+	resp, err := c.do(ctx, rt, req, http.StatusCreated, http.StatusAccepted)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		return true, nil
+	}
+	// 202: the registry opened an upload session instead; cancel it.
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if u, err := resp.Request.URL.Parse(loc); err == nil {
+			del, _ := http.NewRequest(http.MethodDelete, u.String(), nil)
+			if r, err := (&http.Client{Transport: rt}).Do(del.WithContext(ctx)); err == nil {
+				r.Body.Close()
+			}
+		}
+	}
+	return false, nil
+}
+
+// PushBlob uploads a blob of known digest and size in one monolithic PUT.
+// The registry checks the digest before it commits the blob; body should
+// also be a verifying reader so a bad blob is never sent in full.
+func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Digest, size int64, body io.Reader) error {
+	rt, err := c.roundTripper(ctx, repo, true)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodPost, c.url(repo, "blobs/uploads/"), nil)
+	resp, err := c.do(ctx, rt, req, http.StatusAccepted)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.Header.Get("Location") == "" {
+		return fmt.Errorf("registry %s gave no upload location", repo.RegistryStr())
+	}
+	q := loc.Query()
+	q.Set("digest", d.String())
+	loc.RawQuery = q.Encode()
+	put, _ := http.NewRequest(http.MethodPut, loc.String(), io.NopCloser(body))
+	put.ContentLength = size
+	put.Header.Set("Content-Type", "application/octet-stream")
+	if size == 0 {
+		put.Body = http.NoBody
+	}
+	resp, err = c.do(ctx, rt, put, http.StatusCreated)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// PutManifest pushes manifest bytes unchanged under ref (a tag or the digest).
+func (c *Client) PutManifest(ctx context.Context, repo name.Repository, ref, mediaType string, body []byte) error {
+	rt, err := c.roundTripper(ctx, repo, true)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodPut, c.url(repo, "manifests/"+ref), bytes.NewReader(body))
+	req.Header.Set("Content-Type", mediaType)
+	resp, err := c.do(ctx, rt, req, http.StatusCreated, http.StatusOK, http.StatusAccepted)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}

@@ -1,0 +1,154 @@
+// Package registrytest runs a real OCI distribution registry
+// (github.com/distribution/distribution/v3) in process on loopback, for tests
+// and for the demo. It is never linked into the ferry binary.
+package registrytest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/sirupsen/logrus"
+
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+// Options configure a registry. The zero value is an anonymous in-memory
+// registry.
+type Options struct {
+	// Dir, when set, stores blobs on the filesystem below Dir instead of in memory.
+	Dir string
+	// Username and Password, when set, require HTTP basic authentication.
+	Username, Password string
+	// ReadOnly makes the registry refuse every write with 405 (as a
+	// registry in maintenance mode does).
+	ReadOnly bool
+}
+
+// Registry is a running registry.
+type Registry struct {
+	// Host is host:port on 127.0.0.1, usable in image references.
+	Host   string
+	server *httptest.Server
+	cancel context.CancelFunc
+
+	// Counters of requests by kind, for tests that assert what was sent.
+	BlobUploads atomic.Int64 // completed blob uploads (PUT on an upload session)
+	BlobMounts  atomic.Int64 // mount requests (POST with ?mount=)
+	Requests    atomic.Int64
+}
+
+func init() {
+	// The registry logs every request at info level; tests only want errors.
+	logrus.SetLevel(logrus.ErrorLevel)
+	logrus.SetOutput(io.Discard)
+}
+
+// Start starts a registry on 127.0.0.1. Call Close when done.
+func Start(opts Options) (*Registry, error) {
+	storage := configuration.Storage{
+		"delete":      configuration.Parameters{"enabled": true},
+		"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
+	}
+	if opts.Dir != "" {
+		storage["filesystem"] = configuration.Parameters{"rootdirectory": opts.Dir}
+	} else {
+		storage["inmemory"] = configuration.Parameters{}
+	}
+	if opts.ReadOnly {
+		storage["maintenance"] = configuration.Parameters{
+			"uploadpurging": map[any]any{"enabled": false},
+			"readonly":      map[any]any{"enabled": true},
+		}
+	}
+	config := &configuration.Configuration{Storage: storage}
+	config.Log.AccessLog.Disabled = true
+	config.Log.Level = "error"
+	ctx, cancel := context.WithCancel(context.Background())
+	app := handlers.NewApp(ctx, config)
+
+	r := &Registry{cancel: cancel}
+	var h http.Handler = app
+	if opts.Username != "" {
+		h = basicAuth(opts.Username, opts.Password, h)
+	}
+	inner := h
+	h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.Requests.Add(1)
+		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") {
+			rec := &statusRecorder{ResponseWriter: w}
+			inner.ServeHTTP(rec, req)
+			if rec.status == http.StatusCreated {
+				r.BlobUploads.Add(1)
+			}
+			return
+		}
+		if req.Method == http.MethodPost && req.URL.Query().Get("mount") != "" {
+			r.BlobMounts.Add(1)
+		}
+		inner.ServeHTTP(w, req)
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("listening on loopback: %w", err)
+	}
+	r.server = &httptest.Server{Listener: l, Config: &http.Server{Handler: h}}
+	r.server.Start()
+	r.Host = l.Addr().String()
+	return r, nil
+}
+
+// New starts a registry for the duration of a test.
+func New(t testing.TB, opts Options) *Registry {
+	t.Helper()
+	r, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// Close stops the registry.
+func (r *Registry) Close() {
+	r.server.CloseClientConnections()
+	r.server.Close()
+	r.cancel()
+}
+
+// URL is the registry's base URL.
+func (r *Registry) URL() string { return r.server.URL }
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func basicAuth(user, pass string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || u != user || p != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="registrytest"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
