@@ -101,7 +101,9 @@ type exporter struct {
 // any error nothing is left at path.
 func ExportFile(ctx context.Context, refs []string, path string, opts ExportOptions) (*ExportSummary, error) {
 	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil {
+	if st, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("output directory %s does not exist; create it or choose another output path: %w", dir, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("output directory %s: %w", dir, err)
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("output directory %s is not a directory", dir)
@@ -111,7 +113,7 @@ func ExportFile(ctx context.Context, refs []string, path string, opts ExportOpti
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*")
 	if err != nil {
-		return nil, fmt.Errorf("cannot write to output directory %s: %w", dir, err)
+		return nil, fmt.Errorf("cannot write to output directory %s (check its permissions and free space): %w", dir, err)
 	}
 	done := false
 	defer func() {

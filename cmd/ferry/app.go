@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferryproject/ferry/bundle"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+// Exit codes, documented in README.md.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitVerify      = 3
+	exitInterrupted = 130
+)
+
+// usageError marks an error in how ferry was called.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// env carries the process streams, so tests can run the CLI in process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func newApp(e *env) *cli.App {
+	app := &cli.App{
+		Name:      "ferry",
+		Usage:     "carry container images into disconnected networks in one verified file",
+		Version:   version,
+		Reader:    e.stdin,
+		Writer:    e.stdout,
+		ErrWriter: e.stderr,
+		Commands: []*cli.Command{
+			newExportCommand(e),
+			newImportCommand(e),
+			newInspectCommand(e),
+		},
+		OnUsageError:    func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		ExitErrHandler:  func(*cli.Context, error) {},
+		HideHelpCommand: true,
+	}
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
+	return app
+}
+
+// run runs the CLI and returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	app := newApp(e)
+	var unknown string
+	app.CommandNotFound = func(_ *cli.Context, cmd string) { unknown = cmd }
+	err := app.RunContext(ctx, args)
+	if unknown != "" {
+		fmt.Fprintf(stderr, "ferry: unknown command %q; run 'ferry --help' for the list\n", unknown)
+		return exitUsage
+	}
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(ctx, err)
+	fmt.Fprintf(stderr, "ferry: %s\n", message(err))
+	return code
+}
+
+func exitCode(ctx context.Context, err error) int {
+	var u usageError
+	switch {
+	case errors.As(err, &u), strings.HasPrefix(err.Error(), "Required flag"):
+		return exitUsage
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.Is(err, bundle.ErrDigestMismatch), errors.Is(err, bundle.ErrCorrupt),
+		errors.Is(err, bundle.ErrTruncated), errors.Is(err, bundle.ErrMissingBlob):
+		return exitVerify
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return exitFailure
+}
+
+// message is the one-line (or, for several failures, one line each) text
+// shown to the operator.
+func message(err error) string {
+	var u usageError
+	if errors.As(err, &u) {
+		return u.err.Error() + " (see 'ferry --help')"
+	}
+	if errors.Is(err, context.Canceled) {
+		return "interrupted; nothing was left under the output name"
+	}
+	return strings.TrimSpace(err.Error())
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

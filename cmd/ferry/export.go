@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferryproject/ferry/bundle"
+)
+
+func newExportCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "pull images from registries into one bundle file",
+		ArgsUsage: "[REF...]",
+		Description: `Resolves every reference (arguments and --images-file), then writes one
+zstd-compressed tar of an OCI image layout holding every manifest, config and
+layer once. Nothing is written if any reference fails to resolve.
+
+Examples:
+  ferry export nginx:1.27 alpine:3.20 -o images.tar.zst
+  ferry export -f images.txt -o - | ssh diode 'cat > images.tar.zst'`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output)", Required: true},
+			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE`, one per line, '#' comments (repeatable)"},
+			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
+			jobsFlag("download and compress `N` blobs at once"),
+			insecureFlag(),
+			quietFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			refs := c.Args().Slice()
+			for _, f := range c.StringSlice(flagImagesFile) {
+				more, err := readImagesFile(f)
+				if err != nil {
+					return err
+				}
+				refs = append(refs, more...)
+			}
+			if len(refs) == 0 {
+				return usagef("no images to export: give references as arguments or with --images-file")
+			}
+			j, err := jobs(c)
+			if err != nil {
+				return err
+			}
+			for _, p := range c.StringSlice(flagPlatform) {
+				if _, err := bundle.ParsePlatform(p); err != nil {
+					return usageError{err}
+				}
+			}
+			out := c.String(flagOutput)
+			if out == "-" && isTerminal(e.stdout) {
+				return usagef("refusing to write a bundle to a terminal; redirect standard output or use -o FILE")
+			}
+			prog := newProgress(e.stderr, "export", c.Bool(flagQuiet))
+			opts := bundle.ExportOptions{
+				Jobs:      j,
+				Platforms: c.StringSlice(flagPlatform),
+				Registry:  registryOptions(c),
+				Version:   version,
+				Progress:  prog.Func(),
+			}
+			if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+				sec, err := strconv.ParseInt(s, 10, 64)
+				if err != nil {
+					return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
+				}
+				opts.Created = time.Unix(sec, 0)
+			}
+			var sum *bundle.ExportSummary
+			if out == "-" {
+				sum, err = bundle.Export(c.Context, refs, e.stdout, opts)
+			} else {
+				sum, err = bundle.ExportFile(c.Context, refs, out, opts)
+			}
+			prog.Done()
+			if err != nil {
+				return err
+			}
+			printExportSummary(e, out, sum)
+			return nil
+		},
+	}
+}
+
+func printExportSummary(e *env, out string, s *bundle.ExportSummary) {
+	w := e.stderr
+	if out == "-" {
+		out = "standard output"
+	}
+	secs := s.Duration.Seconds()
+	fmt.Fprintf(w, "exported %d images (%d platforms) to %s\n", s.Images, s.Platforms, out)
+	fmt.Fprintf(w, "  blobs:          %d unique, %s\n", s.Blobs, humanBytes(s.UniqueBytes))
+	fmt.Fprintf(w, "  deduplication:  %s saved (%s referenced by the images)\n", humanBytes(s.ReferencedBytes-s.UniqueBytes), humanBytes(s.ReferencedBytes))
+	ratio := 0.0
+	if s.UniqueBytes > 0 {
+		ratio = float64(s.ArchiveBytes) / float64(s.UniqueBytes)
+	}
+	fmt.Fprintf(w, "  archive:        %s (%.3f of unique bytes)\n", humanBytes(s.ArchiveBytes), ratio)
+	fmt.Fprintf(w, "  time:           %.2fs, %s/s\n", secs, humanBytes(int64(float64(s.UniqueBytes)/max(secs, 0.001))))
+	for _, r := range s.Rewritten {
+		fmt.Fprintf(w, "  note: %s: --platform rewrote the index, digest %s (source %s)\n", r.Ref, r.Rewritten, r.Original)
+	}
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferryproject/ferry/bundle"
+)
+
+func newImportCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "push the images of a bundle into a registry",
+		ArgsUsage: "FILE|-",
+		Description: `Reads the index and every manifest, checks the bundle is complete, then
+pushes blobs, manifests and tags. Manifest bytes are pushed unchanged, so every
+digest is preserved. Only the registry host and an optional path prefix change:
+docker.io/library/nginx:1.27 with --to reg.local:5000/mirror becomes
+reg.local:5000/mirror/library/nginx:1.27.
+
+Examples:
+  ferry import images.tar.zst --to registry.local:5000/mirror
+  cat images.tar.zst | ferry import - --to registry.local:5000`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]`", Required: true},
+			&cli.BoolFlag{Name: flagKeepSourceRegistry, Usage: "keep the source registry host as the first path element under the prefix"},
+			&cli.StringFlag{Name: flagMappingOut, Usage: "write source=destination@digest lines to `FILE`"},
+			jobsFlag("upload `N` blobs at once"),
+			insecureFlag(),
+			quietFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("import takes one bundle file (or - for standard input), got %d arguments", c.NArg())
+			}
+			j, err := jobs(c)
+			if err != nil {
+				return err
+			}
+			if _, err := bundle.ParseDestination(c.String(flagTo)); err != nil {
+				return usageError{err}
+			}
+			mapping := c.String(flagMappingOut)
+			if mapping != "" {
+				if st, err := os.Stat(filepath.Dir(mapping)); err != nil || !st.IsDir() {
+					return usagef("--mapping-out: directory %s does not exist", filepath.Dir(mapping))
+				}
+			}
+			path := c.Args().First()
+			var r *bundle.Reader
+			if path == "-" {
+				r, err = bundle.NewReader(e.stdin)
+			} else {
+				r, err = bundle.Open(path)
+			}
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", displayName(path), err)
+			}
+			defer r.Close()
+			prog := newProgress(e.stderr, "import", c.Bool(flagQuiet))
+			res, err := bundle.Import(c.Context, r, c.String(flagTo), bundle.ImportOptions{
+				Jobs:               j,
+				KeepSourceRegistry: c.Bool(flagKeepSourceRegistry),
+				Registry:           registryOptions(c),
+				Progress:           prog.Func(),
+			})
+			prog.Done()
+			if err != nil {
+				return err
+			}
+			printImportResult(e, res)
+			if mapping != "" {
+				return writeMapping(mapping, res)
+			}
+			return nil
+		},
+	}
+}
+
+func displayName(path string) string {
+	if path == "-" {
+		return "standard input"
+	}
+	return path
+}
+
+func printImportResult(e *env, res *bundle.ImportResult) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tSOURCE DIGEST\tDESTINATION DIGEST\tOK")
+	for _, img := range res.Images {
+		ok := "yes"
+		if img.Digest != img.DestinationDigest {
+			ok = "NO"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", img.Source, img.Destination, img.Digest, img.DestinationDigest, ok)
+	}
+	tw.Flush()
+	fmt.Fprintf(e.stderr, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
+		len(res.Images), res.BlobsUploaded, humanBytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
+}
+
+// writeMapping writes the mapping file under a temporary name, then renames it.
+func writeMapping(path string, res *bundle.ImportResult) error {
+	var b strings.Builder
+	for _, img := range res.Images {
+		dst := img.Destination
+		if i := strings.LastIndex(dst, "@"); i >= 0 {
+			dst = dst[:i]
+		}
+		fmt.Fprintf(&b, "%s=%s@%s\n", img.Source, dst, img.DestinationDigest)
+	}
+	tmp := path + ".partial"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("writing the mapping file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing the mapping file: %w", err)
+	}
+	return nil
+}

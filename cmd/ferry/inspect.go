@@ -1,0 +1,134 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferryproject/ferry/bundle"
+)
+
+// inspectReport is the --json output of inspect.
+type inspectReport struct {
+	FormatVersion string            `json:"formatVersion"`
+	Created       string            `json:"created,omitempty"`
+	FerryVersion  string            `json:"ferryVersion,omitempty"`
+	Platforms     string            `json:"platformFilter,omitempty"`
+	Signed        bool              `json:"signed"`
+	SeekTable     bool              `json:"seekTable"`
+	Images        []inspectImage    `json:"images"`
+	Blobs         int               `json:"blobs"`
+	UniqueBytes   int64             `json:"uniqueBytes"`
+	ArchiveBytes  int64             `json:"archiveBytes,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+}
+
+type inspectImage struct {
+	Ref       string   `json:"ref"`
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Platforms []string `json:"platforms,omitempty"`
+	Size      int64    `json:"size"`
+}
+
+func newInspectCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "list the images and metadata of a bundle",
+		ArgsUsage: "FILE|-",
+		Description: `Reads index.json and the manifests only (through the seek table when
+present); layers are not decompressed.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: flagJSON, Usage: "print JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("inspect takes one bundle file (or - for standard input), got %d arguments", c.NArg())
+			}
+			path := c.Args().First()
+			var r *bundle.Reader
+			var err error
+			if path == "-" {
+				r, err = bundle.NewReader(e.stdin)
+			} else {
+				r, err = bundle.Open(path)
+			}
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", displayName(path), err)
+			}
+			defer r.Close()
+			rep := report(r)
+			if path != "-" {
+				if st, err := os.Stat(path); err == nil {
+					rep.ArchiveBytes = st.Size()
+				}
+			}
+			if c.Bool(flagJSON) {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			printReport(e, rep)
+			return nil
+		},
+	}
+}
+
+func report(r *bundle.Reader) inspectReport {
+	idx := r.Index()
+	rep := inspectReport{
+		FormatVersion: idx.Annotations[bundle.AnnotationFormatVersion],
+		Created:       idx.Annotations[bundle.AnnotationCreated],
+		FerryVersion:  idx.Annotations[bundle.AnnotationFerryVersion],
+		Platforms:     idx.Annotations[bundle.AnnotationPlatforms],
+		SeekTable:     r.SeekTable() != nil,
+		Annotations:   idx.Annotations,
+	}
+	_, rep.Signed = r.File(bundle.SignatureFile)
+	for _, img := range r.Images() {
+		ii := inspectImage{Ref: img.Ref, Digest: img.Descriptor.Digest.String(), MediaType: img.Descriptor.MediaType, Size: img.Size}
+		for _, p := range img.Platforms {
+			ii.Platforms = append(ii.Platforms, bundle.FormatPlatform(p))
+		}
+		rep.Images = append(rep.Images, ii)
+	}
+	rep.Blobs, rep.UniqueBytes = r.UniqueBytes()
+	return rep
+}
+
+func printReport(e *env, rep inspectReport) {
+	w := e.stdout
+	fmt.Fprintf(w, "format version:  %s\n", rep.FormatVersion)
+	fmt.Fprintf(w, "created:         %s by ferry %s\n", rep.Created, rep.FerryVersion)
+	if rep.Platforms != "" {
+		fmt.Fprintf(w, "platform filter: %s\n", rep.Platforms)
+	}
+	signed := "no"
+	if rep.Signed {
+		signed = "yes"
+	}
+	fmt.Fprintf(w, "signed:          %s\n", signed)
+	fmt.Fprintf(w, "blobs:           %d unique, %s\n", rep.Blobs, humanBytes(rep.UniqueBytes))
+	if rep.ArchiveBytes > 0 {
+		fmt.Fprintf(w, "archive:         %s\n", humanBytes(rep.ArchiveBytes))
+	}
+	seek := "yes (random access)"
+	if !rep.SeekTable {
+		seek = "no (sequential read)"
+	}
+	fmt.Fprintf(w, "seek table:      %s\n\n", seek)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERENCE\tDIGEST\tMEDIA TYPE\tPLATFORMS\tSIZE")
+	for _, img := range rep.Images {
+		pl := strings.Join(img.Platforms, ",")
+		if pl == "" {
+			pl = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", img.Ref, img.Digest, img.MediaType, pl, humanBytes(img.Size))
+	}
+	tw.Flush()
+}
