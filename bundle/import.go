@@ -28,7 +28,7 @@ type ImportOptions struct {
 	Jobs int
 	// KeepSourceRegistry keeps the source host as the first path element
 	// under the prefix: docker.io/library/nginx:1.27 becomes
-	// PREFIX/docker.io/library/nginx:1.27.
+	// PREFIX/docker.io/library/nginx:1.27 (a port separator ':' becomes '_').
 	KeepSourceRegistry bool
 	Registry           RegistryOptions
 	Progress           ProgressFunc
@@ -89,7 +89,8 @@ func (d Destination) Map(src Reference, keepSourceRegistry bool) string {
 		parts = append(parts, d.Prefix)
 	}
 	if keepSourceRegistry {
-		parts = append(parts, src.Domain)
+		// A port is not allowed in a repository path: host:5000 becomes host_5000.
+		parts = append(parts, strings.ToLower(strings.ReplaceAll(src.Domain, ":", "_")))
 	}
 	return strings.Join(append(parts, src.Path), "/")
 }

@@ -1,0 +1,47 @@
+# ferry: run `make help` for the targets. The default goal is build.
+
+.DEFAULT_GOAL := build
+
+GO      ?= go
+BIN     := bin/ferry
+# Override on the command line: make build VERSION=1.2.3
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X main.version=$(VERSION)
+
+# Fuzz hook for `make test`: FUZZ_TARGETS lists PACKAGE:FuzzFunc pairs
+# (e.g. ./bundle:FuzzReader), each fuzzed for FUZZTIME after the tests.
+# Empty until the archive reader and index parser get their fuzz targets.
+FUZZ_TARGETS ?=
+FUZZTIME     ?= 15s
+
+.PHONY: help build test demo bench lint clean
+
+help: ## Show this list of targets
+	@echo "usage: make [target] (default: build)"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build bin/ferry (static, -trimpath, version from git describe)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/ferry
+
+test: ## Run go vet, then every test with the race detector (needs cgo)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 9m ./...
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$fn$$' -fuzztime $(FUZZTIME) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+demo: build ## Export, inspect and import sample images between two local registries
+	$(GO) run ./internal/cmd/ferry-demo -ferry $(BIN)
+
+bench: ## Run the benchmarks of the bundle package
+	$(GO) test -run '^$$' -bench . -benchmem ./bundle/...
+
+lint: ## Run go vet and fail on files gofmt would change
+	$(GO) vet ./...
+	@out="$$(gofmt -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+
+clean: ## Remove build output (bin/, dist/, coverage.out)
+	rm -rf bin/ dist/ coverage.out
