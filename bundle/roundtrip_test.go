@@ -532,6 +532,14 @@ func TestStockTools(t *testing.T) {
 			t.Errorf("skopeo read a manifest of another digest for %s", ref)
 		}
 	}
+	// oci-archive: reads the compressed bundle directly.
+	out, err := exec.Command("skopeo", "inspect", "--raw", "oci-archive:"+path+":"+f.src.Host+"/multi/tool:1.0").CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo inspect oci-archive: %v\n%s", err, out)
+	}
+	if d := sha256.Sum256(out); "sha256:"+hex.EncodeToString(d[:]) != f.sample.Digests[f.src.Host+"/multi/tool:1.0"] {
+		t.Error("skopeo read another index from oci-archive:")
+	}
 	// skopeo 1.9 rewrites indexes that carry artifactType (it predates the
 	// field), so a digest-preserving copy is checked on the single image.
 	ref := f.src.Host + "/team/app:1.0"
