@@ -171,7 +171,7 @@ func TestReaderRejectsHostileArchives(t *testing.T) {
 	}
 }
 
-func writeBundle(t *testing.T, s sample) []byte {
+func writeBundle(t testing.TB, s sample) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w := NewWriter(&buf, EncoderOptions{})

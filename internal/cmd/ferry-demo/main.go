@@ -243,23 +243,23 @@ func compare(ctx context.Context, out io.Writer, sample *testimages.Sample, srcH
 			return 0, fmt.Errorf("destination reference %q: %w", d, err)
 		}
 		want := sample.Digests[s]
-		got, match := "", "yes"
+		shown, match := "", "yes"
 		desc, err := remote.Head(ref, remote.WithContext(ctx))
 		switch {
 		case ctx.Err() != nil:
 			return 0, ctx.Err()
 		case err != nil:
-			got, match = "missing: "+oneLine(err), "NO"
+			shown, match = "(missing)", "NO"
 			bad++
+			detail = append(detail, fmt.Sprintf("%s\n  source:      %s\n  destination: %v", d, want, err))
+		case desc.Digest.String() != want:
+			shown, match = short(desc.Digest.String()), "NO"
+			bad++
+			detail = append(detail, fmt.Sprintf("%s\n  source:      %s\n  destination: %s", d, want, desc.Digest))
 		default:
-			got = desc.Digest.String()
-			if got != want {
-				match = "NO"
-				bad++
-				detail = append(detail, fmt.Sprintf("%s\n  source:      %s\n  destination: %s", d, want, got))
-			}
+			shown = short(desc.Digest.String())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d, short(want), short(got), match)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d, short(want), shown, match)
 	}
 	tw.Flush()
 	fmt.Fprintln(out, "(digests shortened to 12 hex digits; the comparison uses them in full)")
@@ -342,14 +342,6 @@ func short(d string) string {
 		return algo + ":" + hex[:12]
 	}
 	return d
-}
-
-func oneLine(err error) string {
-	s := strings.Join(strings.Fields(err.Error()), " ")
-	if len(s) > 60 {
-		s = s[:60] + "..."
-	}
-	return s
 }
 
 func humanBytes(n int64) string {

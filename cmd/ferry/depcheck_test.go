@@ -1,0 +1,32 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencies keeps the layering: the public bundle package never pulls
+// in CLI code, and the ferry binary never links the registry server used by
+// the tests and the demo.
+func TestDependencies(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go command is needed to list dependencies and is not on PATH")
+	}
+	for pkg, banned := range map[string][]string{
+		"github.com/ferryproject/ferry/bundle":    {"github.com/urfave/cli", "github.com/distribution/distribution"},
+		"github.com/ferryproject/ferry/cmd/ferry": {"github.com/distribution/distribution", "github.com/ferryproject/ferry/internal/registrytest"},
+	} {
+		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, b := range banned {
+				if strings.HasPrefix(dep, b) {
+					t.Errorf("%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+}
