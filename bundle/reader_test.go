@@ -292,3 +292,15 @@ func TestVerifyReader(t *testing.T) {
 		}
 	}
 }
+
+func TestSchema1Refused(t *testing.T) {
+	for _, tc := range []struct{ body, mt string }{
+		{`{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}`, ""},
+		{`{}`, "application/vnd.docker.distribution.manifest.v1+prettyjws"},
+	} {
+		_, _, err := parseManifest([]byte(tc.body), tc.mt)
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "schema 1") {
+			t.Errorf("parseManifest(%s, %q) = %v, want a schema 1 refusal", tc.body, tc.mt, err)
+		}
+	}
+}

@@ -130,6 +130,8 @@ func (c *Client) classify(registry string, err error) error {
 			return fmt.Errorf("%w by %s: %w (check the credentials: docker login %s)", ErrUnauthorized, registry, err, registry)
 		case http.StatusForbidden:
 			return fmt.Errorf("%w by %s: %w (the credentials lack permission)", ErrDenied, registry, err)
+		case http.StatusMethodNotAllowed:
+			return fmt.Errorf("%w: %s refuses the request (is it read-only or in maintenance mode?): %w", ErrDenied, registry, err)
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		}
