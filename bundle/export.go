@@ -230,7 +230,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	r := &Reader{g: g, index: index}
 	for _, img := range r.Images() {
 		sum.ReferencedBytes += img.Size
-		sum.Platforms += max(1, len(img.Platforms))
+		sum.Platforms += len(img.Platforms)
 	}
 	sum.Duration = time.Since(start)
 	return sum, nil
@@ -287,6 +287,9 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidReference, err)
 	}
 	m, err := e.client.GetManifest(ctx, repo, r.Identifier(), MaxManifestBytes)
+	if errors.Is(err, registry.ErrDigestMismatch) {
+		return nil, fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	}
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			return nil, fmt.Errorf("image not found in %s (check the name and tag): %w", r.Domain, err)
@@ -356,6 +359,9 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 			continue
 		}
 		m, err := e.client.GetManifest(ctx, repo, c.desc.Digest.String(), MaxManifestBytes)
+		if errors.Is(err, registry.ErrDigestMismatch) {
+			err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+		}
 		if err != nil {
 			return fmt.Errorf("fetching manifest %s: %w", c.desc.Digest, err)
 		}

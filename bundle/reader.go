@@ -252,7 +252,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	rd := &Reader{zr: zr, tr: tar.NewReader(zr), seen: map[digest.Digest]bool{}, files: map[string][]byte{}}
+	rd := &Reader{zr: zr, tr: tar.NewReader(decodeErrs{zr}), seen: map[digest.Digest]bool{}, files: map[string][]byte{}}
 	if err := rd.loadStream(); err != nil {
 		zr.Close()
 		return nil, err
@@ -464,4 +464,21 @@ func (r *Reader) missing(pending map[digest.Digest]ocispec.Descriptor) error {
 		msg += " used by " + joinLimited(users, 3)
 	}
 	return fmt.Errorf("%w: %s", ErrMissingBlob, msg)
+}
+
+// decodeErrs classifies errors of the zstd decoder: a stream that ends
+// early is truncated, any other decoding failure means corrupt content.
+type decodeErrs struct{ r io.Reader }
+
+func (d decodeErrs) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	switch {
+	case err == nil, err == io.EOF:
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		err = fmt.Errorf("%w: the compressed stream ends early (%v); copy the bundle again", ErrTruncated, err)
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrTruncated), errors.Is(err, ErrNotBundle):
+	default:
+		err = fmt.Errorf("%w: decompressing: %v", ErrCorrupt, err)
+	}
+	return n, err
 }

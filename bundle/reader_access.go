@@ -110,7 +110,7 @@ func (r *Reader) readFile(e SeekEntry) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Digest != "" && digest.FromBytes(b) != e.Digest && e.Digest.Algorithm().FromBytes(b) != e.Digest {
+	if e.Digest != "" && e.Digest.Algorithm().FromBytes(b) != e.Digest {
 		return nil, fmt.Errorf("%w: %s does not match the digest in the seek table", ErrDigestMismatch, e.Name)
 	}
 	return b, nil
@@ -123,7 +123,7 @@ func (r *Reader) openEntry(e SeekEntry) (io.ReadCloser, *tar.Header, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	tr := tar.NewReader(zr)
+	tr := tar.NewReader(decodeErrs{zr})
 	h, err := tr.Next()
 	if err != nil {
 		zr.Close()

@@ -151,6 +151,11 @@ func (t *SeekTable) validate(end int64) error {
 		if err := checkEntryName(e.Name); err != nil {
 			return err
 		}
+		if e.Digest != "" {
+			if err := validateDigest(e.Digest); err != nil {
+				return fmt.Errorf("entry %q: %v", e.Name, err)
+			}
+		}
 		if seen[e.Name] {
 			return fmt.Errorf("duplicate entry %q", e.Name)
 		}

@@ -66,13 +66,12 @@ func newApp(e *env) *cli.App {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	app := newApp(e)
-	var unknown string
-	app.CommandNotFound = func(_ *cli.Context, cmd string) { unknown = cmd }
-	err := app.RunContext(ctx, interspersed(app, args))
-	if unknown != "" {
-		fmt.Fprintf(stderr, "ferry: unknown command %q; run 'ferry --help' for the list\n", unknown)
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && app.Command(args[1]) == nil {
+		fmt.Fprintf(stderr, "ferry: unknown command %q; run 'ferry --help' for the list\n", args[1])
 		return exitUsage
 	}
+	app.CommandNotFound = func(*cli.Context, string) {}
+	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil {
 		return exitOK
 	}
@@ -107,7 +106,7 @@ func message(err error) string {
 		return u.err.Error() + " (see 'ferry --help')"
 	}
 	if errors.Is(err, context.Canceled) {
-		return "interrupted; nothing was left under the output name"
+		return "interrupted; no partial output was left under the final name"
 	}
 	return strings.TrimSpace(err.Error())
 }

@@ -118,7 +118,7 @@ func printReport(e *env, rep inspectReport) {
 	}
 	seek := "yes (random access)"
 	if !rep.SeekTable {
-		seek = "no (sequential read)"
+		seek = "no (sequential read; a file written by ferry that lost its seek table may be truncated: check with zstd -t or ferry import)"
 	}
 	fmt.Fprintf(w, "seek table:      %s\n\n", seek)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -8,6 +8,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,12 +52,37 @@ func New(opts Options) *Client {
 		opts.Keychain = authn.DefaultKeychain
 	}
 	if opts.Transport == nil {
-		opts.Transport = transport.NewRetry(http.DefaultTransport.(*http.Transport).Clone())
+		secure := http.DefaultTransport.(*http.Transport).Clone()
+		var base http.RoundTripper = secure
+		if len(opts.Insecure) > 0 {
+			insecure := secure.Clone()
+			insecure.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only for hosts named with --insecure-registry
+			hosts := map[string]bool{}
+			for _, h := range opts.Insecure {
+				hosts[h] = true
+			}
+			base = &perHost{hosts: hosts, insecure: insecure, secure: secure}
+		}
+		opts.Transport = transport.NewRetry(base)
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ferry"
 	}
 	return &Client{opts: opts, transports: map[string]http.RoundTripper{}}
+}
+
+// perHost sends requests for the insecure hosts through a transport that
+// does not verify TLS certificates.
+type perHost struct {
+	hosts            map[string]bool
+	insecure, secure http.RoundTripper
+}
+
+func (p *perHost) RoundTrip(r *http.Request) (*http.Response, error) {
+	if p.hosts[r.URL.Host] {
+		return p.insecure.RoundTrip(r)
+	}
+	return p.secure.RoundTrip(r)
 }
 
 // Sentinel errors of the client.
@@ -65,6 +91,9 @@ var (
 	ErrUnauthorized = errors.New("authentication refused")
 	ErrDenied       = errors.New("access denied")
 	ErrUnreachable  = errors.New("registry unreachable")
+	// ErrDigestMismatch: the registry served content that does not match
+	// the digest it was asked for.
+	ErrDigestMismatch = errors.New("digest mismatch")
 )
 
 // ParseRepository parses "host[:port]/path" with this client's insecure
@@ -213,7 +242,7 @@ func (c *Client) GetManifest(ctx context.Context, repo name.Repository, ref stri
 	m := &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b)}
 	if d, err := digest.Parse(ref); err == nil {
 		if got := d.Algorithm().FromBytes(b); got != d {
-			return nil, fmt.Errorf("manifest served for %s hashes to %s", d, got)
+			return nil, fmt.Errorf("%w: manifest served for %s hashes to %s", ErrDigestMismatch, d, got)
 		}
 		m.Digest = d
 	}
@@ -325,18 +354,38 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Di
 	q := loc.Query()
 	q.Set("digest", d.String())
 	loc.RawQuery = q.Encode()
-	put, _ := http.NewRequest(http.MethodPut, loc.String(), io.NopCloser(body))
+	br := &bodyReader{r: body}
+	put, _ := http.NewRequest(http.MethodPut, loc.String(), io.NopCloser(br))
 	put.ContentLength = size
 	put.Header.Set("Content-Type", "application/octet-stream")
 	if size == 0 {
 		put.Body = http.NoBody
 	}
 	resp, err = c.do(ctx, rt, put, http.StatusCreated)
+	if br.err != nil {
+		// The content failed (a verification error, a truncated bundle): say
+		// that, not what the aborted request looked like on the wire.
+		return br.err
+	}
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// bodyReader remembers the error of the upload body.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 // PutManifest pushes manifest bytes unchanged under ref (a tag or the digest).
