@@ -268,6 +268,9 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			if desc.Digest == "" {
+				return fmt.Errorf("reading the bundle: %w", err)
+			}
 			return im.blobErr("read", desc.Digest, err)
 		}
 		if err := im.pushBlob(ctx, desc, nil, rd, total); err != nil {

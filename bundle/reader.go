@@ -103,11 +103,6 @@ func classifyErr(what string, err error) error {
 		errors.Is(err, ErrNotBundle), errors.Is(err, ErrUnsupported), errors.Is(err, ErrTooLarge), errors.Is(err, ErrMissingBlob):
 		return err
 	}
-	var zerr interface{ Error() string }
-	if errors.As(err, &zerr) && strings.Contains(err.Error(), "zstd") || strings.Contains(err.Error(), "checksum") ||
-		strings.Contains(err.Error(), "block") || strings.Contains(err.Error(), "frame") {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, what, err)
-	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
@@ -148,7 +143,13 @@ type Reader struct {
 	seen   map[digest.Digest]bool
 	done   bool
 	closer io.Closer
+	// seekErr is why a damaged seek table was ignored.
+	seekErr error
 }
+
+// SeekTableError returns why Open ignored a damaged seek table and fell
+// back to a sequential read, or nil.
+func (r *Reader) SeekTableError() error { return r.seekErr }
 
 // Open opens a bundle file. With a valid seek table it reads only the
 // metadata entries; without one it reads sequentially up to the first
@@ -190,7 +191,18 @@ func openFile(f *os.File) (*Reader, error) {
 		r.closer = f
 		return r, nil
 	case err != nil:
-		return nil, fmt.Errorf("%w (the entries may still be readable in order: zstd -dc FILE | ferry import -)", err)
+		// The seek table is not covered by the signature and only speeds
+		// reading up: fall back to reading the entries in order, which
+		// checks everything anyway.
+		if _, serr := f.Seek(0, io.SeekStart); serr != nil {
+			return nil, serr
+		}
+		r, rerr := NewReader(f)
+		if rerr != nil {
+			return nil, rerr
+		}
+		r.closer, r.seekErr = f, err
+		return r, nil
 	}
 	_ = end
 	r := &Reader{ra: f, size: st.Size(), table: table, seek: table.lookup(), closer: f, files: map[string][]byte{}}

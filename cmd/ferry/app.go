@@ -55,6 +55,10 @@ func newApp(e *env) *cli.App {
 		OnUsageError:    func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelpCommand: true,
+		Action: func(c *cli.Context) error {
+			cli.HelpPrinter(e.stderr, cli.AppHelpTemplate, c.App)
+			return usagef("no command given")
+		},
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = app.OnUsageError

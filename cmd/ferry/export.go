@@ -24,7 +24,7 @@ Examples:
   ferry export nginx:1.27 alpine:3.20 -o images.tar.zst
   ferry export -f images.txt -o - | ssh diode 'cat > images.tar.zst'`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output)", Required: true},
+			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
 			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE`, one per line, '#' comments (repeatable)"},
 			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
 			jobsFlag("download and compress `N` blobs at once"),
@@ -53,6 +53,9 @@ Examples:
 				}
 			}
 			out := c.String(flagOutput)
+			if out == "" {
+				return usagef("no output given: use -o FILE, or -o - for standard output")
+			}
 			if out == "-" && isTerminal(e.stdout) {
 				return usagef("refusing to write a bundle to a terminal; redirect standard output or use -o FILE")
 			}

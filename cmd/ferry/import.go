@@ -27,7 +27,7 @@ Examples:
   ferry import images.tar.zst --to registry.local:5000/mirror
   cat images.tar.zst | ferry import - --to registry.local:5000`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]`", Required: true},
+			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]` (required)"},
 			&cli.BoolFlag{Name: flagKeepSourceRegistry, Usage: "keep the source registry host as the first path element under the prefix"},
 			&cli.StringFlag{Name: flagMappingOut, Usage: "write source=destination@digest lines to `FILE`"},
 			jobsFlag("upload `N` blobs at once"),
@@ -37,6 +37,9 @@ Examples:
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("import takes one bundle file (or - for standard input), got %d arguments", c.NArg())
+			}
+			if c.String(flagTo) == "" {
+				return usagef("no destination given: use --to REGISTRY[/PREFIX], e.g. --to registry.local:5000/mirror")
 			}
 			j, err := jobs(c)
 			if err != nil {
@@ -62,6 +65,9 @@ Examples:
 				return fmt.Errorf("reading %s: %w", displayName(path), err)
 			}
 			defer r.Close()
+			if err := r.SeekTableError(); err != nil {
+				fmt.Fprintf(e.stderr, "ferry: warning: %v; reading the bundle sequentially\n", err)
+			}
 			prog := newProgress(e.stderr, "import", c.Bool(flagQuiet))
 			res, err := bundle.Import(c.Context, r, c.String(flagTo), bundle.ImportOptions{
 				Jobs:               j,

@@ -61,6 +61,9 @@ present); layers are not decompressed.`,
 				return fmt.Errorf("reading %s: %w", displayName(path), err)
 			}
 			defer r.Close()
+			if err := r.SeekTableError(); err != nil {
+				fmt.Fprintf(e.stderr, "ferry: warning: %v; reading the bundle sequentially\n", err)
+			}
 			rep := report(r)
 			if path != "-" {
 				if st, err := os.Stat(path); err == nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -71,6 +72,7 @@ func Start(opts Options) (*Registry, error) {
 		}
 	}
 	config := &configuration.Configuration{Storage: storage}
+	config.Catalog.MaxEntries = 1000 // the default distribution sets when it parses YAML
 	config.Log.AccessLog.Disabled = true
 	config.Log.Level = "error"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,7 +104,7 @@ func Start(opts Options) (*Registry, error) {
 		cancel()
 		return nil, fmt.Errorf("listening on loopback: %w", err)
 	}
-	r.server = &httptest.Server{Listener: l, Config: &http.Server{Handler: h}}
+	r.server = &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}}
 	r.server.Start()
 	r.Host = l.Addr().String()
 	return r, nil
@@ -135,7 +137,9 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
+	if s.status == 0 {
+		s.status = code
+	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
