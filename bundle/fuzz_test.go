@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"bytes"
+	"flag"
 	"io"
 	"testing"
 )
@@ -11,6 +12,7 @@ import (
 // hang. The seed corpus is a valid bundle and variants; more inputs found by
 // `go test -fuzz` are kept in testdata/fuzz/FuzzReader.
 func FuzzReader(f *testing.F) {
+	limitMinimization(f, "5000x")
 	s := newSample([]byte("layer content for the fuzzer"))
 	valid := writeBundle(f, s)
 	f.Add(valid)
@@ -37,6 +39,27 @@ func FuzzReader(f *testing.F) {
 			rc.Close()
 		}
 	})
+}
+
+// limitMinimization sets -test.fuzzminimizetime to limit unless it was given.
+//
+// When fuzzing finds an input that reaches new code, a worker minimizes it
+// before fuzzing on: it reruns the target with every single byte, then every
+// range of bytes, removed (O(n²) runs), for up to -test.fuzzminimizetime (60s
+// by default). FuzzReader's new inputs are bundles of 1-5 KiB in which nearly
+// every byte is needed (frame and tar headers, digests), so that never ends
+// early: each new input stalled fuzzing for the whole time limit, after which
+// the coordinator kills the worker and drops its exec count ("execs: 6
+// (0/sec)" for a whole -fuzztime 15s run; see golang/go#48820). A limit in
+// runs ("5000x") ends minimization normally, after the byte-by-byte pass.
+func limitMinimization(f *testing.F, limit string) {
+	given := false
+	flag.Visit(func(fl *flag.Flag) { given = given || fl.Name == "test.fuzzminimizetime" })
+	if fl := flag.Lookup("test.fuzzminimizetime"); fl != nil && !given {
+		if err := fl.Value.Set(limit); err != nil {
+			f.Fatal(err)
+		}
+	}
 }
 
 // FuzzSeekTable feeds arbitrary trailers to the seek table parser.

@@ -78,11 +78,15 @@ func typeName(t byte) string {
 	return fmt.Sprintf("tar entry of type %q", t)
 }
 
-func newDecoder(r io.Reader, concurrency int) (*zstd.Decoder, error) {
+// newDecoder returns a zstd decoder for untrusted input. It decodes on the
+// caller's goroutine (no decoder goroutines, and faster on a stream than the
+// concurrent decoder) and in low-memory mode, so buffers grow to what the
+// frames need instead of several MiB being allocated for every decoder.
+func newDecoder(r io.Reader) (*zstd.Decoder, error) {
 	return zstd.NewReader(r,
 		zstd.WithDecoderMaxWindow(MaxWindowSize),
-		zstd.WithDecoderConcurrency(concurrency),
-		zstd.WithDecoderLowmem(concurrency == 1),
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
 	)
 }
 
@@ -260,7 +264,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 			return nil, err
 		}
 	}
-	zr, err := newDecoder(br, 2)
+	zr, err := newDecoder(br)
 	if err != nil {
 		return nil, err
 	}

@@ -2,11 +2,14 @@ package bundle
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -119,34 +122,68 @@ func (r *Reader) readFile(e SeekEntry) ([]byte, error) {
 // openEntry decompresses the frame of one entry and returns its content,
 // after checking the tar header matches the seek table.
 func (r *Reader) openEntry(e SeekEntry) (io.ReadCloser, *tar.Header, error) {
-	zr, err := newDecoder(io.NewSectionReader(r.ra, e.Offset, e.Length), 1)
-	if err != nil {
-		return nil, nil, err
+	src := io.NewSectionReader(r.ra, e.Offset, e.Length)
+	zr, _ := entryDecoders.Get().(*zstd.Decoder)
+	if zr == nil || zr.Reset(src) != nil {
+		var err error
+		if zr, err = newDecoder(src); err != nil {
+			return nil, nil, err
+		}
 	}
+	rc := &decoderReadCloser{zr: zr}
 	tr := tar.NewReader(decodeErrs{zr})
+	rc.r = tr
 	h, err := tr.Next()
 	if err != nil {
-		zr.Close()
+		rc.Close()
 		return nil, nil, classifyErr("reading entry "+e.Name+" through the seek table", eofIsTruncation(err))
 	}
 	if err := checkHeader(h); err != nil {
-		zr.Close()
+		rc.Close()
 		return nil, nil, err
 	}
 	if h.Name != e.Name || h.Size != e.Size {
-		zr.Close()
+		rc.Close()
 		return nil, nil, fmt.Errorf("%w: seek table points at %q (%d bytes) where it lists %q (%d bytes)", ErrCorrupt, truncate(h.Name, 100), h.Size, e.Name, e.Size)
 	}
-	return &decoderReadCloser{Reader: tr, zr: zr}, h, nil
+	return rc, h, nil
 }
 
+// entryDecoders holds the decoders of frames opened through the seek table
+// for reuse. A decoder allocates its window the first time a frame needs it
+// (up to MaxWindowSize); a fresh decoder per entry would let a small file
+// whose every frame declares a large window cost that allocation per entry.
+var entryDecoders sync.Pool
+
+// decoderReadCloser reads one entry; Close hands its decoder back to
+// entryDecoders, after which Read fails. Close may come from another
+// goroutine during a Read (an HTTP transport still sending the body); mu
+// keeps the decoder out of the pool until that Read returns.
 type decoderReadCloser struct {
-	io.Reader
-	zr interface{ Close() }
+	mu sync.Mutex
+	r  io.Reader
+	zr *zstd.Decoder
 }
+
+func (d *decoderReadCloser) Read(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.zr == nil {
+		return 0, errEntryClosed
+	}
+	return d.r.Read(p)
+}
+
+var errEntryClosed = errors.New("bundle: read of a closed entry")
 
 func (d *decoderReadCloser) Close() error {
-	d.zr.Close()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.zr != nil {
+		d.zr.Reset(nil) // drop the reference to the file
+		entryDecoders.Put(d.zr)
+		d.zr, d.r = nil, nil
+	}
 	return nil
 }
 
@@ -172,7 +209,10 @@ func (r *Reader) OpenBlob(desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &decoderReadCloser{Reader: &classifyingReader{r: NewVerifyReader(rc, desc), what: "blob " + desc.Digest.String()}, zr: rc.(*decoderReadCloser).zr}, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{&classifyingReader{r: NewVerifyReader(rc, desc), what: "blob " + desc.Digest.String()}, rc}, nil
 }
 
 type classifyingReader struct {

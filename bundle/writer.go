@@ -35,6 +35,10 @@ func (o EncoderOptions) newZstd() *zstd.Encoder {
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(true),
 		zstd.WithZeroFrames(true),
+		// A 4 MiB window keeps each encoder small (memory is per parallel
+		// job, not per bundle); gzip layers gain nothing from a larger one.
+		zstd.WithWindowSize(4<<20),
+		zstd.WithLowerEncoderMem(true),
 	)
 	if err != nil {
 		panic(err) // only fails on invalid options, which are constant here

@@ -362,10 +362,13 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Di
 		put.Body = http.NoBody
 	}
 	resp, err = c.do(ctx, rt, put, http.StatusCreated)
-	if br.err != nil {
+	if berr := br.failed(); berr != nil {
 		// The content failed (a verification error, a truncated bundle): say
 		// that, not what the aborted request looked like on the wire.
-		return br.err
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return berr
 	}
 	if err != nil {
 		return err
@@ -375,17 +378,27 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Di
 }
 
 // bodyReader remembers the error of the upload body.
+// The transport reads it on its own goroutine, so the error is guarded.
 type bodyReader struct {
 	r   io.Reader
+	mu  sync.Mutex
 	err error
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
+		b.mu.Lock()
 		b.err = err
+		b.mu.Unlock()
 	}
 	return n, err
+}
+
+func (b *bodyReader) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // PutManifest pushes manifest bytes unchanged under ref (a tag or the digest).
