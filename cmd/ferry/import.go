@@ -55,19 +55,11 @@ Examples:
 				}
 			}
 			path := c.Args().First()
-			var r *bundle.Reader
-			if path == "-" {
-				r, err = bundle.NewReader(e.stdin)
-			} else {
-				r, err = bundle.Open(path)
-			}
+			r, err := openBundle(e, path)
 			if err != nil {
-				return fmt.Errorf("reading %s: %w", displayName(path), err)
+				return err
 			}
 			defer r.Close()
-			if err := r.SeekTableError(); err != nil {
-				fmt.Fprintf(e.stderr, "ferry: warning: %v; reading the bundle sequentially\n", err)
-			}
 			prog := newProgress(e.stderr, "import", c.Bool(flagQuiet))
 			res, err := bundle.Import(c.Context, r, c.String(flagTo), bundle.ImportOptions{
 				Jobs:               j,
@@ -129,4 +121,23 @@ func writeMapping(path string, res *bundle.ImportResult) error {
 		return fmt.Errorf("writing the mapping file: %w", err)
 	}
 	return nil
+}
+
+// openBundle opens a bundle file, or standard input for "-", and warns when
+// a damaged seek table forced a sequential read.
+func openBundle(e *env, path string) (*bundle.Reader, error) {
+	var r *bundle.Reader
+	var err error
+	if path == "-" {
+		r, err = bundle.NewReader(e.stdin)
+	} else {
+		r, err = bundle.Open(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", displayName(path), err)
+	}
+	if err := r.SeekTableError(); err != nil {
+		fmt.Fprintf(e.stderr, "ferry: warning: %v; reading the bundle sequentially\n", err)
+	}
+	return r, nil
 }

@@ -50,20 +50,11 @@ present); layers are not decompressed.`,
 				return usagef("inspect takes one bundle file (or - for standard input), got %d arguments", c.NArg())
 			}
 			path := c.Args().First()
-			var r *bundle.Reader
-			var err error
-			if path == "-" {
-				r, err = bundle.NewReader(e.stdin)
-			} else {
-				r, err = bundle.Open(path)
-			}
+			r, err := openBundle(e, path)
 			if err != nil {
-				return fmt.Errorf("reading %s: %w", displayName(path), err)
+				return err
 			}
 			defer r.Close()
-			if err := r.SeekTableError(); err != nil {
-				fmt.Fprintf(e.stderr, "ferry: warning: %v; reading the bundle sequentially\n", err)
-			}
 			rep := report(r)
 			if path != "-" {
 				if st, err := os.Stat(path); err == nil {
