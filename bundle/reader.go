@@ -149,7 +149,42 @@ type Reader struct {
 	closer io.Closer
 	// seekErr is why a damaged seek table was ignored.
 	seekErr error
+
+	verifier Verifier
+	sig      SignatureInfo
 }
+
+// ReadOption configures Open, OpenReaderAt and NewReader.
+type ReadOption func(*Reader)
+
+// WithVerifier makes the reader check index.json against its signature
+// with v before it parses anything; without it the signature is not checked.
+func WithVerifier(v Verifier) ReadOption { return func(r *Reader) { r.verifier = v } }
+
+func (r *Reader) apply(opts []ReadOption) {
+	for _, o := range opts {
+		o(r)
+	}
+}
+
+// checkSignature runs the verifier over the exact index.json bytes.
+func (r *Reader) checkSignature(index []byte) error {
+	_, signed := r.files[SignatureFile]
+	r.sig = SignatureInfo{Signed: signed, KeyFingerprint: signatureHint(r.files)}
+	if r.verifier == nil {
+		return nil
+	}
+	fp, err := r.verifier(index, r.files)
+	if err != nil {
+		return err
+	}
+	r.sig.KeyFingerprint, r.sig.Verified = fp, true
+	return nil
+}
+
+// Signature says whether the bundle is signed, by which key, and whether
+// the signature was verified.
+func (r *Reader) Signature() SignatureInfo { return r.sig }
 
 // SeekTableError returns why Open ignored a damaged seek table and fell
 // back to a sequential read, or nil.
@@ -158,12 +193,12 @@ func (r *Reader) SeekTableError() error { return r.seekErr }
 // Open opens a bundle file. With a valid seek table it reads only the
 // metadata entries; without one it reads sequentially up to the first
 // non-manifest blob.
-func Open(path string) (*Reader, error) {
+func Open(path string, opts ...ReadOption) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	r, err := openFile(f)
+	r, err := openFile(f, opts)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -171,7 +206,7 @@ func Open(path string) (*Reader, error) {
 	return r, nil
 }
 
-func openFile(f *os.File) (*Reader, error) {
+func openFile(f *os.File, opts []ReadOption) (*Reader, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -188,7 +223,7 @@ func openFile(f *os.File) (*Reader, error) {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		r, err := NewReader(f)
+		r, err := NewReader(f, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +236,7 @@ func openFile(f *os.File) (*Reader, error) {
 		if _, serr := f.Seek(0, io.SeekStart); serr != nil {
 			return nil, serr
 		}
-		r, rerr := NewReader(f)
+		r, rerr := NewReader(f, opts...)
 		if rerr != nil {
 			return nil, rerr
 		}
@@ -210,6 +245,7 @@ func openFile(f *os.File) (*Reader, error) {
 	}
 	_ = end
 	r := &Reader{ra: f, size: st.Size(), table: table, seek: table.lookup(), closer: f, files: map[string][]byte{}}
+	r.apply(opts)
 	if err := r.loadRandom(); err != nil {
 		return nil, err
 	}
@@ -217,18 +253,19 @@ func openFile(f *os.File) (*Reader, error) {
 }
 
 // OpenReaderAt opens a bundle held in ra (size bytes) that has a seek table.
-func OpenReaderAt(ra io.ReaderAt, size int64) (*Reader, error) {
+func OpenReaderAt(ra io.ReaderAt, size int64, opts ...ReadOption) (*Reader, error) {
 	if err := checkMagic(io.NewSectionReader(ra, 0, 4)); err != nil {
 		return nil, err
 	}
 	table, _, err := readSeekTable(ra, size)
 	if errors.Is(err, errNoSeekTable) {
-		return NewReader(io.NewSectionReader(ra, 0, size))
+		return NewReader(io.NewSectionReader(ra, 0, size), opts...)
 	}
 	if err != nil {
 		return nil, err
 	}
 	r := &Reader{ra: ra, size: size, table: table, seek: table.lookup(), files: map[string][]byte{}}
+	r.apply(opts)
 	if err := r.loadRandom(); err != nil {
 		return nil, err
 	}
@@ -256,7 +293,7 @@ func checkMagic(r io.Reader) error {
 // NewReader reads a bundle from a stream (stdin, a pipe) in one sequential
 // pass. It reads oci-layout, index.json, signature files and every manifest,
 // and returns positioned before the first config or layer.
-func NewReader(r io.Reader) (*Reader, error) {
+func NewReader(r io.Reader, opts ...ReadOption) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	m, err := br.Peek(4)
 	if err != nil || binary.LittleEndian.Uint32(m) != zstdMagic {
@@ -269,6 +306,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, err
 	}
 	rd := &Reader{zr: zr, tr: tar.NewReader(decodeErrs{zr}), seen: map[digest.Digest]bool{}, files: map[string][]byte{}}
+	rd.apply(opts)
 	if err := rd.loadStream(); err != nil {
 		zr.Close()
 		return nil, err
@@ -353,6 +391,30 @@ func (r *Reader) loadStream() error {
 	if b, err = readSmall(r.tr, IndexFile, h.Size); err != nil {
 		return err
 	}
+	// Signature files directly follow index.json; verify before parsing.
+	var first *tar.Header
+	for {
+		h, err := r.nextHeader()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if h.Name != SignatureFile && h.Name != SigstoreBundleFile {
+			first = h
+			break
+		}
+		if _, dup := r.files[h.Name]; dup {
+			return fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)
+		}
+		if r.files[h.Name], err = readSmall(r.tr, h.Name, h.Size); err != nil {
+			return err
+		}
+	}
+	if err := r.checkSignature(b); err != nil {
+		return err
+	}
 	if err := r.setIndex(b); err != nil {
 		return err
 	}
@@ -364,7 +426,12 @@ func (r *Reader) loadStream() error {
 	}
 	got := map[digest.Digest][]byte{}
 	for len(pending) > 0 {
-		h, err := r.nextHeader()
+		h, err := first, error(nil)
+		if first != nil {
+			first = nil
+		} else {
+			h, err = r.nextHeader()
+		}
 		if err != nil {
 			if err == io.EOF {
 				return r.missing(pending)
@@ -375,16 +442,7 @@ func (r *Reader) loadStream() error {
 			continue
 		}
 		if h.Name == SignatureFile || h.Name == SigstoreBundleFile {
-			if len(got) > 0 {
-				return fmt.Errorf("%w: %s must directly follow index.json", ErrCorrupt, h.Name)
-			}
-			if _, dup := r.files[h.Name]; dup {
-				return fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)
-			}
-			if r.files[h.Name], err = readSmall(r.tr, h.Name, h.Size); err != nil {
-				return err
-			}
-			continue
+			return fmt.Errorf("%w: %s must directly follow index.json", ErrCorrupt, h.Name)
 		}
 		if h.Name == LayoutFile || h.Name == IndexFile {
 			return fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)

@@ -28,18 +28,25 @@ func (r *Reader) loadRandom() error {
 	if err := checkLayout(b); err != nil {
 		return err
 	}
-	if b, err = r.readFile(es[1]); err != nil {
+	index, err := r.readFile(es[1])
+	if err != nil {
 		return err
 	}
-	if err := r.setIndex(b); err != nil {
-		return err
-	}
-	for _, name := range []string{SignatureFile, SigstoreBundleFile} {
+	for i, name := range []string{SignatureFile, SigstoreBundleFile} {
 		if e, ok := r.seek[name]; ok {
+			if e.Offset > es[min(len(es)-1, 2+i)].Offset {
+				return fmt.Errorf("%w: %s must directly follow index.json", ErrCorrupt, name)
+			}
 			if r.files[name], err = r.readFile(e); err != nil {
 				return err
 			}
 		}
+	}
+	if err := r.checkSignature(index); err != nil {
+		return err
+	}
+	if err := r.setIndex(index); err != nil {
+		return err
 	}
 	w := &walker{g: r.g, fetch: func(d ocispec.Descriptor) ([]byte, error) {
 		e, ok := r.seek[BlobPath(d.Digest)]

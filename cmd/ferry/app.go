@@ -51,6 +51,8 @@ func newApp(e *env) *cli.App {
 			newExportCommand(e),
 			newImportCommand(e),
 			newInspectCommand(e),
+			newVerifyCommand(e),
+			newKeygenCommand(e),
 		},
 		OnUsageError:    func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		ExitErrHandler:  func(*cli.Context, error) {},
@@ -91,7 +93,7 @@ func exitCode(ctx context.Context, err error) int {
 		return exitUsage
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.Is(err, bundle.ErrDigestMismatch), errors.Is(err, bundle.ErrCorrupt),
+	case errors.Is(err, bundle.ErrVerification), errors.Is(err, bundle.ErrDigestMismatch), errors.Is(err, bundle.ErrCorrupt),
 		errors.Is(err, bundle.ErrTruncated), errors.Is(err, bundle.ErrMissingBlob):
 		return exitVerify
 	}

@@ -399,7 +399,7 @@ func TestExportInspectImport(t *testing.T) {
 	to := dst.Host + "/mirror"
 	mapping := filepath.Join(t.TempDir(), "mapping.txt")
 	t.Run("import", func(t *testing.T) {
-		res := ferry(t, nil, "import", "-q", "--to", to, "--mapping-out", mapping, out)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, "--mapping-out", mapping, out)
 		res.expect(t, exitOK)
 		assertTagged(t, to, false, sample)
 		if dst.BlobUploads.Load() == 0 {
@@ -437,7 +437,7 @@ func TestExportInspectImport(t *testing.T) {
 
 	t.Run("second import uploads nothing", func(t *testing.T) {
 		before := dst.BlobUploads.Load()
-		res := ferry(t, nil, "import", "-q", "--to", to, out)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, out)
 		res.expect(t, exitOK)
 		if n := dst.BlobUploads.Load() - before; n != 0 {
 			t.Errorf("second import uploaded %d blobs, want 0", n)
@@ -472,7 +472,7 @@ func TestExportToStdoutImportFromStdin(t *testing.T) {
 	}
 
 	to := dst.Host + "/from-stdin"
-	imp := ferry(t, strings.NewReader(archive), "import", "-q", "--to", to, "-")
+	imp := ferry(t, strings.NewReader(archive), "import", "--insecure-skip-verify", "-q", "--to", to, "-")
 	imp.expect(t, exitOK)
 	assertTagged(t, to, false, sample)
 }
@@ -485,7 +485,7 @@ func TestImportKeepSourceRegistry(t *testing.T) {
 	to := dst.Host + "/mirror"
 	mapping := filepath.Join(t.TempDir(), "mapping.txt")
 
-	res := ferry(t, nil, "import", "-q", "--keep-source-registry", "--to", to, "--mapping-out", mapping, path)
+	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--keep-source-registry", "--to", to, "--mapping-out", mapping, path)
 	res.expect(t, exitOK)
 	assertTagged(t, to, true, sample)
 	b, _ := os.ReadFile(mapping)
@@ -558,12 +558,12 @@ func TestUsageErrors(t *testing.T) {
 		{"export --jobs not a number", []string{"export", "--jobs", "many", "-o", out, ref}, []string{"jobs", "many"}},
 		{"export bad --platform", []string{"export", "--platform", "linux", "-o", out, ref}, []string{"platform", "linux", "os/arch"}},
 		{"export --platform with too many parts", []string{"export", "--platform", "linux/arm64/v8/x", "-o", out, ref}, []string{"platform", "linux/arm64/v8/x"}},
-		{"import without --to", []string{"import", bundlePath}, []string{"destination", "--to"}},
-		{"import without a file", []string{"import", "--to", "127.0.0.1:1"}, []string{"one bundle file"}},
-		{"import with two files", []string{"import", "--to", "127.0.0.1:1", bundlePath, bundlePath}, []string{"one bundle file", "2"}},
-		{"import --jobs 0", []string{"import", "--jobs", "0", "--to", "127.0.0.1:1", bundlePath}, []string{"--jobs", "0"}},
-		{"import bad --to", []string{"import", "--to", "Not A Registry!", bundlePath}, []string{"destination"}},
-		{"import --mapping-out in a missing directory", []string{"import", "--to", "127.0.0.1:1", "--mapping-out", filepath.Join(dir, "no", "map.txt"), bundlePath}, []string{"mapping-out", "does not exist"}},
+		{"import without --to", []string{"import", "--insecure-skip-verify", bundlePath}, []string{"destination", "--to"}},
+		{"import without a file", []string{"import", "--insecure-skip-verify", "--to", "127.0.0.1:1"}, []string{"one bundle file"}},
+		{"import with two files", []string{"import", "--insecure-skip-verify", "--to", "127.0.0.1:1", bundlePath, bundlePath}, []string{"one bundle file", "2"}},
+		{"import --jobs 0", []string{"import", "--insecure-skip-verify", "--jobs", "0", "--to", "127.0.0.1:1", bundlePath}, []string{"--jobs", "0"}},
+		{"import bad --to", []string{"import", "--insecure-skip-verify", "--to", "Not A Registry!", bundlePath}, []string{"destination"}},
+		{"import --mapping-out in a missing directory", []string{"import", "--insecure-skip-verify", "--to", "127.0.0.1:1", "--mapping-out", filepath.Join(dir, "no", "map.txt"), bundlePath}, []string{"mapping-out", "does not exist"}},
 		{"inspect without a file", []string{"inspect"}, []string{"one bundle file"}},
 	}
 	for _, tt := range tests {
@@ -691,7 +691,7 @@ func TestUnreachableRegistry(t *testing.T) {
 		t.Parallel()
 		path := writeFile(t, "images.tar.zst", sampleBundle(t))
 		mapping := filepath.Join(t.TempDir(), "mapping.txt")
-		res := ferry(t, nil, "import", "-q", "--to", dead+"/mirror", "--mapping-out", mapping, path)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dead+"/mirror", "--mapping-out", mapping, path)
 		res.expect(t, exitFailure, "unreachable", dead)
 		assertDirEmpty(t, filepath.Dir(mapping))
 	})
@@ -755,7 +755,7 @@ func TestAuthenticationRefused(t *testing.T) {
 	t.Run("import with wrong password", func(t *testing.T) {
 		dockerConfig(t, reg.Host, user, "wrong")
 		path := writeFile(t, "images.tar.zst", sampleBundle(t))
-		res := ferry(t, nil, "import", "-q", "--to", reg.Host+"/mirror", path)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", reg.Host+"/mirror", path)
 		res.expect(t, exitFailure, "authentication refused", reg.Host, "docker login")
 		res.refute(t, "unreachable")
 		_, src := source(t)
@@ -766,7 +766,7 @@ func TestAuthenticationRefused(t *testing.T) {
 		dir := t.TempDir()
 		out := filepath.Join(dir, "images.tar.zst")
 		ferry(t, nil, "export", "-q", "-o", out, ref).expect(t, exitOK)
-		ferry(t, nil, "import", "-q", "--to", reg.Host+"/copy", out).expect(t, exitOK)
+		ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", reg.Host+"/copy", out).expect(t, exitOK)
 	})
 }
 
@@ -778,7 +778,7 @@ func TestImportReadOnlyRegistry(t *testing.T) {
 	dst := registrytest.New(t, registrytest.Options{ReadOnly: true})
 	path := writeFile(t, "images.tar.zst", sampleBundle(t))
 	mapping := filepath.Join(t.TempDir(), "mapping.txt")
-	res := ferry(t, nil, "import", "-q", "--to", dst.Host+"/mirror", "--mapping-out", mapping, path)
+	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/mirror", "--mapping-out", mapping, path)
 	// The message must say which registry refused and what: a push.
 	res.expect(t, exitFailure, dst.Host, "push", "405")
 	res.refute(t, "unreachable", "authentication")
@@ -844,7 +844,7 @@ func TestNotABundle(t *testing.T) {
 					var dst *registrytest.Registry
 					if cmd == "import" {
 						dst = registrytest.New(t, registrytest.Options{})
-						args = []string{cmd, "-q", "--to", dst.Host + "/mirror", arg}
+						args = []string{cmd, "-q", "--insecure-skip-verify", "--to", dst.Host + "/mirror", arg}
 					}
 					res := ferry(t, stdin, args...)
 					res.expect(t, exitFailure, append([]string{where}, in.words...)...)
@@ -859,7 +859,7 @@ func TestNotABundle(t *testing.T) {
 	t.Run("import/directory", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		res := ferry(t, nil, "import", "--to", "127.0.0.1:1/mirror", dir)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "--to", "127.0.0.1:1/mirror", dir)
 		res.expect(t, exitFailure, dir, "directory")
 	})
 	t.Run("inspect/missing file", func(t *testing.T) {
@@ -924,7 +924,7 @@ func TestImportTruncated(t *testing.T) {
 					arg, stdin = "-", bytes.NewReader(c.data)
 				}
 				mapping := filepath.Join(t.TempDir(), "mapping.txt")
-				res := ferry(t, stdin, "import", "-q", "--to", dst.Host+"/mirror", "--mapping-out", mapping, arg)
+				res := ferry(t, stdin, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/mirror", "--mapping-out", mapping, arg)
 				res.expect(t, exitVerify, c.words...)
 				assertNoTags(t, dst.Host, dst.Host+"/mirror", sample, basicAuth{})
 				assertDirEmpty(t, filepath.Dir(mapping))
@@ -959,7 +959,7 @@ func TestDamagedSeekTable(t *testing.T) {
 
 	dst := registrytest.New(t, registrytest.Options{})
 	to := dst.Host + "/mirror"
-	res := ferry(t, nil, "import", "-q", "--to", to, path)
+	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, path)
 	res.expect(t, exitOK)
 	if !strings.Contains(res.stderr, "warning") || !strings.Contains(res.stderr, "seek table") {
 		t.Errorf("import gives no warning about the damaged seek table:\n%s", res.stderr)
@@ -1090,7 +1090,7 @@ func TestImportDigestMismatch(t *testing.T) {
 			if c.viaStdin {
 				arg, stdin = "-", bytes.NewReader(c.data)
 			}
-			res := ferry(t, stdin, "import", "-q", "--to", dst.Host+"/mirror", arg)
+			res := ferry(t, stdin, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/mirror", arg)
 			res.expect(t, exitVerify, append([]string{sample.SharedLayer}, c.words...)...)
 			assertNoTags(t, dst.Host, dst.Host+"/mirror", sample, basicAuth{})
 			if ok, _ := blobExists(dst.Host+"/mirror/library/alpine", sample.SharedLayer); ok {
@@ -1105,7 +1105,7 @@ func TestImportDigestMismatch(t *testing.T) {
 		bad[layer.Offset+layer.Length/2] ^= 0xff
 		dst := registrytest.New(t, registrytest.Options{})
 		path := writeFile(t, "images.tar.zst", bad)
-		res := ferry(t, nil, "import", "-q", "--to", dst.Host+"/mirror", path)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/mirror", path)
 		res.expect(t, exitVerify, sample.SharedLayer)
 		assertNoTags(t, dst.Host, dst.Host+"/mirror", sample, basicAuth{})
 	})

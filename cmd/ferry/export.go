@@ -27,6 +27,8 @@ Examples:
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
 			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE`, one per line, '#' comments (repeatable)"},
 			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
+			&cli.StringFlag{Name: flagKey, Usage: "sign index.json with the private key `FILE` (password from FERRY_PASSWORD or COSIGN_PASSWORD)"},
+			&cli.StringFlag{Name: flagSignatureOut, Usage: "also write the signature (base64, as cosign sign-blob) to `FILE`"},
 			jobsFlag("download and compress `N` blobs at once"),
 			insecureFlag(),
 			quietFlag(),
@@ -74,6 +76,21 @@ Examples:
 				}
 				opts.Created = time.Unix(sec, 0)
 			}
+			var sigs map[string][]byte
+			if kf := c.String(flagKey); kf != "" {
+				k, err := loadSigner(e, kf)
+				if err != nil {
+					return err
+				}
+				sign := bundle.Signer(k)
+				opts.Sign = func(index []byte) (map[string][]byte, error) {
+					s, err := sign(index)
+					sigs = s
+					return s, err
+				}
+			} else if c.String(flagSignatureOut) != "" {
+				return usagef("--signature-out needs --key")
+			}
 			var sum *bundle.ExportSummary
 			if out == "-" {
 				sum, err = bundle.Export(c.Context, refs, e.stdout, opts)
@@ -85,6 +102,11 @@ Examples:
 				return err
 			}
 			printExportSummary(e, out, sum)
+			if so := c.String(flagSignatureOut); so != "" {
+				if err := os.WriteFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
+					return fmt.Errorf("writing the signature: %w", err)
+				}
+			}
 			return nil
 		},
 	}

@@ -23,7 +23,17 @@ const (
 	flagMappingOut         = "mapping-out"
 	flagJSON               = "json"
 	flagQuiet              = "quiet"
+	flagKey                = "key"
+	flagSignatureOut       = "signature-out"
+	flagInsecureSkipVerify = "insecure-skip-verify"
+	flagVerifyFirst        = "verify-first"
+	flagAlgorithm          = "algorithm"
+	flagOutputPrefix       = "output-prefix"
 )
+
+func keyFlag(usage string) cli.Flag {
+	return &cli.StringSliceFlag{Name: flagKey, Usage: usage}
+}
 
 func jobsFlag(usage string) cli.Flag {
 	return &cli.IntFlag{Name: flagJobs, Aliases: []string{"j"}, Value: 8, Usage: usage}

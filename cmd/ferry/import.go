@@ -30,6 +30,9 @@ Examples:
 			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]` (required)"},
 			&cli.BoolFlag{Name: flagKeepSourceRegistry, Usage: "keep the source registry host as the first path element under the prefix"},
 			&cli.StringFlag{Name: flagMappingOut, Usage: "write source=destination@digest lines to `FILE`"},
+			keyFlag("trust the public key `FILE` (repeatable, for key rotation; also FERRY_PUBLIC_KEYS)"),
+			&cli.BoolFlag{Name: flagInsecureSkipVerify, Usage: "import without checking the signature (prints a warning)"},
+			&cli.BoolFlag{Name: flagVerifyFirst, Usage: "check every blob of the file before pushing anything"},
 			jobsFlag("upload `N` blobs at once"),
 			insecureFlag(),
 			quietFlag(),
@@ -55,7 +58,19 @@ Examples:
 				}
 			}
 			path := c.Args().First()
-			r, err := openBundle(e, path)
+			ropts, err := readOptions(c, e)
+			if err != nil {
+				return err
+			}
+			if c.Bool(flagVerifyFirst) {
+				if path == "-" {
+					return usagef("--verify-first needs a file; standard input can be read only once")
+				}
+				if _, err := bundle.VerifyFile(path, nil, ropts...); err != nil {
+					return fmt.Errorf("verifying %s before the import (nothing was pushed): %w", path, err)
+				}
+			}
+			r, err := openBundle(e, path, ropts...)
 			if err != nil {
 				return err
 			}
@@ -125,13 +140,13 @@ func writeMapping(path string, res *bundle.ImportResult) error {
 
 // openBundle opens a bundle file, or standard input for "-", and warns when
 // a damaged seek table forced a sequential read.
-func openBundle(e *env, path string) (*bundle.Reader, error) {
+func openBundle(e *env, path string, opts ...bundle.ReadOption) (*bundle.Reader, error) {
 	var r *bundle.Reader
 	var err error
 	if path == "-" {
-		r, err = bundle.NewReader(e.stdin)
+		r, err = bundle.NewReader(e.stdin, opts...)
 	} else {
-		r, err = bundle.Open(path)
+		r, err = bundle.Open(path, opts...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", displayName(path), err)

@@ -19,6 +19,7 @@ type inspectReport struct {
 	FerryVersion  string            `json:"ferryVersion,omitempty"`
 	Platforms     string            `json:"platformFilter,omitempty"`
 	Signed        bool              `json:"signed"`
+	SignedBy      string            `json:"signedBy,omitempty"`
 	SeekTable     bool              `json:"seekTable"`
 	Images        []inspectImage    `json:"images"`
 	Blobs         int               `json:"blobs"`
@@ -82,7 +83,7 @@ func report(r *bundle.Reader) inspectReport {
 		SeekTable:     r.SeekTable() != nil,
 		Annotations:   idx.Annotations,
 	}
-	_, rep.Signed = r.File(bundle.SignatureFile)
+	rep.Signed, rep.SignedBy = r.Signature().Signed, r.Signature().KeyFingerprint
 	for _, img := range r.Images() {
 		ii := inspectImage{Ref: img.Ref, Digest: img.Descriptor.Digest.String(), MediaType: img.Descriptor.MediaType, Size: img.Size}
 		for _, p := range img.Platforms {
@@ -103,7 +104,10 @@ func printReport(e *env, rep inspectReport) {
 	}
 	signed := "no"
 	if rep.Signed {
-		signed = "yes"
+		signed = "yes (not verified here; use ferry verify)"
+		if rep.SignedBy != "" {
+			signed = "yes, key " + rep.SignedBy + " (not verified here; use ferry verify)"
+		}
 	}
 	fmt.Fprintf(w, "signed:          %s\n", signed)
 	fmt.Fprintf(w, "blobs:           %d unique, %s\n", rep.Blobs, humanBytes(rep.UniqueBytes))

@@ -108,7 +108,8 @@ func run(ctx context.Context, cfg config) error {
 	if err := os.Mkdir(dockerConfig, 0o700); err != nil {
 		return err
 	}
-	env := append(os.Environ(), "DOCKER_CONFIG="+dockerConfig, "REGISTRY_AUTH_FILE="+filepath.Join(dockerConfig, "auth.json"))
+	env := append(os.Environ(), "DOCKER_CONFIG="+dockerConfig, "REGISTRY_AUTH_FILE="+filepath.Join(dockerConfig, "auth.json"),
+		"FERRY_PASSWORD=demo-password")
 
 	heading(cfg.out, "1. Starting two registries on loopback")
 	src, err := registrytest.Start(registrytest.Options{Dir: filepath.Join(tmp, "registry-source")})
@@ -140,8 +141,12 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Fprintf(cfg.out, "%d images, %d distinct blobs and manifests, %s\n", len(sample.Refs), blobs, humanBytes(unique))
 
 	archive := filepath.Join(tmp, "demo.tar.zst")
-	heading(cfg.out, "3. ferry export: source registry -> one bundle file")
-	exportTime, err := ferryRun(ctx, cfg.out, env, ferry, append(append([]string{"export"}, sample.Refs...), "-o", archive)...)
+	keys := filepath.Join(tmp, "demo")
+	heading(cfg.out, "3. ferry keygen, then ferry export: source registry -> one signed bundle file")
+	if _, err := ferryRun(ctx, cfg.out, env, ferry, "keygen", "--output-prefix", keys); err != nil {
+		return err
+	}
+	exportTime, err := ferryRun(ctx, cfg.out, env, ferry, append(append([]string{"export", "--key", keys + ".key"}, sample.Refs...), "-o", archive)...)
 	if err != nil {
 		return err
 	}
@@ -155,8 +160,13 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 
-	heading(cfg.out, "5. ferry import: bundle -> destination registry")
-	importTime, err := ferryRun(ctx, cfg.out, env, ferry, "import", archive, "--to", dst.Host+"/"+prefix)
+	heading(cfg.out, "4b. ferry verify: signature and every blob, offline")
+	if _, err := ferryRun(ctx, cfg.out, env, ferry, "verify", "--key", keys+".pub", archive); err != nil {
+		return err
+	}
+
+	heading(cfg.out, "5. ferry import: verify the signature, then bundle -> destination registry")
+	importTime, err := ferryRun(ctx, cfg.out, env, ferry, "import", "--key", keys+".pub", archive, "--to", dst.Host+"/"+prefix)
 	if err != nil {
 		return err
 	}
