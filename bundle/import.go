@@ -138,7 +138,8 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 		return nil, err
 	}
 	if err := im.pushBlobs(ctx); err != nil {
-		return nil, err
+		n := im.uploaded.Load() + im.mounted.Load()
+		return im.res, &noteError{err: err, note: fmt.Sprintf("; no manifest or tag was pushed (%d blob(s) already pushed are content-addressed and harmless)", n)}
 	}
 	if err := im.pushManifests(ctx); err != nil {
 		return nil, err
@@ -437,3 +438,12 @@ func (im *importer) check(ctx context.Context) error {
 	}
 	return nil
 }
+
+// noteError adds a sentence to an error, keeping it on one line.
+type noteError struct {
+	err  error
+	note string
+}
+
+func (e *noteError) Error() string { return strings.TrimSpace(e.err.Error()) + e.note }
+func (e *noteError) Unwrap() error { return e.err }
