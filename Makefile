@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Fuzz hook for `make test`: FUZZ_TARGETS lists PACKAGE:FuzzFunc pairs
 # (e.g. ./bundle:FuzzReader), each fuzzed for FUZZTIME after the tests (a run
 # count, not a duration: Go 1.26 can fail a timed run at its deadline).
-FUZZ_TARGETS ?= ./bundle:FuzzReader ./bundle:FuzzSeekTable ./bundle:FuzzParseManifest
+FUZZ_TARGETS ?= ./bundle:FuzzReader ./bundle:FuzzSeekTable ./bundle:FuzzParseManifest ./bundle:FuzzVerifyIndex
 FUZZTIME     ?= 20000x
 
 .PHONY: help build test demo bench lint clean

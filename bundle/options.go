@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"crypto/tls"
 	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -20,10 +21,13 @@ type RegistryOptions struct {
 	Insecure []string
 	// UserAgent sent to registries.
 	UserAgent string
+	// TLS configures verified TLS connections: RootCAs for a private CA,
+	// Certificates for client certificates. Nil means the system roots.
+	TLS *tls.Config
 }
 
 func (o RegistryOptions) client() *registry.Client {
-	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent})
+	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS})
 }
 
 // EventKind says what a progress Event reports.

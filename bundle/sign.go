@@ -254,7 +254,7 @@ func KeyVerifier(keys ...crypto.PublicKey) Verifier {
 func verifyIndex(index []byte, files map[string][]byte, keys []crypto.PublicKey) (string, error) {
 	raw, ok := files[SignatureFile]
 	if !ok {
-		return "", fmt.Errorf("%w: the bundle has no %s; sign it at export with --key, or import with --insecure-skip-verify", ErrUnsigned, SignatureFile)
+		return "", fmt.Errorf("%w: the bundle has no %s; sign it at export with --key (ferry import accepts an unsigned bundle only with --insecure-skip-verify)", ErrUnsigned, SignatureFile)
 	}
 	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
 	if err != nil {

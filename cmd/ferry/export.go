@@ -23,16 +23,15 @@ layer once. Nothing is written if any reference fails to resolve.
 Examples:
   ferry export nginx:1.27 alpine:3.20 -o images.tar.zst
   ferry export -f images.txt -o - | ssh diode 'cat > images.tar.zst'`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
 			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE`, one per line, '#' comments (repeatable)"},
 			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
 			&cli.StringFlag{Name: flagKey, Usage: "sign index.json with the private key `FILE` (password from FERRY_PASSWORD or COSIGN_PASSWORD)"},
 			&cli.StringFlag{Name: flagSignatureOut, Usage: "also write the signature (base64, as cosign sign-blob) to `FILE`"},
 			jobsFlag("download and compress `N` blobs at once"),
-			insecureFlag(),
 			quietFlag(),
-		},
+		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
 			refs := c.Args().Slice()
 			for _, f := range c.StringSlice(flagImagesFile) {
@@ -61,11 +60,15 @@ Examples:
 			if out == "-" && isTerminal(e.stdout) {
 				return usagef("refusing to write a bundle to a terminal; redirect standard output or use -o FILE")
 			}
+			reg, err := registryOptions(c, e)
+			if err != nil {
+				return err
+			}
 			prog := newProgress(e.stderr, "export", c.Bool(flagQuiet))
 			opts := bundle.ExportOptions{
 				Jobs:      j,
 				Platforms: c.StringSlice(flagPlatform),
-				Registry:  registryOptions(c),
+				Registry:  reg,
 				Version:   version,
 				Progress:  prog.Func(),
 			}

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
@@ -29,7 +33,24 @@ const (
 	flagVerifyFirst        = "verify-first"
 	flagAlgorithm          = "algorithm"
 	flagOutputPrefix       = "output-prefix"
+	flagCAFile             = "ca-file"
+	flagClientCert         = "client-cert"
+	flagClientKey          = "client-key"
+	flagUsername           = "username"
+	flagPasswordStdin      = "password-stdin"
 )
+
+// registryFlags are the connection flags shared by export and import.
+func registryFlags() []cli.Flag {
+	return []cli.Flag{
+		insecureFlag(),
+		&cli.StringSliceFlag{Name: flagCAFile, Usage: "trust the CA certificates in PEM `FILE` besides the system roots (repeatable)"},
+		&cli.StringFlag{Name: flagClientCert, Usage: "present the client certificate in PEM `FILE` (with --client-key)"},
+		&cli.StringFlag{Name: flagClientKey, Usage: "private key in PEM `FILE` of --client-cert"},
+		&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "log in to the registries as `USER` (password from --password-stdin)"},
+		&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the registry password from standard input"},
+	}
+}
 
 func keyFlag(usage string) cli.Flag {
 	return &cli.StringSliceFlag{Name: flagKey, Usage: usage}
@@ -55,9 +76,57 @@ func jobs(c *cli.Context) (int, error) {
 	return j, nil
 }
 
-func registryOptions(c *cli.Context) bundle.RegistryOptions {
-	return bundle.RegistryOptions{Insecure: c.StringSlice(flagInsecureRegistry), UserAgent: "ferry/" + version}
+func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
+	o := bundle.RegistryOptions{Insecure: c.StringSlice(flagInsecureRegistry), UserAgent: "ferry/" + version}
+	cas, cert, key := c.StringSlice(flagCAFile), c.String(flagClientCert), c.String(flagClientKey)
+	if (cert == "") != (key == "") {
+		return o, usagef("--client-cert and --client-key go together")
+	}
+	if len(cas) > 0 || cert != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		for _, f := range cas {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return o, usagef("--ca-file: %v", err)
+			}
+			if !pool.AppendCertsFromPEM(b) {
+				return o, usagef("--ca-file %s holds no PEM certificate", f)
+			}
+		}
+		o.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if cert != "" {
+			kp, err := tls.LoadX509KeyPair(cert, key)
+			if err != nil {
+				return o, usagef("--client-cert/--client-key: %v", err)
+			}
+			o.TLS.Certificates = []tls.Certificate{kp}
+		}
+	}
+	user := c.String(flagUsername)
+	if c.Bool(flagPasswordStdin) != (user != "") {
+		return o, usagef("--username and --password-stdin go together")
+	}
+	if user != "" {
+		b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
+		if err != nil {
+			return o, fmt.Errorf("reading the password from standard input: %w", err)
+		}
+		pass := strings.TrimRight(string(b), "\r\n")
+		if pass == "" {
+			return o, usagef("--password-stdin: standard input is empty")
+		}
+		o.Keychain = authn.NewMultiKeychain(staticKeychain{authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})}, authn.DefaultKeychain)
+	}
+	return o, nil
 }
+
+// staticKeychain gives the same credentials for every registry.
+type staticKeychain struct{ auth authn.Authenticator }
+
+func (s staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return s.auth, nil }
 
 // readImagesFile reads references from a list file: one per line, blank
 // lines and '#' comments ignored.

@@ -24,9 +24,9 @@ docker.io/library/nginx:1.27 with --to reg.local:5000/mirror becomes
 reg.local:5000/mirror/library/nginx:1.27.
 
 Examples:
-  ferry import images.tar.zst --to registry.local:5000/mirror
-  cat images.tar.zst | ferry import - --to registry.local:5000`,
-		Flags: []cli.Flag{
+  ferry import images.tar.zst --key ferry.pub --to registry.local:5000/mirror
+  cat images.tar.zst | ferry import - --key ferry.pub --to registry.local:5000`,
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]` (required)"},
 			&cli.BoolFlag{Name: flagKeepSourceRegistry, Usage: "keep the source registry host as the first path element under the prefix"},
 			&cli.StringFlag{Name: flagMappingOut, Usage: "write source=destination@digest lines to `FILE`"},
@@ -34,9 +34,8 @@ Examples:
 			&cli.BoolFlag{Name: flagInsecureSkipVerify, Usage: "import without checking the signature (prints a warning)"},
 			&cli.BoolFlag{Name: flagVerifyFirst, Usage: "check every blob of the file before pushing anything"},
 			jobsFlag("upload `N` blobs at once"),
-			insecureFlag(),
 			quietFlag(),
-		},
+		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("import takes one bundle file (or - for standard input), got %d arguments", c.NArg())
@@ -58,6 +57,13 @@ Examples:
 				}
 			}
 			path := c.Args().First()
+			if path == "-" && c.Bool(flagPasswordStdin) {
+				return usagef("--password-stdin cannot be used with a bundle on standard input")
+			}
+			reg, err := registryOptions(c, e)
+			if err != nil {
+				return err
+			}
 			ropts, err := readOptions(c, e)
 			if err != nil {
 				return err
@@ -79,7 +85,7 @@ Examples:
 			res, err := bundle.Import(c.Context, r, c.String(flagTo), bundle.ImportOptions{
 				Jobs:               j,
 				KeepSourceRegistry: c.Bool(flagKeepSourceRegistry),
-				Registry:           registryOptions(c),
+				Registry:           reg,
 				Progress:           prog.Func(),
 			})
 			prog.Done()

@@ -36,6 +36,9 @@ type Options struct {
 	Insecure []string
 	// UserAgent is sent with every request.
 	UserAgent string
+	// TLS, when set, is the TLS configuration for verified connections
+	// (private CAs, client certificates).
+	TLS *tls.Config
 }
 
 // Client talks to registries. It is safe for concurrent use.
@@ -53,10 +56,16 @@ func New(opts Options) *Client {
 	}
 	if opts.Transport == nil {
 		secure := http.DefaultTransport.(*http.Transport).Clone()
+		if opts.TLS != nil {
+			secure.TLSClientConfig = opts.TLS.Clone()
+		}
 		var base http.RoundTripper = secure
 		if len(opts.Insecure) > 0 {
 			insecure := secure.Clone()
 			insecure.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // only for hosts named with --insecure-registry
+			if opts.TLS != nil {
+				insecure.TLSClientConfig.Certificates = opts.TLS.Certificates
+			}
 			hosts := map[string]bool{}
 			for _, h := range opts.Insecure {
 				hosts[h] = true

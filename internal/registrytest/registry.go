@@ -5,6 +5,7 @@ package registrytest
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -33,6 +34,8 @@ type Options struct {
 	// ReadOnly makes the registry refuse every write with 405 (as a
 	// registry in maintenance mode does).
 	ReadOnly bool
+	// TLS serves HTTPS with a self-signed certificate (see CertPEM).
+	TLS bool
 }
 
 // Registry is a running registry.
@@ -46,6 +49,9 @@ type Registry struct {
 	BlobUploads atomic.Int64 // completed blob uploads (PUT on an upload session)
 	BlobMounts  atomic.Int64 // mount requests (POST with ?mount=)
 	Requests    atomic.Int64
+
+	// CertPEM is the server certificate of a TLS registry.
+	CertPEM []byte
 }
 
 func init() {
@@ -105,7 +111,12 @@ func Start(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("listening on loopback: %w", err)
 	}
 	r.server = &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}}
-	r.server.Start()
+	if opts.TLS {
+		r.server.StartTLS()
+		r.CertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.server.Certificate().Raw})
+	} else {
+		r.server.Start()
+	}
 	r.Host = l.Addr().String()
 	return r, nil
 }
