@@ -92,7 +92,10 @@ func LoadPrivateKey(data, password []byte) (crypto.Signer, error) {
 	case pemEncryptedSigstore, pemEncryptedCosign:
 		var err error
 		if der, err = encrypted.Decrypt(b.Bytes, password); err != nil {
-			return nil, fmt.Errorf("%w (set FERRY_PASSWORD or COSIGN_PASSWORD)", ErrWrongPassword)
+			if strings.Contains(err.Error(), "decryption failed") {
+				return nil, fmt.Errorf("%w (set FERRY_PASSWORD or COSIGN_PASSWORD)", ErrWrongPassword)
+			}
+			return nil, fmt.Errorf("the encrypted private key is damaged or uses an unsupported format: %v", err)
 		}
 	case pemPrivate:
 	case pemECPrivate:
@@ -260,7 +263,7 @@ func verifyIndex(index []byte, files map[string][]byte, keys []crypto.PublicKey)
 	if err != nil {
 		return "", fmt.Errorf("%w: %s is not base64", ErrSignatureInvalid, SignatureFile)
 	}
-	hint := ""
+	hint, signedDigest := "", ""
 	if sb, ok := files[SigstoreBundleFile]; ok {
 		var b sigstoreBundle
 		if err := json.Unmarshal(sb, &b); err != nil {
@@ -270,6 +273,9 @@ func verifyIndex(index []byte, files map[string][]byte, keys []crypto.PublicKey)
 			return "", fmt.Errorf("%w: %s and %s hold different signatures", ErrSignatureInvalid, SignatureFile, SigstoreBundleFile)
 		}
 		hint = hintFingerprint(b.VerificationMaterial.PublicKey.Hint)
+		if b.MessageSignature.MessageDigest.Algorithm == "SHA2_256" {
+			signedDigest = b.MessageSignature.MessageDigest.Digest
+		}
 	}
 	digest := sha256.Sum256(index)
 	var hinted crypto.PublicKey
@@ -291,6 +297,12 @@ func verifyIndex(index []byte, files map[string][]byte, keys []crypto.PublicKey)
 	}
 	if hint != "" && hinted == nil {
 		return "", fmt.Errorf("%w: signed by key %s, which is not among the %d trusted key(s); pass its public key with --key if you trust it", ErrUnknownKey, hint, len(keys))
+	}
+	if signedDigest != "" {
+		if got := base64.StdEncoding.EncodeToString(digest[:]); got != signedDigest {
+			return "", fmt.Errorf("%w: index.json was changed after it was signed (its sha256 is %s; the signature was made over %s)", ErrSignatureInvalid, got, signedDigest)
+		}
+		return "", fmt.Errorf("%w: index.json is what was signed, but the signature in %s was replaced or damaged", ErrSignatureInvalid, SignatureFile)
 	}
 	return "", fmt.Errorf("%w: the signature over index.json does not verify with the %d trusted key(s); the bundle was altered or the signature replaced", ErrSignatureInvalid, len(keys))
 }

@@ -57,6 +57,8 @@ func newApp(e *env) *cli.App {
 		OnUsageError:    func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelpCommand: true,
+		// A key path may contain a comma; FERRY_PUBLIC_KEYS is split by ferry.
+		DisableSliceFlagSeparator: true,
 		Action: func(c *cli.Context) error {
 			cli.HelpPrinter(e.stderr, cli.AppHelpTemplate, c.App)
 			return usagef("no command given")
