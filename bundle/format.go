@@ -3,6 +3,7 @@ package bundle
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -62,8 +63,9 @@ func BlobPath(d digest.Digest) string {
 
 // validateDigest accepts only sha256 and sha512 digests in canonical form.
 func validateDigest(d digest.Digest) error {
-	re, ok := hexRe[d.Algorithm()]
-	if !ok || !re.MatchString(d.Encoded()) {
+	alg, enc, found := strings.Cut(string(d), ":")
+	re, ok := hexRe[digest.Algorithm(alg)]
+	if !found || !ok || !re.MatchString(enc) {
 		return fmt.Errorf("%w: digest %q (only sha256 and sha512 are accepted)", ErrUnsupported, truncate(string(d), 80))
 	}
 	return nil

@@ -279,7 +279,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // accepts bad content.
 func NewVerifyReader(r io.Reader, desc ocispec.Descriptor) io.Reader {
 	var h hash.Hash
-	if desc.Digest.Algorithm().Available() {
+	if validateDigest(desc.Digest) == nil && desc.Digest.Algorithm().Available() {
 		h = desc.Digest.Algorithm().Hash()
 	}
 	return &verifyReader{r: io.LimitReader(r, desc.Size+1), h: h, desc: desc}
