@@ -26,8 +26,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ferryproject/ferry/internal/archivetest"
 )
 
 // cosignDir holds keys and signatures made by the cosign CLI itself.
@@ -417,159 +418,20 @@ func newSignedSample(t *testing.T, alg string) signedSample {
 	return ss
 }
 
-// tent is one tar entry of a bundle, with its original zstd frame while it
-// is unchanged.
-type tent struct {
-	hdr   tar.Header
-	body  []byte
-	frame []byte
-}
-
-// entriesOf splits a bundle with a seek table into its entries, and returns
-// the end-of-archive frame.
-func entriesOf(t *testing.T, data []byte) ([]tent, []byte) {
+func without(t *testing.T, ents []archivetest.Entry, names ...string) []archivetest.Entry {
 	t.Helper()
-	tbl, end, err := readSeekTable(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, _ := zstd.NewReader(nil)
-	defer dec.Close()
-	var out []tent
-	for _, e := range tbl.Entries {
-		frame := data[e.Offset : e.Offset+e.Length]
-		plain, err := dec.DecodeAll(frame, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(bytes.NewReader(plain))
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tent{hdr: *h, body: body, frame: frame})
-	}
-	last := tbl.Entries[len(tbl.Entries)-1]
-	return out, data[last.Offset+last.Length : end]
-}
-
-func tarBytes(t *testing.T, ents []tent, close bool) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range ents {
-		h := e.hdr
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if close {
-		if err := tw.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.Bytes()
-}
-
-// asStream encodes the entries as one tar stream in one zstd frame, without
-// a seek table: every reader reads it sequentially.
-func asStream(t *testing.T, ents []tent) []byte {
-	t.Helper()
-	enc, _ := zstd.NewWriter(nil)
-	defer enc.Close()
-	return enc.EncodeAll(tarBytes(t, ents, true), nil)
-}
-
-// asFramed keeps the original frame of every unchanged entry, encodes each
-// changed one as a frame of its own, and writes a valid seek table, as a
-// careful attacker would: Open reads it through the seek table.
-func asFramed(t *testing.T, ents []tent, eoa []byte) []byte {
-	t.Helper()
-	enc, _ := zstd.NewWriter(nil)
-	defer enc.Close()
-	var out []byte
-	var tbl SeekTable
-	for _, e := range ents {
-		frame := e.frame
-		if frame == nil {
-			frame = enc.EncodeAll(tarBytes(t, []tent{e}, false), nil)
-		}
-		se := SeekEntry{Name: e.hdr.Name, Size: e.hdr.Size, Offset: int64(len(out)), Length: int64(len(frame))}
-		switch {
-		case strings.HasSuffix(e.hdr.Name, "/"):
-		case blobNameRe.MatchString(e.hdr.Name):
-			se.Digest = nameDigest(e.hdr.Name)
-		default:
-			se.Digest = digest.FromBytes(e.body)
-		}
-		tbl.Entries = append(tbl.Entries, se)
-		out = append(out, frame...)
-	}
-	out = append(out, eoa...)
-	frame, err := encodeSeekFrame(&tbl, int64(len(out)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(out, frame...)
-}
-
-func indexOf(t *testing.T, ents []tent, name string) int {
-	t.Helper()
-	for i, e := range ents {
-		if e.hdr.Name == name {
-			return i
-		}
-	}
-	t.Fatalf("no entry %s", name)
-	return -1
-}
-
-// withBody returns ents with the content of entry name replaced.
-func withBody(t *testing.T, ents []tent, name string, body []byte) []tent {
-	t.Helper()
-	out := append([]tent(nil), ents...)
-	i := indexOf(t, out, name)
-	out[i].body, out[i].frame = body, nil
-	out[i].hdr.Size = int64(len(body))
-	return out
-}
-
-// flipped returns ents with one byte in the middle of entry name changed.
-func flipped(t *testing.T, ents []tent, name string) []tent {
-	t.Helper()
-	b := bytes.Clone(ents[indexOf(t, ents, name)].body)
-	b[len(b)/2] ^= 0x20
-	return withBody(t, ents, name, b)
-}
-
-func without(t *testing.T, ents []tent, names ...string) []tent {
-	t.Helper()
-	out := append([]tent(nil), ents...)
+	out := append([]archivetest.Entry(nil), ents...)
 	for _, n := range names {
-		i := indexOf(t, out, n)
+		i := archivetest.Index(t, out, n)
 		out = append(out[:i], out[i+1:]...)
 	}
 	return out
 }
 
-func insertAt(ents []tent, i int, e tent) []tent {
-	out := append([]tent(nil), ents[:i]...)
+func insertAt(ents []archivetest.Entry, i int, e archivetest.Entry) []archivetest.Entry {
+	out := append([]archivetest.Entry(nil), ents[:i]...)
 	out = append(out, e)
 	return append(out, ents[i:]...)
-}
-
-func fileEnt(name string, body []byte) tent {
-	return tent{hdr: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}, body: body}
 }
 
 // consume reads every blob of an open bundle, in either mode.
@@ -608,7 +470,7 @@ type tamperCase struct {
 	// edit changes the entries; the result is written both as one zstd
 	// stream and with per-entry frames and a seek table. raw, instead,
 	// gives the bytes of the altered file directly.
-	edit func(t *testing.T, ss signedSample, ents []tent) []tent
+	edit func(t *testing.T, ss signedSample, ents []archivetest.Entry) []archivetest.Entry
 	raw  func(t *testing.T, ss signedSample) []byte
 	want error
 	// words the message must hold (besides what makes it distinct).
@@ -631,53 +493,53 @@ func tamperCases() []tamperCase {
 	words := func(w ...string) func(signedSample) []string { return func(signedSample) []string { return w } }
 	return []tamperCase{
 		{name: "flipped byte in a layer", want: ErrDigestMismatch,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				return flipped(t, e, BlobPath(ss.s.lDesc.Digest))
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				return archivetest.Flipped(t, e, BlobPath(ss.s.lDesc.Digest))
 			},
 			words: digests(func(ss signedSample) string { return ss.s.lDesc.Digest.String() })},
 		{name: "flipped byte in a config", want: ErrDigestMismatch,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				return flipped(t, e, BlobPath(ss.s.cDesc.Digest))
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				return archivetest.Flipped(t, e, BlobPath(ss.s.cDesc.Digest))
 			},
 			words: digests(func(ss signedSample) string { return ss.s.cDesc.Digest.String() })},
 		{name: "flipped byte in a manifest", want: ErrDigestMismatch, early: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				return flipped(t, e, BlobPath(ss.s.mDesc.Digest))
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				return archivetest.Flipped(t, e, BlobPath(ss.s.mDesc.Digest))
 			},
 			words: digests(func(ss signedSample) string { return ss.s.mDesc.Digest.String() })},
 		{name: "flipped byte in index.json", want: ErrSignatureInvalid, early: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				return withBody(t, e, IndexFile, retag(t, ss.s.index))
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				return archivetest.WithBody(t, e, IndexFile, retag(t, ss.s.index))
 			}, words: words("index.json")},
 		{name: "signature replaced", want: ErrSignatureInvalid, early: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
 				sig, bundle := replacedSignature(t, ss)
-				return withBody(t, withBody(t, e, SignatureFile, sig), SigstoreBundleFile, bundle)
+				return archivetest.WithBody(t, archivetest.WithBody(t, e, SignatureFile, sig), SigstoreBundleFile, bundle)
 			}, words: words("signature")},
 		{name: "signed by another key", want: ErrUnknownKey, early: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
 				index := retag(t, ss.s.index)
 				files, err := Signer(ss.other)(index)
 				if err != nil {
 					t.Fatal(err)
 				}
-				e = withBody(t, e, IndexFile, index)
-				return withBody(t, withBody(t, e, SignatureFile, files[SignatureFile]), SigstoreBundleFile, files[SigstoreBundleFile])
+				e = archivetest.WithBody(t, e, IndexFile, index)
+				return archivetest.WithBody(t, archivetest.WithBody(t, e, SignatureFile, files[SignatureFile]), SigstoreBundleFile, files[SigstoreBundleFile])
 			}, words: func(ss signedSample) []string { return []string{Fingerprint(ss.other.Public())} }},
 		{name: "signature removed", want: ErrUnsigned, early: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
 				return without(t, e, SignatureFile, SigstoreBundleFile)
 			}, words: words("not signed", SignatureFile)},
 		{name: "extra unreachable blob", want: ErrCorrupt,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
 				extra := []byte("a blob nothing references")
-				return append(append([]tent(nil), e...), fileEnt(BlobPath(digest.FromBytes(extra)), extra))
+				return append(append([]archivetest.Entry(nil), e...), archivetest.File(BlobPath(digest.FromBytes(extra)), extra))
 			}, words: words(digest.FromBytes([]byte("a blob nothing references")).Encoded(), "not referenced")},
 		{name: "duplicated entry", want: ErrCorrupt, tableRefused: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				dup := e[indexOf(t, e, BlobPath(ss.s.lDesc.Digest))]
-				dup.frame = nil
-				return append(append([]tent(nil), e...), dup)
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				dup := e[archivetest.Index(t, e, BlobPath(ss.s.lDesc.Digest))]
+				dup.Frame = nil
+				return append(append([]archivetest.Entry(nil), e...), dup)
 			}, words: func(ss signedSample) []string { return []string{"duplicate", ss.s.lDesc.Digest.Encoded()} }},
 		{name: "truncated archive", want: ErrTruncated,
 			raw: func(t *testing.T, ss signedSample) []byte {
@@ -689,18 +551,18 @@ func tamperCases() []tamperCase {
 				return ss.data[:l.Offset+l.Length/2]
 			}, words: words("truncated")},
 		{name: "entry named ../x", want: ErrCorrupt, tableRefused: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				return append(append([]tent(nil), e...), fileEnt("../x", []byte("escape")))
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				return append(append([]archivetest.Entry(nil), e...), archivetest.File("../x", []byte("escape")))
 			}, words: words("unsafe", "../x")},
 		{name: "entry named /etc/x", want: ErrCorrupt, early: true, tableRefused: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				return insertAt(e, indexOf(t, e, SigstoreBundleFile)+1, fileEnt("/etc/x", []byte("root:x:0:0")))
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				return insertAt(e, archivetest.Index(t, e, SigstoreBundleFile)+1, archivetest.File("/etc/x", []byte("root:x:0:0")))
 			}, words: words("unsafe", "/etc/x")},
 		{name: "symlink entry", want: ErrCorrupt, sequentialOnly: true,
-			edit: func(t *testing.T, ss signedSample, e []tent) []tent {
-				out := append([]tent(nil), e...)
-				i := indexOf(t, out, BlobPath(ss.s.lDesc.Digest))
-				out[i] = tent{hdr: tar.Header{Name: out[i].hdr.Name, Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd", Mode: 0o777}}
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				out := append([]archivetest.Entry(nil), e...)
+				i := archivetest.Index(t, out, BlobPath(ss.s.lDesc.Digest))
+				out[i] = archivetest.Entry{Header: tar.Header{Name: out[i].Header.Name, Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd", Mode: 0o777}}
 				return out
 			}, words: words("symbolic link")},
 	}
@@ -741,10 +603,10 @@ func TestSignedBundleVerifies(t *testing.T) {
 	t.Parallel()
 	for _, alg := range []string{"ecdsa-p256", "ed25519"} {
 		ss := newSignedSample(t, alg)
-		ents, eoa := entriesOf(t, ss.data)
+		ents, eoa := archivetest.Split(t, ss.data)
 		fp := Fingerprint(ss.key.Public())
 		v := WithVerifier(KeyVerifier(ss.other.Public(), ss.key.Public()))
-		for name, data := range map[string][]byte{"original": ss.data, "stream": asStream(t, ents), "reframed": asFramed(t, ents, eoa)} {
+		for name, data := range map[string][]byte{"original": ss.data, "stream": archivetest.Stream(t, ents), "reframed": archivetest.Framed(t, ents, eoa)} {
 			path := filepath.Join(t.TempDir(), "b.tar.zst")
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
@@ -789,7 +651,7 @@ func TestSignedBundleTampered(t *testing.T) {
 		t.Run(alg, func(t *testing.T) {
 			t.Parallel()
 			ss := newSignedSample(t, alg)
-			ents, eoa := entriesOf(t, ss.data)
+			ents, eoa := archivetest.Split(t, ss.data)
 			v := WithVerifier(KeyVerifier(ss.key.Public()))
 			msgs := map[string]map[string]string{} // mode -> message -> case
 			same := map[[3]string][]string{}       // two cases and their message -> modes
@@ -802,9 +664,9 @@ func TestSignedBundleTampered(t *testing.T) {
 					forms["stream"] = tc.raw(t, ss)
 				} else {
 					e := tc.edit(t, ss, ents)
-					forms["stream"] = asStream(t, e)
+					forms["stream"] = archivetest.Stream(t, e)
 					if !tc.sequentialOnly {
-						forms["framed"] = asFramed(t, e, eoa)
+						forms["framed"] = archivetest.Framed(t, e, eoa)
 					}
 				}
 				for form, data := range forms {
@@ -890,8 +752,8 @@ func TestTamperedIndexStaleSeekTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ents, eoa := entriesOf(t, ss.data)
-	data := asFramed(t, withBody(t, ents, IndexFile, retag(t, ss.s.index)), eoa)
+	ents, eoa := archivetest.Split(t, ss.data)
+	data := archivetest.Framed(t, archivetest.WithBody(t, ents, IndexFile, retag(t, ss.s.index)), eoa)
 	// Put the original index.json digest back in the table.
 	tbl2, end2, err := readSeekTable(bytes.NewReader(data), int64(len(data)))
 	if err != nil {

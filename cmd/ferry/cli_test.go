@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math/rand"
 	"net"
@@ -35,6 +34,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/archivetest"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
 )
@@ -988,25 +988,6 @@ func flipInTar(t *testing.T, plain []byte, entry string) {
 	}
 }
 
-// seekFrame encodes a seek table frame for a table starting at off, as
-// docs/format.md and bundle/seektable.go describe it.
-func seekFrame(t *testing.T, tbl *bundle.SeekTable, off int64) []byte {
-	t.Helper()
-	js, err := json.Marshal(tbl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b []byte
-	b = binary.LittleEndian.AppendUint32(b, 0x184D2A5B)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(js)+32))
-	b = append(b, js...)
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(js)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(off))
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(js, crc32.MakeTable(crc32.Castagnoli)))
-	b = binary.LittleEndian.AppendUint32(b, 1)
-	return append(b, "FRYSEEK1"...)
-}
-
 func TestImportDigestMismatch(t *testing.T) {
 	t.Parallel()
 	_, sample := source(t)
@@ -1064,7 +1045,7 @@ func TestImportDigestMismatch(t *testing.T) {
 	last := tbl.Entries[len(tbl.Entries)-1]
 	tableOff := int64(binary.LittleEndian.Uint64(b[len(b)-32+8:]))
 	ra.Write(b[last.Offset+last.Length : tableOff]) // the end-of-archive frame
-	ra.Write(seekFrame(t, &newTbl, int64(ra.Len())))
+	ra.Write(archivetest.SeekFrame(t, &newTbl, int64(ra.Len())))
 	if _, err := bundle.ReadSeekTable(bytes.NewReader(ra.Bytes()), int64(ra.Len())); err != nil {
 		t.Fatalf("rebuilt seek table: %v", err)
 	}

@@ -16,11 +16,9 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,10 +30,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/archivetest"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
 )
@@ -321,137 +319,6 @@ func signedSample(t *testing.T) ([]byte, crypto.Signer, crypto.Signer) {
 	return bytes.Clone(s.bundle), s.key, s.other
 }
 
-// tarEntry is one entry of a bundle, with its original zstd frame while it
-// is unchanged.
-type tarEntry struct {
-	hdr   tar.Header
-	body  []byte
-	frame []byte
-}
-
-// bundleEntries splits a bundle into its entries through its seek table,
-// and returns the end-of-archive frame.
-func bundleEntries(t *testing.T, b []byte) ([]tarEntry, []byte) {
-	t.Helper()
-	tbl, err := bundle.ReadSeekTable(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, _ := zstd.NewReader(nil)
-	defer dec.Close()
-	var out []tarEntry
-	for _, e := range tbl.Entries {
-		frame := b[e.Offset : e.Offset+e.Length]
-		plain, err := dec.DecodeAll(frame, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(bytes.NewReader(plain))
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tarEntry{hdr: *h, body: body, frame: frame})
-	}
-	last := tbl.Entries[len(tbl.Entries)-1]
-	tableOff := int64(binary.LittleEndian.Uint64(b[len(b)-32+8:]))
-	return out, b[last.Offset+last.Length : tableOff]
-}
-
-func tarOf(t *testing.T, ents []tarEntry, end bool) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range ents {
-		h := e.hdr
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if end {
-		if err := tw.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.Bytes()
-}
-
-// asOneStream re-encodes the entries as one zstd stream without seek table.
-func asOneStream(t *testing.T, ents []tarEntry) []byte {
-	t.Helper()
-	enc, _ := zstd.NewWriter(nil)
-	defer enc.Close()
-	return enc.EncodeAll(tarOf(t, ents, true), nil)
-}
-
-// asFrames keeps the frame of every unchanged entry, re-encodes only the
-// changed ones, and writes a valid seek table.
-func asFrames(t *testing.T, ents []tarEntry, eoa []byte) []byte {
-	t.Helper()
-	enc, _ := zstd.NewWriter(nil)
-	defer enc.Close()
-	var out []byte
-	var tbl bundle.SeekTable
-	for _, e := range ents {
-		frame := e.frame
-		if frame == nil {
-			frame = enc.EncodeAll(tarOf(t, []tarEntry{e}, false), nil)
-		}
-		se := bundle.SeekEntry{Name: e.hdr.Name, Size: e.hdr.Size, Offset: int64(len(out)), Length: int64(len(frame))}
-		switch {
-		case strings.HasSuffix(e.hdr.Name, "/"):
-		case strings.HasPrefix(e.hdr.Name, "blobs/sha256/"):
-			se.Digest = digest.Digest("sha256:" + strings.TrimPrefix(e.hdr.Name, "blobs/sha256/"))
-		default:
-			se.Digest = digest.FromBytes(e.body)
-		}
-		tbl.Entries = append(tbl.Entries, se)
-		out = append(out, frame...)
-	}
-	out = append(out, eoa...)
-	return append(out, seekFrame(t, &tbl, int64(len(out)))...)
-}
-
-func entryIndex(t *testing.T, ents []tarEntry, name string) int {
-	t.Helper()
-	for i, e := range ents {
-		if e.hdr.Name == name {
-			return i
-		}
-	}
-	t.Fatalf("the bundle has no entry %s", name)
-	return -1
-}
-
-func setBody(t *testing.T, ents []tarEntry, name string, body []byte) []tarEntry {
-	t.Helper()
-	out := append([]tarEntry(nil), ents...)
-	i := entryIndex(t, out, name)
-	out[i].body, out[i].frame, out[i].hdr.Size = body, nil, int64(len(body))
-	return out
-}
-
-func flipEntry(t *testing.T, ents []tarEntry, name string) []tarEntry {
-	t.Helper()
-	b := bytes.Clone(ents[entryIndex(t, ents, name)].body)
-	b[len(b)/2] ^= 0x20
-	return setBody(t, ents, name, b)
-}
-
-func regularEntry(name string, body []byte) tarEntry {
-	return tarEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}, body: body}
-}
-
 func blobName(d string) string { return "blobs/sha256/" + strings.TrimPrefix(d, "sha256:") }
 
 // assertNothingAt checks that no sample image, by tag or by digest, is at
@@ -481,20 +348,20 @@ func TestImportTamperedSigned(t *testing.T) {
 	t.Parallel()
 	_, sample := source(t)
 	orig, key, other := signedSample(t)
-	ents, eoa := bundleEntries(t, orig)
+	ents, eoa := archivetest.Split(t, orig)
 	pubData := pubPEM(t, key.Public())
 
 	alpine := sample.Refs[0]
 	manifest := sample.Digests[alpine]
 	var m struct{ Config struct{ Digest string } }
-	if err := json.Unmarshal(ents[entryIndex(t, ents, blobName(manifest))].body, &m); err != nil || m.Config.Digest == "" {
+	if err := json.Unmarshal(ents[archivetest.Index(t, ents, blobName(manifest))].Body, &m); err != nil || m.Config.Digest == "" {
 		t.Fatalf("manifest of %s: %v", alpine, err)
 	}
 	config := m.Config.Digest
 	layer := sample.SharedLayer
-	index := ents[entryIndex(t, ents, bundle.IndexFile)].body
-	sigstore := ents[entryIndex(t, ents, bundle.SigstoreBundleFile)].body
-	sig := ents[entryIndex(t, ents, bundle.SignatureFile)].body
+	index := ents[archivetest.Index(t, ents, bundle.IndexFile)].Body
+	sigstore := ents[archivetest.Index(t, ents, bundle.SigstoreBundleFile)].Body
+	sig := ents[archivetest.Index(t, ents, bundle.SignatureFile)].Body
 
 	retagged := bytes.Replace(index, []byte("library/alpine:3.20"), []byte("library/alpine:3.21"), 1)
 	if bytes.Equal(retagged, index) {
@@ -519,23 +386,25 @@ func TestImportTamperedSigned(t *testing.T) {
 	}
 	lastBlob := tbl.Entries[len(tbl.Entries)-1]
 
-	without := func(names ...string) []tarEntry {
-		var out []tarEntry
+	without := func(names ...string) []archivetest.Entry {
+		var out []archivetest.Entry
 		for _, e := range ents {
-			if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+e.hdr.Name+" ") {
+			if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+e.Header.Name+" ") {
 				out = append(out, e)
 			}
 		}
 		return out
 	}
-	appended := func(e tarEntry) []tarEntry { return append(append([]tarEntry(nil), ents...), e) }
-	dupLayer := ents[entryIndex(t, ents, blobName(layer))]
-	dupLayer.frame = nil
-	afterSigs := entryIndex(t, ents, bundle.SigstoreBundleFile) + 1
-	etc := append(append(append([]tarEntry(nil), ents[:afterSigs]...), regularEntry("/etc/x", []byte("root:x:0:0"))), ents[afterSigs:]...)
-	symlink := append([]tarEntry(nil), ents...)
-	i := entryIndex(t, symlink, blobName(layer))
-	symlink[i] = tarEntry{hdr: tar.Header{Name: symlink[i].hdr.Name, Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd", Mode: 0o777}}
+	appended := func(e archivetest.Entry) []archivetest.Entry {
+		return append(append([]archivetest.Entry(nil), ents...), e)
+	}
+	dupLayer := ents[archivetest.Index(t, ents, blobName(layer))]
+	dupLayer.Frame = nil
+	afterSigs := archivetest.Index(t, ents, bundle.SigstoreBundleFile) + 1
+	etc := append(append(append([]archivetest.Entry(nil), ents[:afterSigs]...), archivetest.File("/etc/x", []byte("root:x:0:0"))), ents[afterSigs:]...)
+	symlink := append([]archivetest.Entry(nil), ents...)
+	i := archivetest.Index(t, symlink, blobName(layer))
+	symlink[i] = archivetest.Entry{Header: tar.Header{Name: symlink[i].Header.Name, Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd", Mode: 0o777}}
 
 	cases := []struct {
 		name  string
@@ -545,20 +414,20 @@ func TestImportTamperedSigned(t *testing.T) {
 		// without --verify-first.
 		early bool
 	}{
-		{"flipped byte in a layer", asOneStream(t, flipEntry(t, ents, blobName(layer))), []string{layer, "digest mismatch"}, false},
-		{"flipped byte in a layer (seek table)", asFrames(t, flipEntry(t, ents, blobName(layer)), eoa), []string{layer, "digest mismatch"}, false},
-		{"flipped byte in a config", asOneStream(t, flipEntry(t, ents, blobName(config))), []string{config, "digest mismatch"}, false},
-		{"flipped byte in a manifest", asOneStream(t, flipEntry(t, ents, blobName(manifest))), []string{manifest, "digest mismatch"}, true},
-		{"flipped byte in index.json", asOneStream(t, setBody(t, ents, bundle.IndexFile, retagged)), []string{"signature", "index.json"}, true},
-		{"signature replaced", asOneStream(t, setBody(t, setBody(t, ents, bundle.SignatureFile, foreign[bundle.SignatureFile]), bundle.SigstoreBundleFile, replacedBundle)), []string{"signature"}, true},
-		{"signed by another key", asOneStream(t, setBody(t, setBody(t, setBody(t, ents, bundle.IndexFile, retagged), bundle.SignatureFile, otherFiles[bundle.SignatureFile]), bundle.SigstoreBundleFile, otherFiles[bundle.SigstoreBundleFile])), []string{"unknown key", bundle.Fingerprint(other.Public())}, true},
-		{"signature removed", asOneStream(t, without(bundle.SignatureFile, bundle.SigstoreBundleFile)), []string{"not signed", "--insecure-skip-verify"}, true},
-		{"extra blob nothing references", asOneStream(t, appended(regularEntry(blobName(digest.FromBytes(extra).String()), extra))), []string{digest.FromBytes(extra).Encoded(), "not referenced"}, false},
-		{"duplicated entry", asOneStream(t, appended(dupLayer)), []string{"duplicate entry", blobName(layer)}, false},
+		{"flipped byte in a layer", archivetest.Stream(t, archivetest.Flipped(t, ents, blobName(layer))), []string{layer, "digest mismatch"}, false},
+		{"flipped byte in a layer (seek table)", archivetest.Framed(t, archivetest.Flipped(t, ents, blobName(layer)), eoa), []string{layer, "digest mismatch"}, false},
+		{"flipped byte in a config", archivetest.Stream(t, archivetest.Flipped(t, ents, blobName(config))), []string{config, "digest mismatch"}, false},
+		{"flipped byte in a manifest", archivetest.Stream(t, archivetest.Flipped(t, ents, blobName(manifest))), []string{manifest, "digest mismatch"}, true},
+		{"flipped byte in index.json", archivetest.Stream(t, archivetest.WithBody(t, ents, bundle.IndexFile, retagged)), []string{"signature", "index.json"}, true},
+		{"signature replaced", archivetest.Stream(t, archivetest.WithBody(t, archivetest.WithBody(t, ents, bundle.SignatureFile, foreign[bundle.SignatureFile]), bundle.SigstoreBundleFile, replacedBundle)), []string{"signature"}, true},
+		{"signed by another key", archivetest.Stream(t, archivetest.WithBody(t, archivetest.WithBody(t, archivetest.WithBody(t, ents, bundle.IndexFile, retagged), bundle.SignatureFile, otherFiles[bundle.SignatureFile]), bundle.SigstoreBundleFile, otherFiles[bundle.SigstoreBundleFile])), []string{"unknown key", bundle.Fingerprint(other.Public())}, true},
+		{"signature removed", archivetest.Stream(t, without(bundle.SignatureFile, bundle.SigstoreBundleFile)), []string{"not signed", "--insecure-skip-verify"}, true},
+		{"extra blob nothing references", archivetest.Stream(t, appended(archivetest.File(blobName(digest.FromBytes(extra).String()), extra))), []string{digest.FromBytes(extra).Encoded(), "not referenced"}, false},
+		{"duplicated entry", archivetest.Stream(t, appended(dupLayer)), []string{"duplicate entry", blobName(layer)}, false},
 		{"truncated archive", orig[:lastBlob.Offset+lastBlob.Length/2], []string{"truncated"}, false},
-		{"entry named ../x", asOneStream(t, appended(regularEntry("../x", []byte("escape")))), []string{"unsafe", "../x"}, false},
-		{"entry named /etc/x", asOneStream(t, etc), []string{"unsafe", "/etc/x"}, true},
-		{"symlink entry", asOneStream(t, symlink), []string{"symbolic link", blobName(layer)}, false},
+		{"entry named ../x", archivetest.Stream(t, appended(archivetest.File("../x", []byte("escape")))), []string{"unsafe", "../x"}, false},
+		{"entry named /etc/x", archivetest.Stream(t, etc), []string{"unsafe", "/etc/x"}, true},
+		{"symlink entry", archivetest.Stream(t, symlink), []string{"symbolic link", blobName(layer)}, false},
 	}
 
 	// The seek-table variant is read through the seek table.
@@ -649,9 +518,9 @@ func TestImportSignedReencoded(t *testing.T) {
 	t.Parallel()
 	_, sample := source(t)
 	orig, key, _ := signedSample(t)
-	ents, eoa := bundleEntries(t, orig)
+	ents, eoa := archivetest.Split(t, orig)
 	pub := writeFile(t, "trusted.pub", pubPEM(t, key.Public()))
-	for name, data := range map[string][]byte{"one stream": asOneStream(t, ents), "frames": asFrames(t, ents, eoa)} {
+	for name, data := range map[string][]byte{"one stream": archivetest.Stream(t, ents), "frames": archivetest.Framed(t, ents, eoa)} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			dst := registrytest.New(t, registrytest.Options{})
