@@ -640,19 +640,16 @@ func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph) error {
 	return nil
 }
 
-const fetchAttempts = 3
-
 // fetchBlob downloads one blob, verifying it, and compresses it into s.
 func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Descriptor, g *graph, s *spooled, total int64) error {
 	repo := e.blobRepo[desc.Digest]
 	e.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 	var last error
-	for attempt := 0; attempt < fetchAttempts; attempt++ {
+	retries, base := e.client.RetryPolicy()
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := sleepCtx(ctx, registry.Backoff(base, attempt-1)); err != nil {
+				return err
 			}
 		}
 		var dst io.Writer
@@ -701,7 +698,7 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 			return ctx.Err()
 		}
 	}
-	return &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s: %w", repo.Name(), last)}
+	return &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo.Name(), last)}
 }
 
 // progressReader reports bytes read in steps of at least 1 MiB.

@@ -308,7 +308,7 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 		}
 	}()
 	var from *name.Repository
-	for i, repo := range repos {
+	for _, repo := range repos {
 		exists, err := im.client.BlobExists(ctx, repo, desc.Digest)
 		if err != nil {
 			return im.blobErr("push", desc.Digest, fmt.Errorf("checking %s: %w", repo.Name(), err))
@@ -330,7 +330,7 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 				continue
 			}
 		}
-		var body io.Reader
+		var body, streamed io.Reader
 		switch {
 		case open != nil:
 			rc, err := open()
@@ -345,22 +345,56 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 			}
 			body = NewVerifyReader(spool, desc)
 		default:
-			body = stream
-			if len(repos)-i > 1 {
-				// Keep a copy in case the registry refuses to mount it into the
-				// other repositories.
-				f, err := os.CreateTemp(im.opts.TempDir, ".ferry-import-*")
-				if err != nil {
-					return fmt.Errorf("creating a temporary file in %s: %w", im.opts.TempDir, err)
-				}
-				spool = f
-				body = io.TeeReader(stream, f)
+			// Keep a copy of the blob while it streams, so a broken upload can
+			// be sent again and other repositories can get it when the
+			// registry refuses to mount it. One blob at a time: the disk
+			// budget is the largest blob of the bundle, in TempDir.
+			f, err := os.CreateTemp(im.opts.TempDir, ".ferry-import-*")
+			if err != nil {
+				return fmt.Errorf("creating a temporary file in %s: %w", im.opts.TempDir, err)
 			}
+			spool = f
+			body = io.TeeReader(stream, f)
+			streamed = body
 			stream = nil
 		}
 		im.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 		pr := &progressReader{r: body, emit: im.opts.Progress, digest: desc.Digest.String()}
-		if err := im.client.PushBlob(ctx, repo, desc.Digest, desc.Size, pr); err != nil {
+		err = im.client.PushBlob(ctx, repo, desc.Digest, desc.Size, pr)
+		// A broken upload is re-read and sent again when the content can be
+		// read again (random access, or a spooled copy).
+		retries, base := im.client.RetryPolicy()
+		for attempt := 0; err != nil && attempt < retries && registry.IsTemporary(err); attempt++ {
+			if streamed != nil {
+				// Finish reading (and verifying) the blob into the spool.
+				if _, derr := io.Copy(io.Discard, streamed); derr != nil {
+					return im.blobErr("verify", desc.Digest, derr)
+				}
+				streamed = nil
+			}
+			if serr := sleepCtx(ctx, registry.Backoff(base, attempt)); serr != nil {
+				return serr
+			}
+			var again io.Reader
+			if open != nil {
+				rc, oerr := open()
+				if oerr != nil {
+					return im.blobErr("read", desc.Digest, oerr)
+				}
+				defer rc.Close()
+				again = rc
+			} else {
+				if _, serr := spool.Seek(0, io.SeekStart); serr != nil {
+					return serr
+				}
+				again = NewVerifyReader(spool, desc)
+			}
+			err = im.client.PushBlob(ctx, repo, desc.Digest, desc.Size, &progressReader{r: again, emit: im.opts.Progress, digest: desc.Digest.String()})
+			if err != nil && attempt == retries-1 && registry.IsTemporary(err) {
+				err = fmt.Errorf("giving up after %d retries (re-run the import to continue; --retries raises the limit): %w", retries, err)
+			}
+		}
+		if err != nil {
 			op := "push"
 			if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTruncated) {
 				op = "verify"
@@ -447,3 +481,14 @@ type noteError struct {
 
 func (e *noteError) Error() string { return strings.TrimSpace(e.err.Error()) + e.note }
 func (e *noteError) Unwrap() error { return e.err }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

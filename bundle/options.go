@@ -3,6 +3,7 @@ package bundle
 import (
 	"crypto/tls"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
@@ -24,10 +25,17 @@ type RegistryOptions struct {
 	// TLS configures verified TLS connections: RootCAs for a private CA,
 	// Certificates for client certificates. Nil means the system roots.
 	TLS *tls.Config
+	// Retries is how many times a failed request or blob transfer is tried
+	// again (connection resets, timeouts, 408, 429 with Retry-After, 5xx).
+	// Zero means 5; negative means none.
+	Retries int
+	// RetryBase is the first backoff, doubled each try with jitter
+	// (default 500ms).
+	RetryBase time.Duration
 }
 
 func (o RegistryOptions) client() *registry.Client {
-	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS})
+	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS, Retries: o.Retries, RetryBase: o.RetryBase})
 }
 
 // EventKind says what a progress Event reports.

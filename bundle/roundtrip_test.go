@@ -548,3 +548,18 @@ func TestStockTools(t *testing.T) {
 		t.Fatalf("skopeo copy: %v\n%s", err, out)
 	}
 }
+
+func openStream(t *testing.T, path string) *bundle.Reader {
+	t.Helper()
+	file, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { file.Close() })
+	r, err := bundle.NewReader(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}

@@ -38,6 +38,7 @@ const (
 	flagClientKey          = "client-key"
 	flagUsername           = "username"
 	flagPasswordStdin      = "password-stdin"
+	flagRetries            = "retries"
 )
 
 // registryFlags are the connection flags shared by export and import.
@@ -49,6 +50,7 @@ func registryFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagClientKey, Usage: "private key in PEM `FILE` of --client-cert"},
 		&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "log in to the registries as `USER` (password from --password-stdin)"},
 		&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the registry password from standard input"},
+		&cli.IntFlag{Name: flagRetries, Value: 5, Usage: "retry a failed request or blob transfer `N` times (connection resets, timeouts, 408, 429, 5xx), with exponential backoff"},
 	}
 }
 
@@ -78,6 +80,14 @@ func jobs(c *cli.Context) (int, error) {
 
 func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
 	o := bundle.RegistryOptions{Insecure: c.StringSlice(flagInsecureRegistry), UserAgent: "ferry/" + version}
+	switch r := c.Int(flagRetries); {
+	case r < 0:
+		return o, usagef("--retries must be 0 or more, got %d", r)
+	case r == 0:
+		o.Retries = -1
+	default:
+		o.Retries = r
+	}
 	cas, cert, key := c.StringSlice(flagCAFile), c.String(flagClientCert), c.String(flagClientKey)
 	if (cert == "") != (key == "") {
 		return o, usagef("--client-cert and --client-key go together")

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,7 +40,15 @@ type Options struct {
 	// TLS, when set, is the TLS configuration for verified connections
 	// (private CAs, client certificates).
 	TLS *tls.Config
+	// Retries is how many times a failed request is tried again (connection
+	// errors, 408, 429, 5xx). Zero means 5; negative means none.
+	Retries int
+	// RetryBase is the first backoff (default 500ms); it doubles each try.
+	RetryBase time.Duration
 }
+
+// RetryPolicy returns the number of retries and the first backoff.
+func (c *Client) RetryPolicy() (int, time.Duration) { return c.opts.Retries, c.opts.RetryBase }
 
 // Client talks to registries. It is safe for concurrent use.
 type Client struct {
@@ -72,8 +81,18 @@ func New(opts Options) *Client {
 			}
 			base = &perHost{hosts: hosts, insecure: insecure, secure: secure}
 		}
-		opts.Transport = transport.NewRetry(base)
+		opts.Transport = base
 	}
+	switch {
+	case opts.Retries == 0:
+		opts.Retries = 5
+	case opts.Retries < 0:
+		opts.Retries = 0
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 500 * time.Millisecond
+	}
+	opts.Transport = &retryTransport{inner: opts.Transport, retries: opts.Retries, base: opts.RetryBase}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ferry"
 	}

@@ -38,6 +38,91 @@ type Options struct {
 	TLS bool
 }
 
+// Fault makes the first Times requests whose method is Method (any when
+// empty) and whose path contains Path fail: with Status (and a Retry-After
+// header when RetryAfter is set), or, with Drop, by cutting the connection
+// halfway through the request or response body.
+type Fault struct {
+	Method, Path string
+	Status       int
+	RetryAfter   string
+	Drop         bool
+	Times        int64
+	hits         atomic.Int64
+}
+
+// Hits is how many times the fault was injected.
+func (f *Fault) Hits() int64 { return min(f.hits.Load(), f.Times) }
+
+func (f *Fault) match(r *http.Request) bool {
+	if (f.Method != "" && f.Method != r.Method) || !strings.Contains(r.URL.Path, f.Path) {
+		return false
+	}
+	return f.hits.Add(1) <= f.Times
+}
+
+// InjectFaults puts faults in front of the registry from now on, checked in
+// order; it replaces earlier ones.
+func (r *Registry) InjectFaults(faults ...*Fault) { r.faults.Store(&faults) }
+
+func (reg *Registry) inject(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var faults []*Fault
+		if p := reg.faults.Load(); p != nil {
+			faults = *p
+		}
+		for _, f := range faults {
+			if !f.match(r) {
+				continue
+			}
+			if f.Drop {
+				drop(w, r, next)
+				return
+			}
+			if f.RetryAfter != "" {
+				w.Header().Set("Retry-After", f.RetryAfter)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(f.Status)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// drop cuts the connection: after half of an upload body, or after half of
+// a download.
+func drop(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("registrytest: connection cannot be hijacked")
+	}
+	if r.ContentLength > 0 {
+		_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
+		conn, _, _ := hj.Hijack()
+		conn.Close()
+		return
+	}
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	body := rec.Body.Bytes()
+	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\n", rec.Code, http.StatusText(rec.Code))
+	for k, vs := range rec.Header() {
+		for _, v := range vs {
+			fmt.Fprintf(buf, "%s: %s\r\n", k, v)
+		}
+	}
+	fmt.Fprintf(buf, "Content-Length: %d\r\n\r\n", len(body))
+	_, _ = buf.Write(body[:len(body)/2])
+	_ = buf.Flush()
+	conn.Close()
+}
+
 // Registry is a running registry.
 type Registry struct {
 	// Host is host:port on 127.0.0.1, usable in image references.
@@ -52,6 +137,8 @@ type Registry struct {
 
 	// CertPEM is the server certificate of a TLS registry.
 	CertPEM []byte
+
+	faults atomic.Pointer[[]*Fault]
 }
 
 func init() {
@@ -89,6 +176,7 @@ func Start(opts Options) (*Registry, error) {
 	if opts.Username != "" {
 		h = basicAuth(opts.Username, opts.Password, h)
 	}
+	h = r.inject(h)
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.Requests.Add(1)

@@ -1,0 +1,138 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// retryTransport retries requests that failed for reasons that pass:
+// connection errors, 408, 429 (honouring Retry-After) and 5xx other than 501.
+// A request is retried only when its body can be produced again (no body,
+// or GetBody set, as http.NewRequest does for in-memory bodies); blob
+// uploads that stream from a bundle are retried a level up, by re-reading
+// the blob.
+type retryTransport struct {
+	inner   http.RoundTripper
+	retries int
+	base    time.Duration
+}
+
+// maxRetryAfter caps how long a Retry-After header can make ferry wait.
+const maxRetryAfter = 2 * time.Minute
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := t.inner.RoundTrip(req)
+		if attempt >= t.retries || !replayable(req) || !Retryable(resp, err) || req.Context().Err() != nil {
+			return resp, err
+		}
+		wait := Backoff(t.base, attempt)
+		if resp != nil {
+			if ra := retryAfter(resp); ra > 0 {
+				wait = ra
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		if err := sleep(req.Context(), wait); err != nil {
+			return nil, err
+		}
+		if req.Body != nil && req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
+	}
+}
+
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// Retryable reports whether a response or error is worth another try.
+func Retryable(resp *http.Response, err error) bool {
+	if err != nil {
+		return temporaryNetError(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests,
+		http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// Backoff is the wait before retry attempt+1: exponential from base, with
+// up to 50% jitter, capped at 30 s.
+func Backoff(base time.Duration, attempt int) time.Duration {
+	d := base << min(attempt, 10)
+	d = min(d, 30*time.Second)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func retryAfter(resp *http.Response) time.Duration {
+	v := resp.Header.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return min(time.Duration(s)*time.Second, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(time.Until(t), 0), maxRetryAfter)
+	}
+	return 0
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// temporaryNetError: the connection broke or timed out; a refused
+// connection, an unknown host or a TLS failure are not retried (they are
+// settings to fix, and retrying them only delays the message).
+func temporaryNetError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var nerr net.Error
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+		return true
+	case errors.As(err, &nerr) && nerr.Timeout():
+		return true
+	}
+	return strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe")
+}
+
+// IsTemporary reports whether an error returned by the client is worth
+// another try after re-reading the content: a broken connection, or a
+// registry answering 408, 429 or 5xx.
+func IsTemporary(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return Retryable(&http.Response{StatusCode: terr.StatusCode}, nil)
+	}
+	return temporaryNetError(err)
+}
