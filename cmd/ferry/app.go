@@ -53,6 +53,7 @@ func newApp(e *env) *cli.App {
 			newInspectCommand(e),
 			newVerifyCommand(e),
 			newKeygenCommand(e),
+			newLoginCommand(e),
 		},
 		OnUsageError:    func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		ExitErrHandler:  func(*cli.Context, error) {},

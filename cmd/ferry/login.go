@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferryproject/ferry/internal/registry"
+)
+
+func newLoginCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "login",
+		Usage:     "check and store credentials for a registry (like docker login)",
+		ArgsUsage: "REGISTRY",
+		Description: `Reads the password from standard input, checks it against the registry,
+then stores it in $DOCKER_CONFIG/config.json (or ~/.docker/config.json), where
+export and import find it.
+
+Example:
+  printf '%s' "$TOKEN" | ferry login myreg.azsacr.local.azurestack.external -u mytoken --password-stdin`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "`USER` name (required)"},
+			&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the password from standard input (required)"},
+			insecureFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("login takes one registry host, got %d arguments", c.NArg())
+			}
+			user := c.String(flagUsername)
+			if user == "" || !c.Bool(flagPasswordStdin) {
+				return usagef("login needs --username USER and --password-stdin (passwords are never taken as arguments)")
+			}
+			host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(c.Args().First(), "https://"), "http://"), "/")
+			b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
+			if err != nil {
+				return fmt.Errorf("reading the password: %w", err)
+			}
+			pass := strings.TrimRight(string(b), "\r\n")
+			if pass == "" {
+				return usagef("--password-stdin: standard input is empty")
+			}
+			client := registry.New(registry.Options{Insecure: c.StringSlice(flagInsecureRegistry), UserAgent: "ferry/" + version})
+			if err := client.CheckLogin(c.Context, host, user, pass); err != nil {
+				return fmt.Errorf("logging in to %s: %w", host, err)
+			}
+			path, err := registry.SaveCredentials(host, user, pass)
+			if err != nil {
+				return fmt.Errorf("storing the credentials: %w", err)
+			}
+			fmt.Fprintf(e.stderr, "login succeeded; credentials for %s stored in %s\n", host, path)
+			return nil
+		},
+	}
+}
