@@ -648,7 +648,7 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 	retries, base := e.client.RetryPolicy()
 	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
-			if err := sleepCtx(ctx, registry.Backoff(base, attempt-1)); err != nil {
+			if err := registry.Sleep(ctx, registry.Backoff(base, attempt-1)); err != nil {
 				return err
 			}
 		}

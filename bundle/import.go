@@ -372,7 +372,7 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 				}
 				streamed = nil
 			}
-			if serr := sleepCtx(ctx, registry.Backoff(base, attempt)); serr != nil {
+			if serr := registry.Sleep(ctx, registry.Backoff(base, attempt)); serr != nil {
 				return serr
 			}
 			var again io.Reader
@@ -482,13 +482,3 @@ type noteError struct {
 func (e *noteError) Error() string { return strings.TrimSpace(e.err.Error()) + e.note }
 func (e *noteError) Unwrap() error { return e.err }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

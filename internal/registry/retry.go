@@ -44,7 +44,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		if err := sleep(req.Context(), wait); err != nil {
+		if err := Sleep(req.Context(), wait); err != nil {
 			return nil, err
 		}
 		if req.Body != nil && req.GetBody != nil {
@@ -97,7 +97,8 @@ func retryAfter(resp *http.Response) time.Duration {
 	return 0
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits for d or until ctx is done.
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
