@@ -481,4 +481,3 @@ type noteError struct {
 
 func (e *noteError) Error() string { return strings.TrimSpace(e.err.Error()) + e.note }
 func (e *noteError) Unwrap() error { return e.err }
-
