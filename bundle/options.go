@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"crypto/tls"
+	"io"
 	"net/http"
 	"time"
 
@@ -32,10 +33,13 @@ type RegistryOptions struct {
 	// RetryBase is the first backoff, doubled each try with jitter
 	// (default 500ms).
 	RetryBase time.Duration
+	// Debug, when set, receives a log of every HTTP request and response:
+	// headers only, with Authorization and cookies redacted.
+	Debug io.Writer
 }
 
 func (o RegistryOptions) client() *registry.Client {
-	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS, Retries: o.Retries, RetryBase: o.RetryBase})
+	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS, Retries: o.Retries, RetryBase: o.RetryBase, Debug: o.Debug})
 }
 
 // EventKind says what a progress Event reports.

@@ -39,6 +39,7 @@ const (
 	flagUsername           = "username"
 	flagPasswordStdin      = "password-stdin"
 	flagRetries            = "retries"
+	flagDebug              = "debug"
 )
 
 // registryFlags are the connection flags shared by export and import.
@@ -50,6 +51,7 @@ func registryFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagClientKey, Usage: "private key in PEM `FILE` of --client-cert"},
 		&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "log in to the registries as `USER` (password from --password-stdin)"},
 		&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the registry password from standard input"},
+		&cli.BoolFlag{Name: flagDebug, Usage: "log every registry request and response to standard error (headers only; credentials redacted)"},
 		&cli.IntFlag{Name: flagRetries, Value: 5, Usage: "retry a failed request or blob transfer `N` times (connection resets, timeouts, 408, 429, 5xx), with exponential backoff"},
 	}
 }
@@ -80,6 +82,9 @@ func jobs(c *cli.Context) (int, error) {
 
 func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
 	o := bundle.RegistryOptions{Insecure: c.StringSlice(flagInsecureRegistry), UserAgent: "ferry/" + version}
+	if c.Bool(flagDebug) {
+		o.Debug = e.stderr
+	}
 	switch r := c.Int(flagRetries); {
 	case r < 0:
 		return o, usagef("--retries must be 0 or more, got %d", r)

@@ -36,8 +36,13 @@ func TestLogin(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("config.json not stored with mode 0600: %v %v", st, err)
 	}
-	// export and import now find the credentials.
-	ferry(t, nil, "import", "-q", "--insecure-skip-verify", "--to", auth.Host+"/m", out).expect(t, exitOK)
+	// export and import now find the credentials; --debug shows the
+	// requests but never the credentials.
+	res = ferry(t, nil, "import", "-q", "--debug", "--insecure-skip-verify", "--to", auth.Host+"/m", out)
+	res.expect(t, exitOK)
+	if !strings.Contains(res.stderr, "Authorization: <redacted>") || strings.Contains(res.stderr, "b3A6czNjcmV0") {
+		t.Errorf("debug log should show a redacted Authorization header and never the credentials:\n%s", res.stderr)
+	}
 
 	// A credential helper in the config is respected, not overwritten.
 	if err := os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"credsStore":"desktop"}`), 0o600); err != nil {

@@ -45,6 +45,9 @@ type Options struct {
 	Retries int
 	// RetryBase is the first backoff (default 500ms); it doubles each try.
 	RetryBase time.Duration
+	// Debug, when set, receives a log of every HTTP request and response
+	// (headers only, credentials redacted).
+	Debug io.Writer
 }
 
 // RetryPolicy returns the number of retries and the first backoff.
@@ -82,6 +85,9 @@ func New(opts Options) *Client {
 			base = &perHost{hosts: hosts, insecure: insecure, secure: secure}
 		}
 		opts.Transport = base
+	}
+	if opts.Debug != nil {
+		opts.Transport = &debugTransport{inner: opts.Transport, w: opts.Debug}
 	}
 	switch {
 	case opts.Retries == 0:
