@@ -98,18 +98,7 @@ func readAll(data []byte) error {
 		return err
 	}
 	defer r.Close()
-	for {
-		_, rd, err := r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(io.Discard, rd); err != nil {
-			return err
-		}
-	}
+	return consume(r)
 }
 
 func TestReaderRejectsHostileArchives(t *testing.T) {

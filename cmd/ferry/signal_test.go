@@ -111,7 +111,7 @@ func runSignalled(t *testing.T, bin string, seen <-chan struct{}, sig os.Signal,
 // the output directory and no tag at the destination.
 func TestSignals(t *testing.T) {
 	if runtime.GOOS == "windows" {
-		t.Skip("POSIX signals")
+		t.Skip("the test sends POSIX SIGINT and SIGTERM, which Windows cannot deliver to a process")
 	}
 	bin := buildFerry(t)
 	src, sample := source(t)
