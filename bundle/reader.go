@@ -142,7 +142,6 @@ type Reader struct {
 	// sequential
 	zr     *zstd.Decoder
 	tr     *tar.Reader
-	next   *tar.Header
 	cur    io.Reader
 	seen   map[digest.Digest]bool
 	done   bool

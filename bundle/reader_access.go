@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 
@@ -394,14 +393,4 @@ func (r *Reader) UniqueBytes() (blobs int, bytes int64) {
 		bytes += b.desc.Size
 	}
 	return blobs, bytes
-}
-
-// sortedKeys is a helper for deterministic output.
-func sortedKeys[M ~map[digest.Digest]V, V any](m M) []digest.Digest {
-	out := make([]digest.Digest, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
