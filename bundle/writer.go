@@ -23,6 +23,11 @@ type EncoderOptions struct {
 	// Level is the zstd encoder level (zstd.SpeedFastest ... zstd.SpeedBestCompression).
 	// Zero means zstd.SpeedDefault (comparable to zstd -3).
 	Level zstd.EncoderLevel
+	// CompressAll compresses every entry. By default a blob of 64 KiB or
+	// more whose content starts like a gzip or zstd stream is stored in raw
+	// zstd blocks instead: a second compression would gain well under 1%
+	// for a full scan of the data.
+	CompressAll bool
 }
 
 func (o EncoderOptions) newZstd() *zstd.Encoder {
@@ -49,13 +54,15 @@ func (o EncoderOptions) newZstd() *zstd.Encoder {
 // Encoder turns one archive entry into one zstd frame. It is not safe for
 // concurrent use; give each goroutine its own.
 type Encoder struct {
-	enc *zstd.Encoder
-	buf []byte
+	enc         *zstd.Encoder
+	buf         []byte
+	block       []byte // for stored frames, allocated on first use
+	compressAll bool
 }
 
 // NewEncoder returns an Encoder.
 func NewEncoder(opts EncoderOptions) *Encoder {
-	return &Encoder{enc: opts.newZstd(), buf: make([]byte, 256<<10)}
+	return &Encoder{enc: opts.newZstd(), buf: make([]byte, 256<<10), compressAll: opts.CompressAll}
 }
 
 // EncodedEntry describes a frame produced by Encoder.EncodeBlob.
@@ -105,6 +112,24 @@ func (e *Encoder) encode(dst io.Writer, name string, size int64, dir bool, r io.
 	}
 	cw := &countingWriter{w: dst}
 	pad := padding(size)
+	if !dir && size >= storeMinSize && !e.compressAll {
+		var head [4]byte
+		n, err := io.ReadFull(r, head[:])
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			return 0, err
+		}
+		r = io.MultiReader(bytes.NewReader(head[:n]), r)
+		if compressedMagic(head[:n]) {
+			if e.block == nil {
+				e.block = make([]byte, 3+rawBlockMax)
+			}
+			err := storeFrame(cw, e.block, hdr, r, size, pad)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
+			return cw.n, err
+		}
+	}
 	e.enc.ResetContentSize(cw, int64(len(hdr))+size+pad)
 	if _, err := e.enc.Write(hdr); err != nil {
 		return cw.n, err
