@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -250,9 +251,13 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		total += b.Size
 	}
 	if im.r.RandomAccess() {
+		// Largest first, so the run does not end waiting on one big layer
+		// that started late.
+		blobs := slices.Clone(im.r.Blobs())
+		sort.SliceStable(blobs, func(i, j int) bool { return blobs[i].Size > blobs[j].Size })
 		eg, ctx := errgroup.WithContext(ctx)
 		eg.SetLimit(im.opts.Jobs)
-		for _, desc := range im.r.Blobs() {
+		for _, desc := range blobs {
 			eg.Go(func() error {
 				open := func() (io.ReadCloser, error) { return im.r.OpenBlob(desc) }
 				return im.pushBlob(ctx, desc, open, nil, total)
@@ -437,36 +442,53 @@ func (im *importer) pushManifests(ctx context.Context) error {
 		return err
 	}
 	// Tags last, once everything they point at is in place.
+	eg, gctx = errgroup.WithContext(ctx)
+	eg.SetLimit(im.opts.Jobs)
 	for _, t := range im.targets {
 		if !t.tagged {
 			continue
 		}
-		m, _ := im.r.Manifest(t.root.Digest)
-		if err := im.client.PutManifest(ctx, t.repo, t.src.Tag, m.Descriptor.MediaType, m.Bytes); err != nil {
-			return fmt.Errorf("tagging %s:%s (from %s): %w", t.repo.Name(), t.src.Tag, t.src, err)
-		}
-		im.opts.Progress.emit(Event{Kind: EventManifest, Ref: t.repo.Name() + ":" + t.src.Tag, Digest: t.root.Digest.String()})
+		eg.Go(func() error {
+			m, _ := im.r.Manifest(t.root.Digest)
+			if err := im.client.PutManifest(gctx, t.repo, t.src.Tag, m.Descriptor.MediaType, m.Bytes); err != nil {
+				return fmt.Errorf("tagging %s:%s (from %s): %w", t.repo.Name(), t.src.Tag, t.src, err)
+			}
+			im.opts.Progress.emit(Event{Kind: EventManifest, Ref: t.repo.Name() + ":" + t.src.Tag, Digest: t.root.Digest.String()})
+			return nil
+		})
 	}
-	return nil
+	return eg.Wait()
 }
 
 // check resolves every destination reference again and compares digests.
 func (im *importer) check(ctx context.Context) error {
+	images := make([]ImportedImage, len(im.targets))
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(im.opts.Jobs)
+	for i, t := range im.targets {
+		eg.Go(func() error {
+			ref, dst := t.root.Digest.String(), t.repo.Name()+"@"+t.root.Digest.String()
+			if t.tagged {
+				ref, dst = t.src.Tag, t.repo.Name()+":"+t.src.Tag
+			}
+			got, err := im.client.HeadManifest(gctx, t.repo, ref)
+			if err != nil {
+				return fmt.Errorf("checking %s after the push: %w", dst, err)
+			}
+			images[i] = ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
 	var bad []string
-	for _, t := range im.targets {
-		ref, dst := t.root.Digest.String(), t.repo.Name()+"@"+t.root.Digest.String()
-		if t.tagged {
-			ref, dst = t.src.Tag, t.repo.Name()+":"+t.src.Tag
-		}
-		got, err := im.client.HeadManifest(ctx, t.repo, ref)
-		if err != nil {
-			return fmt.Errorf("checking %s after the push: %w", dst, err)
-		}
-		im.res.Images = append(im.res.Images, ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got})
-		if got != t.root.Digest {
-			bad = append(bad, fmt.Sprintf("%s resolves to %s, want %s", dst, got, t.root.Digest))
+	for _, img := range images {
+		if img.DestinationDigest != img.Digest {
+			bad = append(bad, fmt.Sprintf("%s resolves to %s, want %s", img.Destination, img.DestinationDigest, img.Digest))
 		}
 	}
+	im.res.Images = append(im.res.Images, images...)
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: after the push: %s", ErrDigestMismatch, strings.Join(bad, "; "))
 	}

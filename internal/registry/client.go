@@ -58,7 +58,8 @@ type Client struct {
 	opts Options
 
 	mu         sync.Mutex
-	transports map[string]http.RoundTripper
+	transports map[string]http.RoundTripper // by scopes, or by registry when it has no token auth
+	challenges map[string]string            // auth scheme by registry, from its /v2/ ping
 }
 
 // New returns a Client.
@@ -68,6 +69,9 @@ func New(opts Options) *Client {
 	}
 	if opts.Transport == nil {
 		secure := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per parallel job: the default of 2 idle
+		// connections per host makes every other request open a new one.
+		secure.MaxIdleConnsPerHost = 64
 		if opts.TLS != nil {
 			secure.TLSClientConfig = opts.TLS.Clone()
 		}
@@ -102,7 +106,7 @@ func New(opts Options) *Client {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ferry"
 	}
-	return &Client{opts: opts, transports: map[string]http.RoundTripper{}}
+	return &Client{opts: opts, transports: map[string]http.RoundTripper{}, challenges: map[string]string{}}
 }
 
 // perHost sends requests for the insecure hosts through a transport that
@@ -170,11 +174,37 @@ func (c *Client) roundTripper(ctx context.Context, repo name.Repository, push bo
 		return rt, nil
 	}
 	reg := repo.Registry
+	// A registry without token auth (anonymous or basic) needs one
+	// transport whatever the scopes: ask it once which it is, rather than
+	// once per repository and mount source.
+	regKey := "registry " + reg.RegistryStr()
+	c.mu.Lock()
+	rt, ok = c.transports[regKey]
+	c.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	base := transport.NewUserAgent(c.opts.Transport, c.opts.UserAgent)
+	c.mu.Lock()
+	challenge, pinged := c.challenges[reg.RegistryStr()]
+	c.mu.Unlock()
+	if !pinged {
+		ch, err := transport.Ping(ctx, reg, base)
+		if err != nil {
+			return nil, c.classify(reg.RegistryStr(), err)
+		}
+		challenge = strings.ToLower(ch.Scheme)
+		c.mu.Lock()
+		c.challenges[reg.RegistryStr()] = challenge
+		c.mu.Unlock()
+	}
+	if challenge != "bearer" {
+		key = regKey
+	}
 	auth, err := authn.Resolve(ctx, c.opts.Keychain, reg)
 	if err != nil {
 		return nil, fmt.Errorf("reading credentials for %s: %w", reg.RegistryStr(), err)
 	}
-	base := transport.NewUserAgent(c.opts.Transport, c.opts.UserAgent)
 	rt, err = transport.NewWithContext(ctx, reg, auth, base, scopes)
 	if err != nil {
 		return nil, c.classify(reg.RegistryStr(), err)
