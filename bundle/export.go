@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -211,7 +212,26 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 			return nil, err
 		}
 	}
-	if err := e.writeBlobs(ctx, bw, g); err != nil {
+	blobs := g.orderedBlobs()
+	var total int64
+	for _, b := range blobs {
+		total += b.Size
+	}
+	split := len(blobs)
+	for split > 0 && storedBlob(blobs[split-1]) {
+		split--
+	}
+	if f, pos, ok := seekableFile(w); ok {
+		base := pos - bw.Size() // where the archive starts in f
+		// Stored layers have a length known in advance: reserve their place
+		// and fetch them in parallel straight into it, with no spool.
+		if err := e.writeBlobs(ctx, bw, g, blobs[:split], total); err != nil {
+			return nil, err
+		}
+		if err := e.placeBlobs(ctx, bw, f, base, g, blobs[split:], total); err != nil {
+			return nil, err
+		}
+	} else if err := e.writeBlobs(ctx, bw, g, blobs, total); err != nil {
 		return nil, err
 	}
 	if err := bw.Close(); err != nil {
@@ -316,7 +336,11 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 	}
 	e.addManifest(img.desc.Digest, body, repo)
 	if !IsIndex(mt) {
-		if p, err := e.platformOf(ctx, repo, children); err == nil && p != nil {
+		p, err := e.platformOf(ctx, repo, children)
+		if err != nil {
+			return nil, err
+		}
+		if p != nil {
 			img.desc.Platform = p
 			if len(e.platforms) > 0 && !e.matches(*p) {
 				return nil, fmt.Errorf("%w: the image is %s only; --platform asked for %s", ErrNoMatchingPlatform, FormatPlatform(*p), strings.Join(e.opts.Platforms, ", "))
@@ -380,20 +404,47 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 	return nil
 }
 
+// fetchConfig downloads a small config blob, verified, trying again when
+// the transfer breaks, as blobs are.
+func (e *exporter) fetchConfig(ctx context.Context, repo name.Repository, desc ocispec.Descriptor) ([]byte, error) {
+	retries, base := e.client.RetryPolicy()
+	var last error
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			if err := registry.Sleep(ctx, registry.Backoff(base, attempt-1)); err != nil {
+				return nil, err
+			}
+		}
+		rc, err := e.client.GetBlob(ctx, repo, desc.Digest)
+		if err != nil {
+			if !registry.IsTemporary(err) {
+				return nil, err
+			}
+			last = err
+			continue
+		}
+		b, err := io.ReadAll(NewVerifyReader(rc, desc))
+		rc.Close()
+		if err == nil {
+			return b, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, last
+}
+
 // platformOf reads the platform of an image manifest from its config.
 func (e *exporter) platformOf(ctx context.Context, repo name.Repository, children []child) (*ocispec.Platform, error) {
 	for _, c := range children {
 		if !c.config || (c.desc.MediaType != ocispec.MediaTypeImageConfig && c.desc.MediaType != "application/vnd.docker.container.image.v1+json") || c.desc.Size > MaxManifestBytes {
 			continue
 		}
-		rc, err := e.client.GetBlob(ctx, repo, c.desc.Digest)
+		b, err := e.fetchConfig(ctx, repo, c.desc)
 		if err != nil {
-			return nil, err
-		}
-		defer rc.Close()
-		b, err := io.ReadAll(NewVerifyReader(rc, c.desc))
-		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reading config %s: %w", c.desc.Digest, err)
 		}
 		var cfg ocispec.Image
 		if err := json.Unmarshal(b, &cfg); err != nil || cfg.OS == "" {
@@ -563,15 +614,28 @@ func (s *spooled) release() {
 // ones into a temporary file.
 const memSpoolLimit = 1 << 20
 
-// writeBlobs downloads and compresses configs and layers in parallel and
-// appends them to the archive in a fixed order. At most 2×Jobs compressed
-// blobs wait to be written, which bounds memory and temporary disk use.
-func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph) error {
-	blobs := g.orderedBlobs()
-	var total int64
-	for _, b := range blobs {
-		total += b.Size
+// seekableFile returns w as a regular file and its current offset, when it
+// is one.
+func seekableFile(w io.Writer) (*os.File, int64, bool) {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil, 0, false
 	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return nil, 0, false
+	}
+	base, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, 0, false
+	}
+	return f, base, true
+}
+
+// writeBlobs downloads and compresses blobs in parallel and appends them to
+// the archive in the given order. At most 2×Jobs compressed blobs wait to be
+// written, which bounds memory and temporary disk use.
+func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph, blobs []ocispec.Descriptor, total int64) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	slots := make([]*spooled, len(blobs))
@@ -595,7 +659,7 @@ func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph) error {
 			for i := range jobs {
 				enc := encoders.Get().(*Encoder)
 				s := slots[i]
-				s.err = e.fetchBlob(ctx, enc, blobs[i], g, s, total)
+				s.entry, s.err = e.fetchBlob(ctx, enc, blobs[i], g, total, s.prepare(e.opts.TempDir, blobs[i].Size))
 				encoders.Put(enc)
 				close(s.done)
 			}
@@ -640,8 +704,73 @@ func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph) error {
 	return nil
 }
 
-// fetchBlob downloads one blob, verifying it, and compresses it into s.
-func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Descriptor, g *graph, s *spooled, total int64) error {
+// prepare returns the function that gives fetchBlob an empty spool for
+// each attempt: memory for small blobs, a temporary file for larger ones.
+func (s *spooled) prepare(tempDir string, size int64) func() (io.Writer, error) {
+	return func() (io.Writer, error) {
+		if size <= memSpoolLimit {
+			s.mem = new(bytes.Buffer)
+			return s.mem, nil
+		}
+		if s.file == nil {
+			f, err := os.CreateTemp(tempDir, ".ferry-spool-*")
+			if err != nil {
+				return nil, fmt.Errorf("creating a temporary file in %s: %w", tempDir, err)
+			}
+			s.file = f
+		}
+		if err := s.file.Truncate(0); err != nil {
+			return nil, err
+		}
+		if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		return s.file, nil
+	}
+}
+
+// placeBlobs reserves the place of every stored blob in the archive, then
+// fetches them in parallel, largest first, each straight into its place in
+// f (whose offset base is where the archive starts).
+func (e *exporter) placeBlobs(ctx context.Context, bw *Writer, f *os.File, base int64, g *graph, blobs []ocispec.Descriptor, total int64) error {
+	offsets := make([]int64, len(blobs))
+	lengths := make([]int64, len(blobs))
+	for i, desc := range blobs {
+		var err error
+		if offsets[i], lengths[i], err = bw.reserveStored(desc); err != nil {
+			return fmt.Errorf("writing the bundle: %w", err)
+		}
+	}
+	order := make([]int, len(blobs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return blobs[order[a]].Size > blobs[order[b]].Size })
+	encoders := sync.Pool{New: func() any { return NewEncoder(e.opts.Encoder) }}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(e.opts.Jobs)
+	for _, i := range order {
+		eg.Go(func() error {
+			enc := encoders.Get().(*Encoder)
+			defer encoders.Put(enc)
+			at := func() (io.Writer, error) { return io.NewOffsetWriter(f, base+offsets[i]), nil }
+			entry, err := e.fetchBlob(ctx, enc, blobs[i], g, total, at)
+			if err != nil {
+				return err
+			}
+			if entry.Length != lengths[i] {
+				return fmt.Errorf("writing blob %s to the bundle: frame is %d bytes, %d were reserved", blobs[i].Digest, entry.Length, lengths[i])
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// fetchBlob downloads one blob, verifying it, and encodes it into what
+// prepare returns (called again for every attempt). Stored blobs (see
+// storedBlob) are stored, others compressed.
+func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Descriptor, g *graph, total int64, prepare func() (io.Writer, error)) (EncodedEntry, error) {
 	repo := e.blobRepo[desc.Digest]
 	e.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 	var last error
@@ -649,28 +778,12 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			if err := registry.Sleep(ctx, registry.Backoff(base, attempt-1)); err != nil {
-				return err
+				return EncodedEntry{}, err
 			}
 		}
-		var dst io.Writer
-		if desc.Size <= memSpoolLimit {
-			s.mem = new(bytes.Buffer)
-			dst = s.mem
-		} else {
-			if s.file == nil {
-				f, err := os.CreateTemp(e.opts.TempDir, ".ferry-spool-*")
-				if err != nil {
-					return fmt.Errorf("creating a temporary file in %s: %w", e.opts.TempDir, err)
-				}
-				s.file = f
-			}
-			if err := s.file.Truncate(0); err != nil {
-				return err
-			}
-			if _, err := s.file.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			dst = s.file
+		dst, err := prepare()
+		if err != nil {
+			return EncodedEntry{}, err
 		}
 		var src io.Reader
 		if b, ok := e.configs[desc.Digest]; ok {
@@ -687,18 +800,22 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 			defer rc.Close()
 			src = &progressReader{r: rc, emit: e.opts.Progress, digest: desc.Digest.String()}
 		}
-		entry, err := enc.EncodeBlob(dst, desc, src)
+		var entry EncodedEntry
+		if storedBlob(desc) {
+			entry, err = enc.EncodeStored(dst, desc, src)
+		} else {
+			entry, err = enc.EncodeBlob(dst, desc, src)
+		}
 		if err == nil {
-			s.entry = entry
 			e.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-			return nil
+			return entry, nil
 		}
 		last = err
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return EncodedEntry{}, ctx.Err()
 		}
 	}
-	return &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo.Name(), last)}
+	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo.Name(), last)}
 }
 
 // progressReader reports bytes read in steps of at least 1 MiB.

@@ -166,16 +166,24 @@ func (g *graph) addUser(d digest.Digest, ref string) {
 func (g *graph) Users(d digest.Digest) []string { return g.users[d] }
 
 // orderedBlobs returns non-manifest blobs in archive order: configs, then
-// layers, each in order of first reference.
+// the layers that are compressed in the bundle, then the stored layers
+// (see storedBlob), each in order of first reference. Stored frames have a
+// length known in advance, so an exporter writing to a file can place them
+// at their final offsets in parallel.
 func (g *graph) orderedBlobs() []ocispec.Descriptor {
 	out := make([]ocispec.Descriptor, 0, len(g.configOrder)+len(g.layerOrder))
 	for _, d := range g.configOrder {
 		out = append(out, g.blobs[d].desc)
 	}
+	var stored []ocispec.Descriptor
 	for _, d := range g.layerOrder {
-		out = append(out, g.blobs[d].desc)
+		if desc := g.blobs[d].desc; storedBlob(desc) {
+			stored = append(stored, desc)
+		} else {
+			out = append(out, desc)
+		}
 	}
-	return out
+	return append(out, stored...)
 }
 
 // walker adds manifests to a graph breadth first. fetch returns the bytes

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Content that is already compressed (gzip and zstd layers, the common case)
@@ -26,6 +28,51 @@ const (
 	// saving is nothing and small configs compress well.
 	storeMinSize = 64 << 10
 )
+
+// storedBlob reports whether desc is a layer the writer stores rather than
+// compresses: 64 KiB or more, with a gzip or zstd media type. The decision
+// rests on the descriptor alone, so the archive order and every frame's
+// length are known before the content is fetched.
+func storedBlob(desc ocispec.Descriptor) bool {
+	if desc.Size < storeMinSize {
+		return false
+	}
+	mt := desc.MediaType
+	return strings.HasSuffix(mt, "+gzip") || strings.HasSuffix(mt, "+zstd") ||
+		strings.HasSuffix(mt, ".tar.gzip") || strings.HasSuffix(mt, ".tar.zstd")
+}
+
+// storedFrameLength is the length of the stored frame of an entry whose tar
+// header is hdrLen bytes and content size bytes.
+func storedFrameLength(hdrLen int, size int64) int64 {
+	content := int64(hdrLen) + size + padding(size)
+	blocks := (content + rawBlockMax - 1) / rawBlockMax
+	return 4 + 1 + 1 + 8 + content + 3*blocks + 4
+}
+
+// EncodeStored writes the archive entry for the blob desc, with content
+// read from r, to dst as one stored frame (raw zstd blocks), verifying the
+// content against the descriptor while it streams. The frame is always
+// storedFrameLength bytes long; on an error what was written to dst must be
+// discarded.
+func (e *Encoder) EncodeStored(dst io.Writer, desc ocispec.Descriptor, r io.Reader) (EncodedEntry, error) {
+	if err := validateDigest(desc.Digest); err != nil {
+		return EncodedEntry{}, err
+	}
+	name := BlobPath(desc.Digest)
+	hdr, err := tarHeader(name, desc.Size, false)
+	if err != nil {
+		return EncodedEntry{}, fmt.Errorf("tar header for %s: %w", name, err)
+	}
+	if e.block == nil {
+		e.block = make([]byte, 3+rawBlockMax)
+	}
+	cw := &countingWriter{w: dst}
+	if err := storeFrame(cw, e.block, hdr, NewVerifyReader(r, desc), desc.Size, padding(desc.Size)); err != nil {
+		return EncodedEntry{}, err
+	}
+	return EncodedEntry{Name: name, Digest: desc.Digest, Size: desc.Size, Length: cw.n}, nil
+}
 
 // compressedMagic reports whether p starts like a gzip or zstd stream.
 func compressedMagic(p []byte) bool {

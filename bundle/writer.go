@@ -227,6 +227,45 @@ func (w *Writer) AppendEncoded(e EncodedEntry, frame io.Reader) error {
 	return nil
 }
 
+// reserveStored appends the entry of the stored blob desc (see storedBlob)
+// without writing it: the output, which must be an io.WriteSeeker, skips the
+// frame's length, and the caller writes the frame at the returned offset
+// with Encoder.EncodeStored before the file is used. This lets blobs be
+// fetched in parallel straight into their place in the file.
+func (w *Writer) reserveStored(desc ocispec.Descriptor) (offset, length int64, err error) {
+	if w.err != nil {
+		return 0, 0, w.err
+	}
+	ws, ok := w.w.w.(io.WriteSeeker)
+	if !ok {
+		return 0, 0, errors.New("bundle writer: output cannot seek")
+	}
+	if err := validateDigest(desc.Digest); err != nil {
+		return 0, 0, err
+	}
+	if err := w.blobDirs(desc.Digest); err != nil {
+		return 0, 0, err
+	}
+	name := BlobPath(desc.Digest)
+	if w.names[name] {
+		w.err = fmt.Errorf("%w: entry %s written twice", ErrCorrupt, name)
+		return 0, 0, w.err
+	}
+	hdr, err := tarHeader(name, desc.Size, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	offset, length = w.w.n, storedFrameLength(len(hdr), desc.Size)
+	if _, err := ws.Seek(length, io.SeekCurrent); err != nil {
+		w.err = err
+		return 0, 0, err
+	}
+	w.w.n += length
+	w.names[name] = true
+	w.table.Entries = append(w.table.Entries, SeekEntry{Name: name, Digest: desc.Digest, Size: desc.Size, Offset: offset, Length: length})
+	return offset, length, nil
+}
+
 func (w *Writer) blobDirs(d digest.Digest) error {
 	for _, dir := range []string{BlobsDir + "/", BlobsDir + "/" + string(d.Algorithm()) + "/"} {
 		if !w.dirs[dir] {

@@ -1,0 +1,107 @@
+package bundle_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/registrytest"
+	"github.com/ferryproject/ferry/internal/testimages"
+)
+
+// newLargeFixture is newFixture with layers large enough (over 64 KiB
+// compressed) to be stored rather than compressed.
+func newLargeFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{
+		src: registrytest.New(t, registrytest.Options{}),
+		dst: registrytest.New(t, registrytest.Options{}),
+	}
+	var err error
+	f.sample, err = testimages.Push(context.Background(), f.src.Host, 600<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestStoredLayersPlacedInFile checks the export path that fetches stored
+// layers straight into their reserved place in the output file: the file
+// is byte for byte what the streaming path writes, its layers are stored,
+// a download cut halfway is fetched again into the same place, and the
+// bundle imports with every digest intact.
+func TestStoredLayersPlacedInFile(t *testing.T) {
+	f := newLargeFixture(t)
+	// Two dropped blob downloads: the placed frames must be rewritten whole.
+	drop := &registrytest.Fault{Method: "GET", Path: "/blobs/sha256:", Drop: true, Times: 2}
+	f.src.InjectFaults(drop)
+	path, _ := f.export(t, bundle.ExportOptions{Jobs: 4, Registry: bundle.RegistryOptions{RetryBase: 1}})
+	if drop.Hits() != 2 {
+		t.Fatalf("the drop fault was hit %d times, want 2", drop.Hits())
+	}
+	var stream bytes.Buffer
+	if _, err := bundle.Export(context.Background(), f.sample.Refs, &stream, bundle.ExportOptions{Created: created, Jobs: 3}); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(file, stream.Bytes()) {
+		for i := range file {
+			if file[i] != stream.Bytes()[i] {
+				fr, _ := bundle.Open(path)
+				for _, e := range fr.SeekTable().Entries {
+					if e.Offset <= int64(i) && int64(i) < e.Offset+e.Length {
+						t.Logf("first difference at %d, in %+v", i, e)
+					}
+				}
+				break
+			}
+		}
+		t.Fatalf("the file export (%d bytes) differs from the stream export (%d bytes)", len(file), stream.Len())
+	}
+	r, err := bundle.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for _, e := range r.SeekTable().Entries {
+		if e.Size > 64<<10 && e.Length > e.Size {
+			stored++
+		}
+	}
+	r.Close()
+	if stored < 3 {
+		t.Errorf("%d stored layers in the bundle, want at least 3", stored)
+	}
+	if _, err := bundle.ImportFile(context.Background(), path, f.dst.Host+"/m", bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.checkImported(t, "m/")
+	if _, err := exec.LookPath("zstd"); err == nil {
+		if out, err := exec.Command("zstd", "-t", path).CombinedOutput(); err != nil {
+			t.Fatalf("stock zstd -t: %v\n%s", err, out)
+		}
+	}
+	// A file opened for appending after other content: the bundle starts
+	// at the file's offset and reads back from there.
+	pre := filepath.Join(t.TempDir(), "offset.bin")
+	out, err := os.Create(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString("0123456789")
+	if _, err := bundle.Export(context.Background(), f.sample.Refs, out, bundle.ExportOptions{Created: created}); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	got, _ := os.ReadFile(pre)
+	if !bytes.Equal(got[10:], file) {
+		t.Error("a bundle written after 10 bytes of other content differs from the bundle alone")
+	}
+}
