@@ -35,13 +35,17 @@ test: ## Run go vet, then every test with the race detector (needs cgo)
 demo: build ## Export, inspect and import sample images between two local registries
 	$(GO) run ./internal/cmd/ferry-demo -ferry $(BIN)
 
-bench: ## Run the benchmarks of the bundle package
+# Side-by-side run options, e.g. make bench BENCH_FLAGS='-sets small -reps 1'
+BENCH_FLAGS ?=
+
+bench: build ## Go benchmarks, then ferry side by side with crane, regctl and skopeo (writes docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./bundle/...
+	$(GO) run ./internal/cmd/ferry-bench -ferry $(BIN) $(BENCH_FLAGS)
 
 lint: ## Run go vet and fail on files gofmt would change
 	$(GO) vet ./...
 	@out="$$(gofmt -l .)"; \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 
-clean: ## Remove build output (bin/, dist/, coverage.out)
+clean: ## Remove build output (bin/, dist/, coverage.out; not the .bench/ cache)
 	rm -rf bin/ dist/ coverage.out

@@ -25,7 +25,7 @@ func (d *debugTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := d.inner.RoundTrip(req)
 	var b strings.Builder
-	fmt.Fprintf(&b, "--> %s %s\n%s", req.Method, redactURL(req), headers(req.Header))
+	fmt.Fprintf(&b, "--> %s %s %s\n%s", start.Format("15:04:05.000"), req.Method, redactURL(req), headers(req.Header))
 	if err != nil {
 		fmt.Fprintf(&b, "<-- error %v (%s)\n", err, time.Since(start).Round(time.Millisecond))
 	} else {
