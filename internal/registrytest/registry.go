@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,8 +30,11 @@ import (
 type Options struct {
 	// Dir, when set, stores blobs on the filesystem below Dir instead of in memory.
 	Dir string
-	// Username and Password, when set, require HTTP basic authentication.
+	// Username and Password, when set, require HTTP basic authentication,
+	// or with Token, are the credentials the token endpoint accepts.
 	Username, Password string
+	// Token, when set, requires token authentication (see TokenAuth).
+	Token *TokenAuth
 	// ReadOnly makes the registry refuse every write with 405 (as a
 	// registry in maintenance mode does).
 	ReadOnly bool
@@ -94,13 +98,13 @@ func (reg *Registry) inject(next http.Handler) http.Handler {
 // drop cuts the connection: after half of an upload body, or after half of
 // a download.
 func drop(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		panic("registrytest: connection cannot be hijacked")
-	}
+	hj := http.NewResponseController(w)
 	if r.ContentLength > 0 {
 		_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
-		conn, _, _ := hj.Hijack()
+		conn, _, err := hj.Hijack()
+		if err != nil {
+			panic(fmt.Sprintf("registrytest: hijacking the connection: %v", err))
+		}
 		conn.Close()
 		return
 	}
@@ -129,6 +133,8 @@ type Registry struct {
 	Host   string
 	server *httptest.Server
 	cancel context.CancelFunc
+	tokens *tokenServer
+	tmpDir string
 
 	// Counters of requests by kind, for tests that assert what was sent.
 	BlobUploads atomic.Int64 // completed blob uploads (PUT on an upload session)
@@ -138,7 +144,8 @@ type Registry struct {
 	// CertPEM is the server certificate of a TLS registry.
 	CertPEM []byte
 
-	faults atomic.Pointer[[]*Fault]
+	faults         atomic.Pointer[[]*Fault]
+	tokensRejected atomic.Int64
 }
 
 func init() {
@@ -168,36 +175,58 @@ func Start(opts Options) (*Registry, error) {
 	config.Catalog.MaxEntries = 1000 // the default distribution sets when it parses YAML
 	config.Log.AccessLog.Disabled = true
 	config.Log.Level = "error"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening on loopback: %w", err)
+	}
+	r := &Registry{Host: l.Addr().String()}
+	if opts.Token != nil {
+		if r.tmpDir, err = os.MkdirTemp("", "registrytest-"); err != nil {
+			l.Close()
+			return nil, err
+		}
+		var bundle string
+		if r.tokens, bundle, err = newTokenServer(opts, r.tmpDir); err != nil {
+			l.Close()
+			os.RemoveAll(r.tmpDir)
+			return nil, fmt.Errorf("starting the token server: %w", err)
+		}
+		scheme := "http"
+		if opts.TLS {
+			scheme = "https"
+		}
+		config.Auth = r.tokens.authConfig(scheme+"://"+r.Host+TokenPath, bundle)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
 	app := handlers.NewApp(ctx, config)
 
-	r := &Registry{cancel: cancel}
 	var h http.Handler = app
-	if opts.Username != "" {
+	switch {
+	case r.tokens != nil:
+		mux := http.NewServeMux()
+		mux.Handle(TokenPath, r.tokens)
+		mux.Handle("/", app)
+		h = mux
+	case opts.Username != "":
 		h = basicAuth(opts.Username, opts.Password, h)
 	}
 	h = r.inject(h)
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.Requests.Add(1)
-		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") {
-			rec := &statusRecorder{ResponseWriter: w}
-			inner.ServeHTTP(rec, req)
-			if rec.status == http.StatusCreated {
-				r.BlobUploads.Add(1)
-			}
-			return
-		}
 		if req.Method == http.MethodPost && req.URL.Query().Get("mount") != "" {
 			r.BlobMounts.Add(1)
 		}
-		inner.ServeHTTP(w, req)
+		rec := &statusRecorder{ResponseWriter: w}
+		inner.ServeHTTP(rec, req)
+		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") && rec.status == http.StatusCreated {
+			r.BlobUploads.Add(1)
+		}
+		if rec.status == http.StatusUnauthorized && strings.HasPrefix(req.Header.Get("Authorization"), "Bearer ") {
+			r.tokensRejected.Add(1)
+		}
 	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("listening on loopback: %w", err)
-	}
 	r.server = &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}}
 	if opts.TLS {
 		r.server.StartTLS()
@@ -205,7 +234,6 @@ func Start(opts Options) (*Registry, error) {
 	} else {
 		r.server.Start()
 	}
-	r.Host = l.Addr().String()
 	return r, nil
 }
 
@@ -225,6 +253,41 @@ func (r *Registry) Close() {
 	r.server.CloseClientConnections()
 	r.server.Close()
 	r.cancel()
+	if r.tmpDir != "" {
+		os.RemoveAll(r.tmpDir)
+	}
+}
+
+// TokensIssued is how many tokens the token endpoint has issued.
+func (r *Registry) TokensIssued() int64 {
+	if r.tokens == nil {
+		return 0
+	}
+	return r.tokens.issued.Load()
+}
+
+// TokensRefused is how many token requests had wrong credentials.
+func (r *Registry) TokensRefused() int64 {
+	if r.tokens == nil {
+		return 0
+	}
+	return r.tokens.refused.Load()
+}
+
+// TokensRejected is how many requests the registry answered with 401
+// although they carried a token: an expired token, mostly.
+func (r *Registry) TokensRejected() int64 { return r.tokensRejected.Load() }
+
+// SetPassword changes the password the token endpoint accepts, as revoking
+// or rotating a registry token does. Tokens already issued stay valid
+// until they expire.
+func (r *Registry) SetPassword(password string) {
+	if r.tokens == nil {
+		panic("registrytest: SetPassword needs TokenAuth")
+	}
+	r.tokens.mu.Lock()
+	r.tokens.pass = password
+	r.tokens.mu.Unlock()
 }
 
 // URL is the registry's base URL.
@@ -234,6 +297,9 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the connection (Flush, Hijack).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
