@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
@@ -43,20 +44,36 @@ type Options struct {
 }
 
 // Fault makes the first Times requests whose method is Method (any when
-// empty) and whose path contains Path fail: with Status (and a Retry-After
-// header when RetryAfter is set), or, with Drop, by cutting the connection
-// halfway through the request or response body.
+// empty) and whose path contains Path misbehave, in one of these ways:
+//   - Status: answer with that status (and a Retry-After header when
+//     RetryAfter is set);
+//   - Drop: cut the connection halfway through the request or response body;
+//   - Delay: hold the request that long before the registry sees it (a slow
+//     queue in front of it; a token can expire meanwhile), then serve it;
+//   - Trickle: serve the response body at Trickle bytes per second, in
+//     twenty small flushed writes a second;
+//   - Stall: send the response headers and half the body, then nothing for
+//     Stall (or until the client gives up), then cut the connection.
 type Fault struct {
 	Method, Path string
 	Status       int
 	RetryAfter   string
 	Drop         bool
+	Delay        time.Duration
+	Trickle      int
+	Stall        time.Duration
 	Times        int64
 	hits         atomic.Int64
+	// abandoned counts stalls and delays the client gave up on.
+	abandoned atomic.Int64
 }
 
 // Hits is how many times the fault was injected.
 func (f *Fault) Hits() int64 { return min(f.hits.Load(), f.Times) }
+
+// Abandoned is how many of the Delay and Stall faults ended because the
+// client closed the connection before the time was up.
+func (f *Fault) Abandoned() int64 { return f.abandoned.Load() }
 
 func (f *Fault) match(r *http.Request) bool {
 	if (f.Method != "" && f.Method != r.Method) || !strings.Contains(r.URL.Path, f.Path) {
@@ -79,8 +96,21 @@ func (reg *Registry) inject(next http.Handler) http.Handler {
 			if !f.match(r) {
 				continue
 			}
-			if f.Drop {
+			switch {
+			case f.Drop:
 				drop(w, r, next)
+				return
+			case f.Delay > 0:
+				if !f.wait(r, f.Delay) {
+					return
+				}
+				next.ServeHTTP(w, r)
+				return
+			case f.Trickle > 0:
+				next.ServeHTTP(&trickleWriter{ResponseWriter: w, rc: http.NewResponseController(w), ctx: r.Context(), rate: f.Trickle}, r)
+				return
+			case f.Stall > 0:
+				f.stall(w, r, next)
 				return
 			}
 			if f.RetryAfter != "" {
@@ -125,6 +155,70 @@ func drop(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	_, _ = buf.Write(body[:len(body)/2])
 	_ = buf.Flush()
 	conn.Close()
+}
+
+// wait waits for d and reports true, or reports false when the client
+// went away first.
+func (f *Fault) wait(r *http.Request, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		f.abandoned.Add(1)
+		return false
+	}
+}
+
+// stall sends the headers and half the body of the response, then waits.
+func (f *Fault) stall(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	for k, vs := range rec.Header() {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body[:len(body)/2])
+	_ = http.NewResponseController(w).Flush()
+	f.wait(r, f.Stall)
+	// Cut the connection rather than end a response that is too short.
+	panic(http.ErrAbortHandler)
+}
+
+// trickleWriter writes the response in small pieces, flushing each and
+// pausing between them.
+type trickleWriter struct {
+	http.ResponseWriter
+	rc   *http.ResponseController
+	ctx  context.Context
+	rate int
+}
+
+const trickleTicks = 20 // writes a second
+
+func (t *trickleWriter) Write(p []byte) (int, error) {
+	chunk := max(t.rate/trickleTicks, 1)
+	written := 0
+	for len(p) > 0 {
+		n, err := t.ResponseWriter.Write(p[:min(chunk, len(p))])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		if err := t.rc.Flush(); err != nil {
+			return written, err
+		}
+		p = p[n:]
+		select {
+		case <-time.After(time.Second / trickleTicks):
+		case <-t.ctx.Done():
+			return written, t.ctx.Err()
+		}
+	}
+	return written, nil
 }
 
 // Registry is a running registry.
