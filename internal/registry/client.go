@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -389,7 +390,7 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Di
 	q.Set("digest", d.String())
 	loc.RawQuery = q.Encode()
 	br := &bodyReader{r: body}
-	put, _ := http.NewRequest(http.MethodPut, loc.String(), io.NopCloser(br))
+	put, _ := http.NewRequest(http.MethodPut, loc.String(), br)
 	put.ContentLength = size
 	put.Header.Set("Content-Type", "application/octet-stream")
 	if size == 0 {
@@ -411,13 +412,21 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Di
 	return nil
 }
 
-// bodyReader remembers the error of the upload body.
-// The transport reads it on its own goroutine, so the error is guarded.
+// bodyReader remembers the error of the upload body, and whether it was
+// handed to a connection (see retryTransport). The transport reads it on
+// its own goroutine, so the error is guarded.
 type bodyReader struct {
-	r   io.Reader
-	mu  sync.Mutex
-	err error
+	r    io.Reader
+	sent atomic.Bool
+	mu   sync.Mutex
+	err  error
 }
+
+// claim reports whether the body has not been sent before, and marks it sent.
+func (b *bodyReader) claim() bool { return b.sent.CompareAndSwap(false, true) }
+
+// Close does nothing: the caller owns the content.
+func (b *bodyReader) Close() error { return nil }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
