@@ -49,6 +49,12 @@ type Options struct {
 	// Debug, when set, receives a log of every HTTP request and response
 	// (headers only, credentials redacted).
 	Debug io.Writer
+	// StallTimeout is how long a request may make no progress before it is
+	// abandoned and tried again as a timeout (see stallTransport): waiting
+	// for the response to a request without a body, sending an upload, or
+	// reading a response body. Zero means DefaultStallTimeout; negative
+	// means no limit.
+	StallTimeout time.Duration
 }
 
 // RetryPolicy returns the number of retries and the first backoff.
@@ -89,6 +95,12 @@ func New(opts Options) *Client {
 	}
 	if opts.Debug != nil {
 		opts.Transport = &debugTransport{inner: opts.Transport, w: opts.Debug}
+	}
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.StallTimeout > 0 {
+		opts.Transport = &stallTransport{inner: opts.Transport, timeout: opts.StallTimeout}
 	}
 	switch {
 	case opts.Retries == 0:
@@ -187,6 +199,9 @@ func (c *Client) roundTripper(ctx context.Context, repo name.Repository, push bo
 }
 
 func (c *Client) classify(registry string, err error) error {
+	if errors.Is(err, ErrStalled) {
+		return err // it names the URL; it is not "unreachable"
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {

@@ -153,8 +153,9 @@ func temporaryNetError(err error) bool {
 }
 
 // IsTemporary reports whether an error returned by the client is worth
-// another try after re-reading the content: a broken connection, a
-// registry answering 408, 429 or 5xx, or a token renewed during an upload.
+// another try after re-reading the content: a broken or stalled
+// connection, a registry answering 408, 429 or 5xx, or a token renewed
+// during an upload.
 func IsTemporary(err error) bool {
 	if errors.Is(err, ErrTokenRenewed) {
 		return true
