@@ -36,10 +36,21 @@ type RegistryOptions struct {
 	// Debug, when set, receives a log of every HTTP request and response:
 	// headers only, with Authorization and cookies redacted.
 	Debug io.Writer
+	// StallTimeout abandons, and tries again, a request that makes no
+	// progress for that long: no response to a request without a body, an
+	// upload the connection takes no more of, or a response body that
+	// delivers nothing. A slow but steady transfer is never cut, and the
+	// wait for the registry to store a fully sent blob is not limited.
+	// Zero means DefaultStallTimeout; negative means no limit.
+	StallTimeout time.Duration
 }
 
+// DefaultStallTimeout, one minute, is the stall timeout when
+// RegistryOptions.StallTimeout is zero.
+const DefaultStallTimeout = registry.DefaultStallTimeout
+
 func (o RegistryOptions) client() *registry.Client {
-	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS, Retries: o.Retries, RetryBase: o.RetryBase, Debug: o.Debug})
+	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS, Retries: o.Retries, RetryBase: o.RetryBase, Debug: o.Debug, StallTimeout: o.StallTimeout})
 }
 
 // EventKind says what a progress Event reports.

@@ -39,6 +39,7 @@ const (
 	flagUsername           = "username"
 	flagPasswordStdin      = "password-stdin"
 	flagRetries            = "retries"
+	flagStallTimeout       = "stall-timeout"
 	flagDebug              = "debug"
 )
 
@@ -53,6 +54,7 @@ func registryFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the registry password from standard input"},
 		&cli.BoolFlag{Name: flagDebug, Usage: "log every registry request and response to standard error (headers only; credentials redacted)"},
 		&cli.IntFlag{Name: flagRetries, Value: 5, Usage: "retry a failed request or blob transfer `N` times (connection resets, timeouts, 408, 429, 5xx), with exponential backoff"},
+		&cli.DurationFlag{Name: flagStallTimeout, Value: bundle.DefaultStallTimeout, Usage: "abandon, and retry, a request or blob transfer that sends or receives nothing for `DURATION` (0 waits forever)"},
 	}
 }
 
@@ -92,6 +94,14 @@ func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
 		o.Retries = -1
 	default:
 		o.Retries = r
+	}
+	switch d := c.Duration(flagStallTimeout); {
+	case d < 0:
+		return o, usagef("--stall-timeout must be 0 or more, got %s", d)
+	case d == 0:
+		o.StallTimeout = -1
+	default:
+		o.StallTimeout = d
 	}
 	cas, cert, key := c.StringSlice(flagCAFile), c.String(flagClientCert), c.String(flagClientKey)
 	if (cert == "") != (key == "") {

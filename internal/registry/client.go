@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,12 @@ type Options struct {
 	// Debug, when set, receives a log of every HTTP request and response
 	// (headers only, credentials redacted).
 	Debug io.Writer
+	// StallTimeout is how long a request may make no progress before it is
+	// abandoned and tried again as a timeout (see stallTransport): waiting
+	// for the response to a request without a body, sending an upload, or
+	// reading a response body. Zero means DefaultStallTimeout; negative
+	// means no limit.
+	StallTimeout time.Duration
 }
 
 // RetryPolicy returns the number of retries and the first backoff.
@@ -92,6 +99,12 @@ func New(opts Options) *Client {
 	}
 	if opts.Debug != nil {
 		opts.Transport = &debugTransport{inner: opts.Transport, w: opts.Debug}
+	}
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.StallTimeout > 0 {
+		opts.Transport = &stallTransport{inner: opts.Transport, timeout: opts.StallTimeout}
 	}
 	switch {
 	case opts.Retries == 0:
@@ -216,6 +229,9 @@ func (c *Client) roundTripper(ctx context.Context, repo name.Repository, push bo
 }
 
 func (c *Client) classify(registry string, err error) error {
+	if errors.Is(err, ErrStalled) {
+		return err // it names the URL; it is not "unreachable"
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {
@@ -419,7 +435,7 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Di
 	q.Set("digest", d.String())
 	loc.RawQuery = q.Encode()
 	br := &bodyReader{r: body}
-	put, _ := http.NewRequest(http.MethodPut, loc.String(), io.NopCloser(br))
+	put, _ := http.NewRequest(http.MethodPut, loc.String(), br)
 	put.ContentLength = size
 	put.Header.Set("Content-Type", "application/octet-stream")
 	if size == 0 {
@@ -441,13 +457,21 @@ func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Di
 	return nil
 }
 
-// bodyReader remembers the error of the upload body.
-// The transport reads it on its own goroutine, so the error is guarded.
+// bodyReader remembers the error of the upload body, and whether it was
+// handed to a connection (see retryTransport). The transport reads it on
+// its own goroutine, so the error is guarded.
 type bodyReader struct {
-	r   io.Reader
-	mu  sync.Mutex
-	err error
+	r    io.Reader
+	sent atomic.Bool
+	mu   sync.Mutex
+	err  error
 }
+
+// claim reports whether the body has not been sent before, and marks it sent.
+func (b *bodyReader) claim() bool { return b.sent.CompareAndSwap(false, true) }
+
+// Close does nothing: the caller owns the content.
+func (b *bodyReader) Close() error { return nil }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)

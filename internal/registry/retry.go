@@ -21,6 +21,12 @@ import (
 // or GetBody set, as http.NewRequest does for in-memory bodies); blob
 // uploads that stream from a bundle are retried a level up, by re-reading
 // the blob.
+//
+// It sits below go-containerregistry's bearer transport, which answers a
+// 401 by fetching a new token and sending the same request again. Every
+// send of an in-memory body therefore starts from a fresh copy of it, and a
+// streamed upload body (a bodyReader) is never sent twice: the second send
+// fails with ErrTokenRenewed, which the caller treats as temporary.
 type retryTransport struct {
 	inner   http.RoundTripper
 	retries int
@@ -30,7 +36,26 @@ type retryTransport struct {
 // maxRetryAfter caps how long a Retry-After header can make ferry wait.
 const maxRetryAfter = 2 * time.Minute
 
+// ErrTokenRenewed is in the chain of the error of a blob upload that the
+// registry refused because its token had expired. A new token has been
+// fetched by then; the upload must start again from the first byte, which
+// only the caller can do (IsTemporary reports true).
+var ErrTokenRenewed = errors.New("the token expired during the upload and was renewed; the blob must be sent again")
+
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if b, ok := req.Body.(*bodyReader); ok && !b.claim() {
+		return nil, ErrTokenRenewed
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody != nil {
+		// The body may have been read by an earlier send of this request.
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		req.Body.Close()
+		req = req.Clone(req.Context())
+		req.Body = body
+	}
 	for attempt := 0; ; attempt++ {
 		resp, err := t.inner.RoundTrip(req)
 		if attempt >= t.retries || !replayable(req) || !Retryable(resp, err) || req.Context().Err() != nil {
@@ -128,9 +153,13 @@ func temporaryNetError(err error) bool {
 }
 
 // IsTemporary reports whether an error returned by the client is worth
-// another try after re-reading the content: a broken connection, or a
-// registry answering 408, 429 or 5xx.
+// another try after re-reading the content: a broken or stalled
+// connection, a registry answering 408, 429 or 5xx, or a token renewed
+// during an upload.
 func IsTemporary(err error) bool {
+	if errors.Is(err, ErrTokenRenewed) {
+		return true
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		return Retryable(&http.Response{StatusCode: terr.StatusCode}, nil)

@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
@@ -29,8 +31,11 @@ import (
 type Options struct {
 	// Dir, when set, stores blobs on the filesystem below Dir instead of in memory.
 	Dir string
-	// Username and Password, when set, require HTTP basic authentication.
+	// Username and Password, when set, require HTTP basic authentication,
+	// or with Token, are the credentials the token endpoint accepts.
 	Username, Password string
+	// Token, when set, requires token authentication (see TokenAuth).
+	Token *TokenAuth
 	// ReadOnly makes the registry refuse every write with 405 (as a
 	// registry in maintenance mode does).
 	ReadOnly bool
@@ -39,20 +44,36 @@ type Options struct {
 }
 
 // Fault makes the first Times requests whose method is Method (any when
-// empty) and whose path contains Path fail: with Status (and a Retry-After
-// header when RetryAfter is set), or, with Drop, by cutting the connection
-// halfway through the request or response body.
+// empty) and whose path contains Path misbehave, in one of these ways:
+//   - Status: answer with that status (and a Retry-After header when
+//     RetryAfter is set);
+//   - Drop: cut the connection halfway through the request or response body;
+//   - Delay: hold the request that long before the registry sees it (a slow
+//     queue in front of it; a token can expire meanwhile), then serve it;
+//   - Trickle: serve the response body at Trickle bytes per second, in
+//     twenty small flushed writes a second;
+//   - Stall: send the response headers and half the body, then nothing for
+//     Stall (or until the client gives up), then cut the connection.
 type Fault struct {
 	Method, Path string
 	Status       int
 	RetryAfter   string
 	Drop         bool
+	Delay        time.Duration
+	Trickle      int
+	Stall        time.Duration
 	Times        int64
 	hits         atomic.Int64
+	// abandoned counts stalls and delays the client gave up on.
+	abandoned atomic.Int64
 }
 
 // Hits is how many times the fault was injected.
 func (f *Fault) Hits() int64 { return min(f.hits.Load(), f.Times) }
+
+// Abandoned is how many of the Delay and Stall faults ended because the
+// client closed the connection before the time was up.
+func (f *Fault) Abandoned() int64 { return f.abandoned.Load() }
 
 func (f *Fault) match(r *http.Request) bool {
 	if (f.Method != "" && f.Method != r.Method) || !strings.Contains(r.URL.Path, f.Path) {
@@ -75,8 +96,21 @@ func (reg *Registry) inject(next http.Handler) http.Handler {
 			if !f.match(r) {
 				continue
 			}
-			if f.Drop {
+			switch {
+			case f.Drop:
 				drop(w, r, next)
+				return
+			case f.Delay > 0:
+				if !f.wait(r, f.Delay) {
+					return
+				}
+				next.ServeHTTP(w, r)
+				return
+			case f.Trickle > 0:
+				next.ServeHTTP(&trickleWriter{ResponseWriter: w, rc: http.NewResponseController(w), ctx: r.Context(), rate: f.Trickle}, r)
+				return
+			case f.Stall > 0:
+				f.stall(w, r, next)
 				return
 			}
 			if f.RetryAfter != "" {
@@ -94,13 +128,13 @@ func (reg *Registry) inject(next http.Handler) http.Handler {
 // drop cuts the connection: after half of an upload body, or after half of
 // a download.
 func drop(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		panic("registrytest: connection cannot be hijacked")
-	}
+	hj := http.NewResponseController(w)
 	if r.ContentLength > 0 {
 		_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
-		conn, _, _ := hj.Hijack()
+		conn, _, err := hj.Hijack()
+		if err != nil {
+			panic(fmt.Sprintf("registrytest: hijacking the connection: %v", err))
+		}
 		conn.Close()
 		return
 	}
@@ -123,12 +157,78 @@ func drop(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	conn.Close()
 }
 
+// wait waits for d and reports true, or reports false when the client
+// went away first.
+func (f *Fault) wait(r *http.Request, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		f.abandoned.Add(1)
+		return false
+	}
+}
+
+// stall sends the headers and half the body of the response, then waits.
+func (f *Fault) stall(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	for k, vs := range rec.Header() {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body[:len(body)/2])
+	_ = http.NewResponseController(w).Flush()
+	f.wait(r, f.Stall)
+	// Cut the connection rather than end a response that is too short.
+	panic(http.ErrAbortHandler)
+}
+
+// trickleWriter writes the response in small pieces, flushing each and
+// pausing between them.
+type trickleWriter struct {
+	http.ResponseWriter
+	rc   *http.ResponseController
+	ctx  context.Context
+	rate int
+}
+
+const trickleTicks = 20 // writes a second
+
+func (t *trickleWriter) Write(p []byte) (int, error) {
+	chunk := max(t.rate/trickleTicks, 1)
+	written := 0
+	for len(p) > 0 {
+		n, err := t.ResponseWriter.Write(p[:min(chunk, len(p))])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		if err := t.rc.Flush(); err != nil {
+			return written, err
+		}
+		p = p[n:]
+		select {
+		case <-time.After(time.Second / trickleTicks):
+		case <-t.ctx.Done():
+			return written, t.ctx.Err()
+		}
+	}
+	return written, nil
+}
+
 // Registry is a running registry.
 type Registry struct {
 	// Host is host:port on 127.0.0.1, usable in image references.
 	Host   string
 	server *httptest.Server
 	cancel context.CancelFunc
+	tokens *tokenServer
+	tmpDir string
 
 	// Counters of requests by kind, for tests that assert what was sent.
 	BlobUploads atomic.Int64 // completed blob uploads (PUT on an upload session)
@@ -138,7 +238,8 @@ type Registry struct {
 	// CertPEM is the server certificate of a TLS registry.
 	CertPEM []byte
 
-	faults atomic.Pointer[[]*Fault]
+	faults         atomic.Pointer[[]*Fault]
+	tokensRejected atomic.Int64
 }
 
 func init() {
@@ -168,36 +269,58 @@ func Start(opts Options) (*Registry, error) {
 	config.Catalog.MaxEntries = 1000 // the default distribution sets when it parses YAML
 	config.Log.AccessLog.Disabled = true
 	config.Log.Level = "error"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening on loopback: %w", err)
+	}
+	r := &Registry{Host: l.Addr().String()}
+	if opts.Token != nil {
+		if r.tmpDir, err = os.MkdirTemp("", "registrytest-"); err != nil {
+			l.Close()
+			return nil, err
+		}
+		var bundle string
+		if r.tokens, bundle, err = newTokenServer(opts, r.tmpDir); err != nil {
+			l.Close()
+			os.RemoveAll(r.tmpDir)
+			return nil, fmt.Errorf("starting the token server: %w", err)
+		}
+		scheme := "http"
+		if opts.TLS {
+			scheme = "https"
+		}
+		config.Auth = r.tokens.authConfig(scheme+"://"+r.Host+TokenPath, bundle)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
 	app := handlers.NewApp(ctx, config)
 
-	r := &Registry{cancel: cancel}
 	var h http.Handler = app
-	if opts.Username != "" {
+	switch {
+	case r.tokens != nil:
+		mux := http.NewServeMux()
+		mux.Handle(TokenPath, r.tokens)
+		mux.Handle("/", app)
+		h = mux
+	case opts.Username != "":
 		h = basicAuth(opts.Username, opts.Password, h)
 	}
 	h = r.inject(h)
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.Requests.Add(1)
-		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") {
-			rec := &statusRecorder{ResponseWriter: w}
-			inner.ServeHTTP(rec, req)
-			if rec.status == http.StatusCreated {
-				r.BlobUploads.Add(1)
-			}
-			return
-		}
 		if req.Method == http.MethodPost && req.URL.Query().Get("mount") != "" {
 			r.BlobMounts.Add(1)
 		}
-		inner.ServeHTTP(w, req)
+		rec := &statusRecorder{ResponseWriter: w}
+		inner.ServeHTTP(rec, req)
+		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") && rec.status == http.StatusCreated {
+			r.BlobUploads.Add(1)
+		}
+		if rec.status == http.StatusUnauthorized && strings.HasPrefix(req.Header.Get("Authorization"), "Bearer ") {
+			r.tokensRejected.Add(1)
+		}
 	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("listening on loopback: %w", err)
-	}
 	r.server = &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}}
 	if opts.TLS {
 		r.server.StartTLS()
@@ -205,7 +328,6 @@ func Start(opts Options) (*Registry, error) {
 	} else {
 		r.server.Start()
 	}
-	r.Host = l.Addr().String()
 	return r, nil
 }
 
@@ -225,6 +347,41 @@ func (r *Registry) Close() {
 	r.server.CloseClientConnections()
 	r.server.Close()
 	r.cancel()
+	if r.tmpDir != "" {
+		os.RemoveAll(r.tmpDir)
+	}
+}
+
+// TokensIssued is how many tokens the token endpoint has issued.
+func (r *Registry) TokensIssued() int64 {
+	if r.tokens == nil {
+		return 0
+	}
+	return r.tokens.issued.Load()
+}
+
+// TokensRefused is how many token requests had wrong credentials.
+func (r *Registry) TokensRefused() int64 {
+	if r.tokens == nil {
+		return 0
+	}
+	return r.tokens.refused.Load()
+}
+
+// TokensRejected is how many requests the registry answered with 401
+// although they carried a token: an expired token, mostly.
+func (r *Registry) TokensRejected() int64 { return r.tokensRejected.Load() }
+
+// SetPassword changes the password the token endpoint accepts, as revoking
+// or rotating a registry token does. Tokens already issued stay valid
+// until they expire.
+func (r *Registry) SetPassword(password string) {
+	if r.tokens == nil {
+		panic("registrytest: SetPassword needs TokenAuth")
+	}
+	r.tokens.mu.Lock()
+	r.tokens.pass = password
+	r.tokens.mu.Unlock()
 }
 
 // URL is the registry's base URL.
@@ -234,6 +391,9 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the connection (Flush, Hijack).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
