@@ -34,7 +34,7 @@ func TestFaultsAreRetried(t *testing.T) {
 	dstFaults := []*registrytest.Fault{
 		{Method: "PUT", Path: "/blobs/uploads/", Drop: true, Times: 2},
 		{Method: "PUT", Path: "/blobs/uploads/", Status: 503, Times: 2},
-		{Method: "HEAD", Path: "/blobs/", Status: 502, Times: 2},
+		{Method: "POST", Path: "/blobs/uploads/", Status: 502, Times: 2},
 		{Method: "PUT", Path: "/manifests/", Status: 500, Times: 2},
 	}
 	f.dst.InjectFaults(dstFaults...)

@@ -314,26 +314,28 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 	}()
 	var from *name.Repository
 	for _, repo := range repos {
-		exists, err := im.client.BlobExists(ctx, repo, desc.Digest)
-		if err != nil {
-			return im.blobErr("push", desc.Digest, fmt.Errorf("checking %s: %w", repo.Name(), err))
+		// One request checks whether repo has the blob, mounts it from a
+		// repository that does, or opens the upload session.
+		src := repo
+		if from != nil && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
+			src = *from
 		}
-		if exists {
-			im.skipped.Add(1)
+		mounted, loc, err := im.client.StartUpload(ctx, repo, src, desc.Digest)
+		if err != nil {
+			return im.blobErr("push", desc.Digest, fmt.Errorf("starting the upload to %s: %w", repo.Name(), err))
+		}
+		if mounted {
+			if src.Name() == repo.Name() {
+				im.skipped.Add(1)
+			} else {
+				im.mounted.Add(1)
+			}
 			im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 			if from == nil {
 				r := repo
 				from = &r
 			}
 			continue
-		}
-		if from != nil && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
-			ok, err := im.client.MountBlob(ctx, repo, *from, desc.Digest)
-			if err == nil && ok {
-				im.mounted.Add(1)
-				im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-				continue
-			}
 		}
 		var body, streamed io.Reader
 		switch {
@@ -365,7 +367,7 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 		}
 		im.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 		pr := &progressReader{r: body, emit: im.opts.Progress, digest: desc.Digest.String()}
-		err = im.client.PushBlob(ctx, repo, desc.Digest, desc.Size, pr)
+		err = im.client.PutUpload(ctx, repo, loc, desc.Digest, desc.Size, pr)
 		// A broken upload is re-read and sent again when the content can be
 		// read again (random access, or a spooled copy).
 		retries, base := im.client.RetryPolicy()

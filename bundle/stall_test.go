@@ -46,7 +46,7 @@ func TestTrickleAndStall(t *testing.T) {
 		t.Errorf("the export took %s: stalls should have been abandoned after %s", took, stallTimeout)
 	}
 
-	silent := &registrytest.Fault{Method: "HEAD", Path: "/blobs/", Delay: 20 * time.Second, Times: 2}
+	silent := &registrytest.Fault{Method: "POST", Path: "/blobs/uploads/", Delay: 20 * time.Second, Times: 2}
 	f.dst.InjectFaults(silent)
 	start = time.Now()
 	if _, err := bundle.ImportFile(context.Background(), path, f.dst.Host+"/m", bundle.ImportOptions{Registry: opts}); err != nil {

@@ -14,7 +14,7 @@ func TestStallTimeoutFlag(t *testing.T) {
 	t.Parallel()
 	path := writeFile(t, "images.tar.zst", sampleBundle(t))
 	dst := registrytest.New(t, registrytest.Options{})
-	silent := &registrytest.Fault{Method: "HEAD", Path: "/blobs/", Delay: 20 * time.Second, Times: 1}
+	silent := &registrytest.Fault{Method: "POST", Path: "/blobs/uploads/", Delay: 20 * time.Second, Times: 1}
 	dst.InjectFaults(silent)
 	start := time.Now()
 	ferry(t, nil, "import", "-q", "--insecure-skip-verify", "--stall-timeout", "200ms", "--to", dst.Host+"/m", path).expect(t, exitOK)

@@ -417,31 +417,90 @@ func (c *Client) MountBlob(ctx context.Context, repo, from name.Repository, d di
 // The registry checks the digest before it commits the blob; body should
 // also be a verifying reader so a bad blob is never sent in full.
 func (c *Client) PushBlob(ctx context.Context, repo name.Repository, d digest.Digest, size int64, body io.Reader) error {
-	rt, err := c.roundTripper(ctx, repo, true)
+	loc, err := c.startUpload(ctx, repo)
 	if err != nil {
 		return err
+	}
+	return c.PutUpload(ctx, repo, loc, d, size, body)
+}
+
+// StartUpload makes blob d present in repo if the registry can do it
+// without the content, or opens an upload. It asks the registry to mount d
+// from the repository from, which may be repo itself: a registry answers
+// that with 201 when repo already holds the blob, so one request both
+// checks and, when the blob is missing, opens the upload session. mounted
+// reports the blob is in repo; otherwise PutUpload sends it to loc.
+// A registry that refuses mount requests gets a plain upload request.
+func (c *Client) StartUpload(ctx context.Context, repo, from name.Repository, d digest.Digest) (mounted bool, loc *url.URL, err error) {
+	var extra []name.Repository
+	if from.Name() != repo.Name() {
+		extra = append(extra, from)
+	}
+	rt, err := c.roundTripper(ctx, repo, true, extra...)
+	if err != nil {
+		return false, nil, err
+	}
+	q := url.Values{"mount": {d.String()}, "from": {from.RepositoryStr()}}
+	req, _ := http.NewRequest(http.MethodPost, c.url(repo, "blobs/uploads/")+"?"+q.Encode(), nil)
+	resp, err := c.do(ctx, rt, req, http.StatusCreated, http.StatusAccepted)
+	if err != nil {
+		if IsTemporary(err) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
+			return false, nil, err
+		}
+		loc, err := c.startUpload(ctx, repo)
+		return false, loc, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		return true, nil, nil
+	}
+	loc, err = uploadLocation(resp, repo)
+	return false, loc, err
+}
+
+// startUpload opens a plain upload session (POST without mount).
+func (c *Client) startUpload(ctx context.Context, repo name.Repository) (*url.URL, error) {
+	rt, err := c.roundTripper(ctx, repo, true)
+	if err != nil {
+		return nil, err
 	}
 	req, _ := http.NewRequest(http.MethodPost, c.url(repo, "blobs/uploads/"), nil)
 	resp, err := c.do(ctx, rt, req, http.StatusAccepted)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp.Body.Close()
-	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-	if err != nil || resp.Header.Get("Location") == "" {
-		return fmt.Errorf("registry %s gave no upload location", repo.RegistryStr())
+	return uploadLocation(resp, repo)
+}
+
+func uploadLocation(resp *http.Response, repo name.Repository) (*url.URL, error) {
+	h := resp.Header.Get("Location")
+	loc, err := resp.Request.URL.Parse(h)
+	if err != nil || h == "" {
+		return nil, fmt.Errorf("registry %s gave no upload location", repo.RegistryStr())
 	}
-	q := loc.Query()
+	return loc, nil
+}
+
+// PutUpload sends blob d, size bytes read from body, to the upload session
+// loc in one monolithic PUT.
+func (c *Client) PutUpload(ctx context.Context, repo name.Repository, loc *url.URL, d digest.Digest, size int64, body io.Reader) error {
+	rt, err := c.roundTripper(ctx, repo, true)
+	if err != nil {
+		return err
+	}
+	u := *loc
+	q := u.Query()
 	q.Set("digest", d.String())
-	loc.RawQuery = q.Encode()
+	u.RawQuery = q.Encode()
 	br := &bodyReader{r: body}
-	put, _ := http.NewRequest(http.MethodPut, loc.String(), br)
+	put, _ := http.NewRequest(http.MethodPut, u.String(), br)
 	put.ContentLength = size
 	put.Header.Set("Content-Type", "application/octet-stream")
 	if size == 0 {
 		put.Body = http.NoBody
 	}
-	resp, err = c.do(ctx, rt, put, http.StatusCreated)
+	resp, err := c.do(ctx, rt, put, http.StatusCreated)
 	if berr := br.failed(); berr != nil {
 		// The content failed (a verification error, a truncated bundle): say
 		// that, not what the aborted request looked like on the wire.
