@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -418,34 +419,74 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 }
 
 func (im *importer) pushManifests(ctx context.Context) error {
-	names := make([]string, 0, len(im.repoManifests))
-	for n := range im.repoManifests {
-		names = append(names, n)
+	// A tagged root that nothing else in its repository refers to is pushed
+	// once, by its tag, at the end; every other manifest by digest first.
+	byTag := map[string]map[digest.Digest]bool{}
+	for _, t := range im.targets {
+		if t.tagged {
+			if byTag[t.repo.Name()] == nil {
+				byTag[t.repo.Name()] = map[digest.Digest]bool{}
+			}
+			byTag[t.repo.Name()][t.root.Digest] = true
+		}
 	}
-	sort.Strings(names)
-	var mu sync.Mutex
-	eg, gctx := errgroup.WithContext(ctx)
-	eg.SetLimit(im.opts.Jobs)
-	for _, n := range names {
+	// Push level by level, image manifests first, then the indexes above
+	// them, so a registry that checks an index's children finds them; all
+	// repositories and all manifests of a level at once.
+	type push struct {
+		repo name.Repository
+		m    *Manifest
+	}
+	var levels [][]push
+	tagOnly := map[string]bool{} // repo@digest pushed only by tag
+	for _, n := range slices.Sorted(maps.Keys(im.repoManifests)) {
 		repo := im.repoByName[n]
-		eg.Go(func() error {
-			for _, m := range im.repoManifests[n] {
-				if err := im.client.PutManifest(gctx, repo, m.Descriptor.Digest.String(), m.Descriptor.MediaType, m.Bytes); err != nil {
-					return fmt.Errorf("pushing manifest %s to %s (used by %s): %w", m.Descriptor.Digest, repo.Name(), joinLimited(im.r.Users(m.Descriptor.Digest), 3), err)
+		height := map[digest.Digest]int{}
+		child := map[digest.Digest]bool{}
+		for _, m := range im.repoManifests[n] { // children first
+			h := 0
+			for _, c := range m.kids {
+				if c.manifest {
+					child[c.desc.Digest] = true
+					h = max(h, height[c.desc.Digest]+1)
+				}
+			}
+			height[m.Descriptor.Digest] = h
+		}
+		for _, m := range im.repoManifests[n] {
+			if byTag[n][m.Descriptor.Digest] && !child[m.Descriptor.Digest] {
+				tagOnly[n+"@"+m.Descriptor.Digest.String()] = true
+				continue
+			}
+			h := height[m.Descriptor.Digest]
+			for len(levels) <= h {
+				levels = append(levels, nil)
+			}
+			levels[h] = append(levels[h], push{repo, m})
+		}
+	}
+	var mu sync.Mutex
+	for _, level := range levels {
+		eg, gctx := errgroup.WithContext(ctx)
+		eg.SetLimit(2 * im.opts.Jobs)
+		for _, p := range level {
+			eg.Go(func() error {
+				if err := im.client.PutManifest(gctx, p.repo, p.m.Descriptor.Digest.String(), p.m.Descriptor.MediaType, p.m.Bytes); err != nil {
+					return fmt.Errorf("pushing manifest %s to %s (used by %s): %w", p.m.Descriptor.Digest, p.repo.Name(), joinLimited(im.r.Users(p.m.Descriptor.Digest), 3), err)
 				}
 				mu.Lock()
 				im.res.Manifests++
 				mu.Unlock()
-			}
-			return nil
-		})
-	}
-	if err := eg.Wait(); err != nil {
-		return err
+				return nil
+			})
+		}
+		if err := eg.Wait(); err != nil {
+			return err
+		}
 	}
 	// Tags last, once everything they point at is in place.
-	eg, gctx = errgroup.WithContext(ctx)
-	eg.SetLimit(im.opts.Jobs)
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(2 * im.opts.Jobs)
 	for _, t := range im.targets {
 		if !t.tagged {
 			continue
@@ -455,6 +496,12 @@ func (im *importer) pushManifests(ctx context.Context) error {
 			if err := im.client.PutManifest(gctx, t.repo, t.src.Tag, m.Descriptor.MediaType, m.Bytes); err != nil {
 				return fmt.Errorf("tagging %s:%s (from %s): %w", t.repo.Name(), t.src.Tag, t.src, err)
 			}
+			mu.Lock()
+			if key := t.repo.Name() + "@" + t.root.Digest.String(); tagOnly[key] {
+				delete(tagOnly, key) // count each manifest once, however many tags
+				im.res.Manifests++
+			}
+			mu.Unlock()
 			im.opts.Progress.emit(Event{Kind: EventManifest, Ref: t.repo.Name() + ":" + t.src.Tag, Digest: t.root.Digest.String()})
 			return nil
 		})

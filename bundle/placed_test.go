@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
@@ -103,5 +106,50 @@ func TestStoredLayersPlacedInFile(t *testing.T) {
 	got, _ := os.ReadFile(pre)
 	if !bytes.Equal(got[10:], file) {
 		t.Error("a bundle written after 10 bytes of other content differs from the bundle alone")
+	}
+}
+
+// TestTaggedChildOfIndex imports an index and, under another tag of the same
+// repository, one of its child manifests: the child must be pushed by digest
+// before the index (registries check an index's children), and each
+// manifest is counted once.
+func TestTaggedChildOfIndex(t *testing.T) {
+	f := newFixture(t)
+	indexRef := f.src.Host + "/multi/tool:1.0"
+	r, _ := name.ParseReference(indexRef)
+	idx, err := remote.Index(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := im.Manifests[0].Digest
+	img, err := remote.Image(r.Context().Digest(child.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	childRef := f.src.Host + "/multi/tool:one"
+	cr, _ := name.ParseReference(childRef)
+	if err := remote.Tag(cr.(name.Tag), img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "b.tar.zst")
+	if _, err := bundle.ExportFile(context.Background(), []string{indexRef, childRef}, path, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.ImportFile(context.Background(), path, f.dst.Host, bundle.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 + len(im.Manifests); res.Manifests != want {
+		t.Errorf("%d manifests pushed, want %d (the index and its children, each once)", res.Manifests, want)
+	}
+	if got := destDigest(t, f.dst.Host+"/multi/tool:one"); got != child.String() {
+		t.Errorf("multi/tool:one is %s at the destination, want %s", got, child)
+	}
+	if got, want := destDigest(t, f.dst.Host+"/multi/tool:1.0"), f.sample.Digests[indexRef]; got != want {
+		t.Errorf("multi/tool:1.0 is %s at the destination, want %s", got, want)
 	}
 }
