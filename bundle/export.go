@@ -306,7 +306,7 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidReference, err)
 	}
-	m, err := e.client.GetManifest(ctx, repo, r.Identifier(), MaxManifestBytes)
+	m, err := e.getManifest(ctx, repo, r.Identifier(), MaxManifestBytes)
 	if errors.Is(err, registry.ErrDigestMismatch) {
 		return nil, fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 	}
@@ -382,7 +382,7 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 		if have {
 			continue
 		}
-		m, err := e.client.GetManifest(ctx, repo, c.desc.Digest.String(), MaxManifestBytes)
+		m, err := e.getManifest(ctx, repo, c.desc.Digest.String(), MaxManifestBytes)
 		if errors.Is(err, registry.ErrDigestMismatch) {
 			err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 		}
@@ -402,6 +402,21 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 		}
 	}
 	return nil
+}
+
+// getManifest fetches a manifest, trying again when the transfer breaks
+// (the transport retries only failures before the body).
+func (e *exporter) getManifest(ctx context.Context, repo name.Repository, ref string, limit int64) (*registry.Manifest, error) {
+	retries, base := e.client.RetryPolicy()
+	for attempt := 0; ; attempt++ {
+		m, err := e.client.GetManifest(ctx, repo, ref, limit)
+		if err == nil || attempt >= retries || !registry.IsTemporary(err) || ctx.Err() != nil {
+			return m, err
+		}
+		if err := registry.Sleep(ctx, registry.Backoff(base, attempt)); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // fetchConfig downloads a small config blob, verified, trying again when

@@ -1,0 +1,5 @@
+//go:build !race
+
+package benchset_test
+
+const raceEnabled = false
