@@ -776,6 +776,7 @@ func (e *exporter) placeBlobs(ctx context.Context, bw *Writer, f *os.File, base 
 			if entry.Length != lengths[i] {
 				return fmt.Errorf("writing blob %s to the bundle: frame is %d bytes, %d were reserved", blobs[i].Digest, entry.Length, lengths[i])
 			}
+			startWriteback(f, base+offsets[i], lengths[i])
 			return nil
 		})
 	}
