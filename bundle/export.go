@@ -218,7 +218,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		total += b.Size
 	}
 	split := len(blobs)
-	for split > 0 && storedBlob(blobs[split-1]) {
+	for split > 0 && !opts.Encoder.CompressAll && storedBlob(blobs[split-1]) {
 		split--
 	}
 	if f, pos, ok := seekableFile(w); ok {
@@ -644,6 +644,12 @@ func seekableFile(w io.Writer) (*os.File, int64, bool) {
 	if err != nil {
 		return nil, 0, false
 	}
+	// A file opened for appending cannot be written at an offset, and on a
+	// file system without sparse files (FAT, exFAT: the usual USB disk)
+	// writing past the end first fills the gap with zeros.
+	if _, err := f.WriteAt(nil, base); err != nil || !sparseFiles(f) {
+		return nil, 0, false
+	}
 	return f, base, true
 }
 
@@ -787,6 +793,9 @@ func (e *exporter) placeBlobs(ctx context.Context, bw *Writer, f *os.File, base 
 // prepare returns (called again for every attempt). Stored blobs (see
 // storedBlob) are stored, others compressed.
 func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Descriptor, g *graph, total int64, prepare func() (io.Writer, error)) (EncodedEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return EncodedEntry{}, err
+	}
 	repo := e.blobRepo[desc.Digest]
 	e.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 	var last error
@@ -817,7 +826,8 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 			src = &progressReader{r: rc, emit: e.opts.Progress, digest: desc.Digest.String()}
 		}
 		var entry EncodedEntry
-		if storedBlob(desc) {
+		dst = &destWriter{w: dst}
+		if storedBlob(desc) && !e.opts.Encoder.CompressAll {
 			entry, err = enc.EncodeStored(dst, desc, src)
 		} else {
 			entry, err = enc.EncodeBlob(dst, desc, src)
@@ -830,8 +840,31 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 		if ctx.Err() != nil {
 			return EncodedEntry{}, ctx.Err()
 		}
+		var werr *writeError
+		if errors.As(err, &werr) {
+			// The output failed (disk full, read-only): downloading again
+			// cannot help.
+			return EncodedEntry{}, fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, werr.err)
+		}
 	}
 	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo.Name(), last)}
+}
+
+// destWriter marks the errors of the output, so they are not taken for a
+// failed download.
+type destWriter struct{ w io.Writer }
+
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func (d *destWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
 }
 
 // progressReader reports bytes read in steps of at least 1 MiB.

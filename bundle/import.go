@@ -325,7 +325,23 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 		if err != nil {
 			return im.blobErr("push", desc.Digest, fmt.Errorf("starting the upload to %s: %w", repo.Name(), err))
 		}
+		if !mounted && !im.client.Mounts(repo) {
+			// Until the registry has shown it honours mount requests, its
+			// 202 does not mean the blob is missing (some registries ignore
+			// mount): ask, so a re-run does not upload everything again.
+			exists, err := im.client.BlobExists(ctx, repo, desc.Digest)
+			if err != nil {
+				im.client.CancelUpload(ctx, repo, loc)
+				return im.blobErr("push", desc.Digest, fmt.Errorf("checking %s: %w", repo.Name(), err))
+			}
+			if exists {
+				im.client.CancelUpload(ctx, repo, loc)
+				mounted, src = true, repo
+			}
+		}
 		if mounted {
+			// A mount from another repository may also find the blob
+			// already there; it counts as mounted.
 			if src.Name() == repo.Name() {
 				im.skipped.Add(1)
 			} else {
@@ -348,10 +364,7 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 			defer rc.Close()
 			body = rc
 		case spool != nil:
-			if _, err := spool.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			body = NewVerifyReader(spool, desc)
+			body = NewVerifyReader(io.NewSectionReader(spool, 0, desc.Size), desc)
 		default:
 			// Keep a copy of the blob while it streams, so a broken upload can
 			// be sent again and other repositories can get it when the
@@ -392,10 +405,7 @@ func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open 
 				defer rc.Close()
 				again = rc
 			} else {
-				if _, serr := spool.Seek(0, io.SeekStart); serr != nil {
-					return serr
-				}
-				again = NewVerifyReader(spool, desc)
+				again = NewVerifyReader(io.NewSectionReader(spool, 0, desc.Size), desc)
 			}
 			err = im.client.PushBlob(ctx, repo, desc.Digest, desc.Size, &progressReader{r: again, emit: im.opts.Progress, digest: desc.Digest.String()})
 			if err != nil && attempt == retries-1 && registry.IsTemporary(err) {

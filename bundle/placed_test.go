@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +75,7 @@ func TestStoredLayersPlacedInFile(t *testing.T) {
 	}
 	stored := 0
 	for _, e := range r.SeekTable().Entries {
-		if e.Size > 64<<10 && e.Length > e.Size {
+		if e.Size > 64<<10 && e.Length == storedLength(e.Size) {
 			stored++
 		}
 	}
@@ -91,21 +92,44 @@ func TestStoredLayersPlacedInFile(t *testing.T) {
 			t.Fatalf("stock zstd -t: %v\n%s", err, out)
 		}
 	}
-	// A file opened for appending after other content: the bundle starts
-	// at the file's offset and reads back from there.
-	pre := filepath.Join(t.TempDir(), "offset.bin")
-	out, err := os.Create(pre)
+	// A file that already holds 10 bytes, written at its offset, and one
+	// opened for appending (as `ferry export -o - >> file` gives), which
+	// cannot be written at an offset: both hold the same bundle after the
+	// first 10 bytes.
+	for _, flags := range []int{os.O_WRONLY | os.O_CREATE, os.O_WRONLY | os.O_CREATE | os.O_APPEND} {
+		pre := filepath.Join(t.TempDir(), "offset.bin")
+		if err := os.WriteFile(pre, []byte("0123456789"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.OpenFile(pre, flags, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if flags&os.O_APPEND == 0 {
+			out.Seek(10, io.SeekStart)
+		}
+		if _, err := bundle.Export(context.Background(), f.sample.Refs, out, bundle.ExportOptions{Created: created}); err != nil {
+			t.Fatalf("export to a file opened with flags %#x: %v", flags, err)
+		}
+		out.Close()
+		got, _ := os.ReadFile(pre)
+		if len(got) < 10 || !bytes.Equal(got[10:], file) {
+			t.Errorf("flags %#x: the bundle written after 10 bytes of other content differs from the bundle alone", flags)
+		}
+	}
+	// CompressAll: every layer is compressed, none stored.
+	var all bytes.Buffer
+	if _, err := bundle.Export(context.Background(), f.sample.Refs, &all, bundle.ExportOptions{Created: created, Encoder: bundle.EncoderOptions{CompressAll: true}}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := bundle.OpenReaderAt(bytes.NewReader(all.Bytes()), int64(all.Len()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out.WriteString("0123456789")
-	if _, err := bundle.Export(context.Background(), f.sample.Refs, out, bundle.ExportOptions{Created: created}); err != nil {
-		t.Fatal(err)
-	}
-	out.Close()
-	got, _ := os.ReadFile(pre)
-	if !bytes.Equal(got[10:], file) {
-		t.Error("a bundle written after 10 bytes of other content differs from the bundle alone")
+	for _, e := range ar.SeekTable().Entries {
+		if e.Size > 64<<10 && e.Length == storedLength(e.Size) {
+			t.Errorf("CompressAll: %s is stored (%d bytes for %d)", e.Name, e.Length, e.Size)
+		}
 	}
 }
 
@@ -152,4 +176,13 @@ func TestTaggedChildOfIndex(t *testing.T) {
 	if got, want := destDigest(t, f.dst.Host+"/multi/tool:1.0"), f.sample.Digests[indexRef]; got != want {
 		t.Errorf("multi/tool:1.0 is %s at the destination, want %s", got, want)
 	}
+}
+
+// storedLength is the length of the stored frame of a blob of size bytes
+// (docs/format.md, section 2.3): a 512-byte tar header, the content and its
+// padding, in raw blocks of 128 KiB with 3-byte headers, plus 14 bytes of
+// frame header and a 4-byte checksum.
+func storedLength(size int64) int64 {
+	content := 512 + size + (512-size%512)%512
+	return 14 + content + 3*((content+128<<10-1)/(128<<10)) + 4
 }

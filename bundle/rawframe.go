@@ -44,11 +44,18 @@ func storedBlob(desc ocispec.Descriptor) bool {
 
 // storedFrameLength is the length of the stored frame of an entry whose tar
 // header is hdrLen bytes and content size bytes.
-func storedFrameLength(hdrLen int, size int64) int64 {
+func storedFrameLength(hdrLen int, size int64) (int64, error) {
+	if size < 0 || size > maxStoredSize {
+		return 0, fmt.Errorf("%w: blob size %d is out of range", ErrCorrupt, size)
+	}
 	content := int64(hdrLen) + size + padding(size)
 	blocks := (content + rawBlockMax - 1) / rawBlockMax
-	return 4 + 1 + 1 + 8 + content + 3*blocks + 4
+	return 4 + 1 + 1 + 8 + content + 3*blocks + 4, nil
 }
+
+// maxStoredSize bounds the size of a stored blob (1 PiB), so frame
+// arithmetic cannot overflow whatever a manifest claims.
+const maxStoredSize = 1 << 50
 
 // EncodeStored writes the archive entry for the blob desc, with content
 // read from r, to dst as one stored frame (raw zstd blocks), verifying the
@@ -133,15 +140,13 @@ func storeFrame(dst io.Writer, buf []byte, hdr []byte, r io.Reader, size, pad in
 			return err
 		}
 	}
-	if size > 0 {
-		// The content must end exactly here: a longer stream is refused
-		// (and a verifying reader reports its digest).
-		var one [1]byte
-		if n, err := r.Read(one[:]); n > 0 {
-			return fmt.Errorf("%w: content is longer than %d bytes", ErrDigestMismatch, size)
-		} else if err != nil && err != io.EOF {
-			return err
-		}
+	// The content must end exactly here: a longer stream is refused, and
+	// reading to the end makes a verifying reader check the digest.
+	var one [1]byte
+	if n, err := io.ReadFull(r, one[:]); n > 0 {
+		return fmt.Errorf("%w: content is longer than %d bytes", ErrDigestMismatch, size)
+	} else if err != io.EOF {
+		return err
 	}
 	var sum [4]byte
 	binary.LittleEndian.PutUint32(sum[:], uint32(h.Sum64()))

@@ -125,6 +125,10 @@ func TestStoredFrameBadContent(t *testing.T) {
 	desc := ocispec.Descriptor{Digest: digest.FromBytes(layer), Size: int64(len(layer))}
 	flipped := append([]byte(nil), layer...)
 	flipped[len(flipped)/2] ^= 1
+	// An empty blob with a digest that is not the empty one.
+	if _, err := NewEncoder(EncoderOptions{}).EncodeStored(io.Discard, ocispec.Descriptor{Digest: desc.Digest, Size: 0}, bytes.NewReader(nil)); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("empty content under a non-empty digest: err = %v, want ErrDigestMismatch", err)
+	}
 	for name, content := range map[string][]byte{
 		"short":   layer[:len(layer)-1000],
 		"long":    append(append([]byte(nil), layer...), 1, 2, 3),
@@ -134,5 +138,21 @@ func TestStoredFrameBadContent(t *testing.T) {
 		if !errors.Is(err, ErrDigestMismatch) {
 			t.Errorf("%s content: err = %v, want ErrDigestMismatch", name, err)
 		}
+		_, err = NewEncoder(EncoderOptions{}).EncodeStored(io.Discard, desc, io.MultiReader(bytes.NewReader(content), &zeroOnce{}))
+		if !errors.Is(err, ErrDigestMismatch) {
+			t.Errorf("%s content, stored: err = %v, want ErrDigestMismatch", name, err)
+		}
 	}
+}
+
+// zeroOnce returns (0, nil) once, then io.EOF: legal for an io.Reader,
+// and must not let content end without its digest being checked.
+type zeroOnce struct{ done bool }
+
+func (z *zeroOnce) Read(p []byte) (int, error) {
+	if !z.done {
+		z.done = true
+		return 0, nil
+	}
+	return 0, io.EOF
 }

@@ -329,7 +329,9 @@ func (r *Reader) Manifests() []*Manifest {
 	return out
 }
 
-// Blobs returns every config and layer descriptor, in archive order.
+// Blobs returns every config and layer descriptor, in the order this
+// version of ferry writes them (docs/format.md, section 4.3); the archive
+// itself may hold them in another order.
 func (r *Reader) Blobs() []ocispec.Descriptor { return r.g.orderedBlobs() }
 
 // Users returns the references of the images that use digest d.

@@ -54,7 +54,8 @@ func (o EncoderOptions) newZstd() *zstd.Encoder {
 // Encoder turns one archive entry into one zstd frame. It is not safe for
 // concurrent use; give each goroutine its own.
 type Encoder struct {
-	enc         *zstd.Encoder
+	opts        EncoderOptions
+	enc         *zstd.Encoder // made on first use: stored entries need none
 	buf         []byte
 	block       []byte // for stored frames, allocated on first use
 	compressAll bool
@@ -62,10 +63,11 @@ type Encoder struct {
 
 // NewEncoder returns an Encoder.
 func NewEncoder(opts EncoderOptions) *Encoder {
-	return &Encoder{enc: opts.newZstd(), buf: make([]byte, 256<<10), compressAll: opts.CompressAll}
+	return &Encoder{opts: opts, compressAll: opts.CompressAll}
 }
 
-// EncodedEntry describes a frame produced by Encoder.EncodeBlob.
+// EncodedEntry describes a frame produced by Encoder.EncodeBlob or
+// Encoder.EncodeStored.
 type EncodedEntry struct {
 	Name   string
 	Digest digest.Digest
@@ -112,6 +114,9 @@ func (e *Encoder) encode(dst io.Writer, name string, size int64, dir bool, r io.
 	}
 	cw := &countingWriter{w: dst}
 	pad := padding(size)
+	if e.enc == nil {
+		e.enc, e.buf = e.opts.newZstd(), make([]byte, 256<<10)
+	}
 	if !dir && size >= storeMinSize && !e.compressAll {
 		var head [4]byte
 		n, err := io.ReadFull(r, head[:])
@@ -200,7 +205,7 @@ func (w *Writer) WriteBlob(desc ocispec.Descriptor, r io.Reader) error {
 	return w.add(SeekEntry{Name: BlobPath(desc.Digest), Digest: desc.Digest, Size: desc.Size}, false, NewVerifyReader(r, desc))
 }
 
-// AppendEncoded appends a frame made by Encoder.EncodeBlob; frame yields
+// AppendEncoded appends a frame made by Encoder.EncodeBlob or EncodeStored; frame yields
 // exactly e.Length bytes. This lets callers compress blobs in parallel and
 // still write them in a deterministic order.
 func (w *Writer) AppendEncoded(e EncodedEntry, frame io.Reader) error {
@@ -240,25 +245,31 @@ func (w *Writer) reserveStored(desc ocispec.Descriptor) (offset, length int64, e
 	if !ok {
 		return 0, 0, errors.New("bundle writer: output cannot seek")
 	}
+	fail := func(err error) (int64, int64, error) {
+		w.err = fmt.Errorf("blob %s: %w", desc.Digest, err)
+		return 0, 0, w.err
+	}
 	if err := validateDigest(desc.Digest); err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
 	if err := w.blobDirs(desc.Digest); err != nil {
 		return 0, 0, err
 	}
 	name := BlobPath(desc.Digest)
 	if w.names[name] {
-		w.err = fmt.Errorf("%w: entry %s written twice", ErrCorrupt, name)
-		return 0, 0, w.err
+		return fail(fmt.Errorf("%w: entry %s written twice", ErrCorrupt, name))
 	}
 	hdr, err := tarHeader(name, desc.Size, false)
 	if err != nil {
-		return 0, 0, err
+		return fail(err)
 	}
-	offset, length = w.w.n, storedFrameLength(len(hdr), desc.Size)
+	length, err = storedFrameLength(len(hdr), desc.Size)
+	if err != nil {
+		return fail(err)
+	}
+	offset = w.w.n
 	if _, err := ws.Seek(length, io.SeekCurrent); err != nil {
-		w.err = err
-		return 0, 0, err
+		return fail(err)
 	}
 	w.w.n += length
 	w.names[name] = true
@@ -302,6 +313,9 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	w.err = errors.New("bundle writer is closed")
+	if w.e.enc == nil {
+		w.e.enc = w.e.opts.newZstd()
+	}
 	w.e.enc.ResetContentSize(w.w, int64(len(zeros)))
 	if _, err := w.e.enc.Write(zeros[:]); err != nil {
 		return err

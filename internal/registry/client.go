@@ -67,6 +67,7 @@ type Client struct {
 	mu         sync.Mutex
 	transports map[string]http.RoundTripper // by scopes, or by registry when it has no token auth
 	challenges map[string]string            // auth scheme by registry, from its /v2/ ping
+	mounting   map[string]bool              // registries seen to answer a mount request with 201
 }
 
 // New returns a Client.
@@ -119,7 +120,7 @@ func New(opts Options) *Client {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ferry"
 	}
-	return &Client{opts: opts, transports: map[string]http.RoundTripper{}, challenges: map[string]string{}}
+	return &Client{opts: opts, transports: map[string]http.RoundTripper{}, challenges: map[string]string{}, mounting: map[string]bool{}}
 }
 
 // perHost sends requests for the insecure hosts through a transport that
@@ -444,7 +445,9 @@ func (c *Client) StartUpload(ctx context.Context, repo, from name.Repository, d 
 	req, _ := http.NewRequest(http.MethodPost, c.url(repo, "blobs/uploads/")+"?"+q.Encode(), nil)
 	resp, err := c.do(ctx, rt, req, http.StatusCreated, http.StatusAccepted)
 	if err != nil {
-		if IsTemporary(err) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
+		// A refused mount source (no pull access to it) or a registry that
+		// rejects mount requests: upload instead.
+		if IsTemporary(err) || ctx.Err() != nil || (errors.Is(err, ErrUnauthorized) && len(extra) == 0) {
 			return false, nil, err
 		}
 		loc, err := c.startUpload(ctx, repo)
@@ -452,10 +455,37 @@ func (c *Client) StartUpload(ctx context.Context, repo, from name.Repository, d 
 	}
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusCreated {
+		c.mu.Lock()
+		c.mounting[repo.RegistryStr()] = true
+		c.mu.Unlock()
 		return true, nil, nil
 	}
 	loc, err = uploadLocation(resp, repo)
 	return false, loc, err
+}
+
+// Mounts reports whether the registry has answered a mount request with
+// 201 in this run. A registry that ignores mount requests answers 202
+// whether or not it has the blob, so its answer says nothing about
+// presence; check with BlobExists.
+func (c *Client) Mounts(repo name.Repository) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mounting[repo.RegistryStr()]
+}
+
+// CancelUpload abandons an upload session, best effort.
+func (c *Client) CancelUpload(ctx context.Context, repo name.Repository, loc *url.URL) {
+	rt, err := c.roundTripper(ctx, repo, true)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, loc.String(), nil)
+	if resp, err := (&http.Client{Transport: rt}).Do(req); err == nil {
+		resp.Body.Close()
+	}
 }
 
 // startUpload opens a plain upload session (POST without mount).
@@ -494,6 +524,7 @@ func (c *Client) PutUpload(ctx context.Context, repo name.Repository, loc *url.U
 	q.Set("digest", d.String())
 	u.RawQuery = q.Encode()
 	br := &bodyReader{r: body}
+	defer br.detach()
 	put, _ := http.NewRequest(http.MethodPut, u.String(), br)
 	put.ContentLength = size
 	put.Header.Set("Content-Type", "application/octet-stream")
@@ -524,6 +555,21 @@ type bodyReader struct {
 	sent atomic.Bool
 	mu   sync.Mutex
 	err  error
+	// rmu is held during every read of r; detach takes it, so once detach
+	// returns no read of r is in progress or will start. net/http may still
+	// be reading a request body on its own goroutine after the response.
+	rmu      sync.Mutex
+	detached bool
+}
+
+var errDetached = errors.New("upload body read after the request ended")
+
+// detach waits for a read in progress and makes later reads fail, so the
+// caller may use the content again (to retry, or to drain it).
+func (b *bodyReader) detach() {
+	b.rmu.Lock()
+	b.detached = true
+	b.rmu.Unlock()
 }
 
 // claim reports whether the body has not been sent before, and marks it sent.
@@ -533,6 +579,11 @@ func (b *bodyReader) claim() bool { return b.sent.CompareAndSwap(false, true) }
 func (b *bodyReader) Close() error { return nil }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	if b.detached {
+		return 0, errDetached
+	}
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
 		b.mu.Lock()
