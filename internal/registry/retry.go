@@ -143,7 +143,7 @@ func temporaryNetError(err error) bool {
 	}
 	var nerr net.Error
 	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
 		return true
 	case errors.As(err, &nerr) && nerr.Timeout():
