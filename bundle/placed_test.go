@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -185,4 +186,33 @@ func TestTaggedChildOfIndex(t *testing.T) {
 func storedLength(size int64) int64 {
 	content := 512 + size + (512-size%512)%512
 	return 14 + content + 3*((content+128<<10-1)/(128<<10)) + 4
+}
+
+// TestRegistryIgnoringMounts imports twice into a registry that answers
+// every mount request with a plain upload session: the first import still
+// completes, and the second finds every blob present and uploads nothing.
+func TestRegistryIgnoringMounts(t *testing.T) {
+	f := newFixture(t)
+	dst := registrytest.New(t, registrytest.Options{IgnoreMount: true})
+	path, sum := f.export(t, bundle.ExportOptions{})
+	if _, err := bundle.ImportFile(context.Background(), path, dst.Host+"/m", bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range f.sample.Refs {
+		p := strings.TrimPrefix(ref, f.src.Host+"/")
+		if got, want := destDigest(t, dst.Host+"/m/"+p), f.sample.Digests[ref]; got != want {
+			t.Errorf("%s: destination digest %s, want %s", ref, got, want)
+		}
+	}
+	uploads := dst.BlobUploads.Load()
+	res, err := bundle.ImportFile(context.Background(), path, dst.Host+"/m", bundle.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := dst.BlobUploads.Load() - uploads; n != 0 || res.BlobsUploaded != 0 {
+		t.Errorf("the second import uploaded %d blobs (reported %d); want none", n, res.BlobsUploaded)
+	}
+	if res.BlobsSkipped == 0 || sum.Blobs == 0 {
+		t.Errorf("the second import skipped %d blobs; want every blob skipped", res.BlobsSkipped)
+	}
 }

@@ -41,6 +41,9 @@ type Options struct {
 	ReadOnly bool
 	// TLS serves HTTPS with a self-signed certificate (see CertPEM).
 	TLS bool
+	// IgnoreMount makes the registry ignore cross-repository mount
+	// requests and open a plain upload instead, as some registries do.
+	IgnoreMount bool
 }
 
 // Fault makes the first Times requests whose method is Method (any when
@@ -311,6 +314,12 @@ func Start(opts Options) (*Registry, error) {
 		r.Requests.Add(1)
 		if req.Method == http.MethodPost && req.URL.Query().Get("mount") != "" {
 			r.BlobMounts.Add(1)
+			if opts.IgnoreMount {
+				q := req.URL.Query()
+				q.Del("mount")
+				q.Del("from")
+				req.URL.RawQuery = q.Encode()
+			}
 		}
 		rec := &statusRecorder{ResponseWriter: w}
 		inner.ServeHTTP(rec, req)
