@@ -15,24 +15,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/registrytest"
-	"github.com/ferryproject/ferry/internal/testimages"
 )
-
-// newLargeFixture is newFixture with layers large enough (over 64 KiB
-// compressed) to be stored rather than compressed.
-func newLargeFixture(t *testing.T) *fixture {
-	t.Helper()
-	f := &fixture{
-		src: registrytest.New(t, registrytest.Options{}),
-		dst: registrytest.New(t, registrytest.Options{}),
-	}
-	var err error
-	f.sample, err = testimages.Push(context.Background(), f.src.Host, 600<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
 
 // TestStoredLayersPlacedInFile checks the export path that fetches stored
 // layers straight into their reserved place in the output file: the file
@@ -40,7 +23,7 @@ func newLargeFixture(t *testing.T) *fixture {
 // a download cut halfway is fetched again into the same place, and the
 // bundle imports with every digest intact.
 func TestStoredLayersPlacedInFile(t *testing.T) {
-	f := newLargeFixture(t)
+	f := newFixtureSized(t, 600<<10) // layers over 64 KiB compressed: stored
 	// Two dropped blob downloads: the placed frames must be rewritten whole.
 	drop := &registrytest.Fault{Method: "GET", Path: "/blobs/sha256:", Drop: true, Times: 2}
 	f.src.InjectFaults(drop)

@@ -32,14 +32,18 @@ type fixture struct {
 	sample   *testimages.Sample
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureSized(t, 32<<10) }
+
+// newFixtureSized is newFixture with sample layers of layerSize bytes
+// uncompressed (base layers 4x).
+func newFixtureSized(t *testing.T, layerSize int) *fixture {
 	t.Helper()
 	f := &fixture{
 		src: registrytest.New(t, registrytest.Options{}),
 		dst: registrytest.New(t, registrytest.Options{}),
 	}
 	var err error
-	f.sample, err = testimages.Push(context.Background(), f.src.Host, 32<<10)
+	f.sample, err = testimages.Push(context.Background(), f.src.Host, layerSize)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -395,17 +395,12 @@ func (b *bench) runSet(ctx context.Context, spec setSpec) (*setResult, error) {
 				continue
 			}
 			j := job{src: src.addr, dst: dst.addr, images: images, dir: filepath.Join(setDir, t.name)}
-			if _, err := b.measure(ctx, t.exportPrep(j)); err != nil {
+			b.logf("set %s rep %d: %s export", spec.Name, r+1, t.name)
+			s, ok, err := b.step(ctx, tr, t.name+" export", t.exportPrep(j), t.export(j), nil)
+			if err != nil {
 				return nil, err
 			}
-			b.logf("set %s rep %d: %s export", spec.Name, r+1, t.name)
-			s, err := b.measure(ctx, t.export(j))
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				tr.Err = "export failed: " + firstLine(err)
-				b.logf("%s export failed: %v", t.name, err)
+			if !ok {
 				continue
 			}
 			tr.Export = append(tr.Export, s)
@@ -420,20 +415,12 @@ func (b *bench) runSet(ctx context.Context, spec setSpec) (*setResult, error) {
 				continue
 			}
 			j := job{src: src.addr, dst: dst.addr, images: images, dir: filepath.Join(setDir, t.name)}
-			if _, err := b.measure(ctx, t.importPrep(j)); err != nil {
-				return nil, err
-			}
-			if err := dst.reset(ctx); err != nil {
-				return nil, err
-			}
 			b.logf("set %s rep %d: %s import", spec.Name, r+1, t.name)
-			s, err := b.measure(ctx, t.imp(j))
+			s, ok, err := b.step(ctx, tr, t.name+" import", t.importPrep(j), t.imp(j), func() error { return dst.reset(ctx) })
 			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				tr.Err = "import failed: " + firstLine(err)
-				b.logf("%s import failed: %v", t.name, err)
+				return nil, err
+			}
+			if !ok {
 				continue
 			}
 			tr.Import = append(tr.Import, s)
@@ -519,6 +506,31 @@ func trimPprof(s string) string {
 		keep = append(keep, line)
 	}
 	return strings.TrimSpace(strings.Join(keep, "\n"))
+}
+
+// step runs prep and then before (neither measured), then measures script,
+// one EXPORT or IMPORT of one tool. A failure of the tool marks it failed
+// (reported, not ranked) and returns ok false; only cancellation and
+// failures of the harness itself are returned as errors.
+func (b *bench) step(ctx context.Context, tr *toolResult, what, prep, script string, before func() error) (s sample, ok bool, err error) {
+	if _, err := b.measure(ctx, prep); err != nil {
+		return sample{}, false, err
+	}
+	if before != nil {
+		if err := before(); err != nil {
+			return sample{}, false, err
+		}
+	}
+	s, err = b.measure(ctx, script)
+	if err != nil {
+		if ctx.Err() != nil {
+			return sample{}, false, ctx.Err()
+		}
+		tr.Err = what + " failed: " + firstLine(err)
+		b.logf("%s failed: %v", what, err)
+		return sample{}, false, nil
+	}
+	return s, true, nil
 }
 
 // runScaling measures ferry on the first N images of a set of tiny
