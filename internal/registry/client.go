@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
 )
 
 // Options configure a Client. The zero value uses the default keychain
@@ -68,6 +69,7 @@ type Client struct {
 	transports map[string]http.RoundTripper // by scopes, or by registry when it has no token auth
 	challenges map[string]string            // auth scheme by registry, from its /v2/ ping
 	mounting   map[string]bool              // registries seen to answer a mount request with 201
+	handshakes singleflight.Group
 }
 
 // New returns a Client.
@@ -180,7 +182,26 @@ func (c *Client) roundTripper(ctx context.Context, repo name.Repository, push bo
 	for _, f := range from {
 		scopes = append(scopes, f.Scope(transport.PullScope))
 	}
-	key := strings.Join(scopes, " ")
+	// Scopes name the repository, not the registry: two registries can
+	// hold the same repository path.
+	key := repo.RegistryStr() + " " + strings.Join(scopes, " ")
+	c.mu.Lock()
+	rt, ok := c.transports[key]
+	c.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	// Parallel jobs that need the same transport at once share one
+	// handshake (ping, token) instead of each making its own.
+	v, err, _ := c.handshakes.Do(key, func() (any, error) { return c.newTransport(ctx, repo, key, scopes) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(http.RoundTripper), nil
+}
+
+// newTransport makes (and caches under key) the transport for scopes.
+func (c *Client) newTransport(ctx context.Context, repo name.Repository, key string, scopes []string) (http.RoundTripper, error) {
 	c.mu.Lock()
 	rt, ok := c.transports[key]
 	c.mu.Unlock()

@@ -149,3 +149,47 @@ func TestWrongPasswordFailsFast(t *testing.T) {
 		t.Errorf("tokens issued %d, refused %d; want 0 and 1", reg.TokensIssued(), reg.TokensRefused())
 	}
 }
+
+// TestParallelFirstUseSharesOneToken: jobs that start on the same
+// repository at once share one handshake, so the token endpoint is asked
+// once, not once per job.
+func TestParallelFirstUseSharesOneToken(t *testing.T) {
+	reg, c, repo := tokenRegistry(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.BlobExists(context.Background(), repo, digest.FromString("absent"))
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reg.TokensIssued(); n != 1 {
+		t.Errorf("8 parallel first requests made %d tokens, want 1", n)
+	}
+}
+
+// TestSameRepositoryOnTwoRegistries: transports are kept per registry, so
+// the same repository path on two registries with different credentials
+// gets each its own (a transport cached by scope alone sent the second
+// registry's requests through the first one's authentication).
+func TestSameRepositoryOnTwoRegistries(t *testing.T) {
+	a := registrytest.New(t, registrytest.Options{Username: "u", Password: "p", Token: &registrytest.TokenAuth{TTL: time.Minute}})
+	b := registrytest.New(t, registrytest.Options{Username: "u", Password: "p"})
+	c := registry.New(registry.Options{Keychain: staticKeychain{Username: "u", Password: "p"}, RetryBase: time.Millisecond})
+	for _, host := range []string{a.Host, b.Host, a.Host} {
+		repo, err := c.ParseRepository(host + "/team/app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.BlobExists(context.Background(), repo, digest.FromString("absent")); err != nil {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+}
