@@ -407,48 +407,40 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 // getManifest fetches a manifest, trying again when the transfer breaks
 // (the transport retries only failures before the body).
 func (e *exporter) getManifest(ctx context.Context, repo name.Repository, ref string, limit int64) (*registry.Manifest, error) {
-	retries, base := e.client.RetryPolicy()
-	for attempt := 0; ; attempt++ {
+	return withRetries(ctx, e.client, func() (*registry.Manifest, bool, error) {
 		m, err := e.client.GetManifest(ctx, repo, ref, limit)
-		if err == nil || attempt >= retries || !registry.IsTemporary(err) || ctx.Err() != nil {
-			return m, err
-		}
-		if err := registry.Sleep(ctx, registry.Backoff(base, attempt)); err != nil {
-			return nil, err
-		}
-	}
+		return m, registry.IsTemporary(err), err
+	})
 }
 
 // fetchConfig downloads a small config blob, verified, trying again when
 // the transfer breaks, as blobs are.
 func (e *exporter) fetchConfig(ctx context.Context, repo name.Repository, desc ocispec.Descriptor) ([]byte, error) {
-	retries, base := e.client.RetryPolicy()
-	var last error
-	for attempt := 0; attempt <= retries; attempt++ {
-		if attempt > 0 {
-			if err := registry.Sleep(ctx, registry.Backoff(base, attempt-1)); err != nil {
-				return nil, err
-			}
-		}
+	return withRetries(ctx, e.client, func() ([]byte, bool, error) {
 		rc, err := e.client.GetBlob(ctx, repo, desc.Digest)
 		if err != nil {
-			if !registry.IsTemporary(err) {
-				return nil, err
-			}
-			last = err
-			continue
+			return nil, registry.IsTemporary(err), err
 		}
+		defer rc.Close()
 		b, err := io.ReadAll(NewVerifyReader(rc, desc))
-		rc.Close()
-		if err == nil {
-			return b, nil
+		return b, true, err
+	})
+}
+
+// withRetries calls fn until it succeeds, fails with again false, the
+// context ends or the client's retries run out, with backoff in between.
+func withRetries[T any](ctx context.Context, c *registry.Client, fn func() (v T, again bool, err error)) (T, error) {
+	retries, base := c.RetryPolicy()
+	for attempt := 0; ; attempt++ {
+		v, again, err := fn()
+		if err == nil || !again || attempt >= retries || ctx.Err() != nil {
+			return v, err
 		}
-		last = err
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if err := registry.Sleep(ctx, registry.Backoff(base, attempt)); err != nil {
+			var zero T
+			return zero, err
 		}
 	}
-	return nil, last
 }
 
 // platformOf reads the platform of an image manifest from its config.

@@ -405,36 +405,6 @@ func (c *Client) BlobExists(ctx context.Context, repo name.Repository, d digest.
 	return resp.StatusCode == http.StatusOK, nil
 }
 
-// MountBlob asks the registry to link blob d from repository from into repo.
-// It returns false, with no error, when the registry declined (it then
-// must be uploaded).
-func (c *Client) MountBlob(ctx context.Context, repo, from name.Repository, d digest.Digest) (bool, error) {
-	rt, err := c.roundTripper(ctx, repo, true, from)
-	if err != nil {
-		return false, err
-	}
-	q := url.Values{"mount": {d.String()}, "from": {from.RepositoryStr()}}
-	req, _ := http.NewRequest(http.MethodPost, c.url(repo, "blobs/uploads/")+"?"+q.Encode(), nil)
-	resp, err := c.do(ctx, rt, req, http.StatusCreated, http.StatusAccepted)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusCreated {
-		return true, nil
-	}
-	// 202: the registry opened an upload session instead; cancel it.
-	if loc := resp.Header.Get("Location"); loc != "" {
-		if u, err := resp.Request.URL.Parse(loc); err == nil {
-			del, _ := http.NewRequest(http.MethodDelete, u.String(), nil)
-			if r, err := (&http.Client{Transport: rt}).Do(del.WithContext(ctx)); err == nil {
-				r.Body.Close()
-			}
-		}
-	}
-	return false, nil
-}
-
 // PushBlob uploads a blob of known digest and size in one monolithic PUT.
 // The registry checks the digest before it commits the blob; body should
 // also be a verifying reader so a bad blob is never sent in full.

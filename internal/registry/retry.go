@@ -157,6 +157,9 @@ func temporaryNetError(err error) bool {
 // connection, a registry answering 408, 429 or 5xx, or a token renewed
 // during an upload.
 func IsTemporary(err error) bool {
+	if err == nil {
+		return false
+	}
 	if errors.Is(err, ErrTokenRenewed) {
 		return true
 	}

@@ -28,6 +28,7 @@ func TestIsTemporary(t *testing.T) {
 		{context.Canceled, false},
 		{fmt.Errorf("push: %w", context.DeadlineExceeded), false},
 		{errors.New("x509: certificate signed by unknown authority"), false},
+		{nil, false},
 	} {
 		if got := registry.IsTemporary(tc.err); got != tc.want {
 			t.Errorf("IsTemporary(%v) = %v, want %v", tc.err, got, tc.want)
