@@ -324,37 +324,57 @@ func human(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// open starts the source registry of a set (generating the set when it is
+// not cached), prepares the destination registry, and reads every image
+// and unique blob of the set back from the source. The caller stops both
+// registries.
+func (b *bench) open(ctx context.Context, spec setSpec) (src, dst *distRegistry, set *benchset.Set, images []image, blobs []blob, err error) {
+	src, set, err = b.source(ctx, spec)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	dst, err = newDistRegistry(b.regBin, filepath.Join(b.work, "dst"))
+	if err == nil {
+		images, blobs, err = survey(ctx, src.addr, set.Images)
+		if err != nil {
+			err = fmt.Errorf("reading the set back from %s: %w", src.addr, err)
+		}
+	}
+	if err != nil {
+		src.stop()
+		return nil, nil, nil, nil, nil, err
+	}
+	return src, dst, set, images, blobs, nil
+}
+
+// writeList writes images.txt in dir: the images as ferry reads them with
+// -f, one source reference per line.
+func writeList(dir, addr string, images []image) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var list strings.Builder
+	for _, img := range images {
+		fmt.Fprintf(&list, "%s/%s\n", addr, img.ref())
+	}
+	return os.WriteFile(filepath.Join(dir, "images.txt"), []byte(list.String()), 0o644)
+}
+
 // runSet measures every tool and the references on one set.
 func (b *bench) runSet(ctx context.Context, spec setSpec) (*setResult, error) {
-	src, set, err := b.source(ctx, spec)
+	src, dst, set, images, blobs, err := b.open(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	defer src.stop()
-	dst, err := newDistRegistry(b.regBin, filepath.Join(b.work, "dst"))
-	if err != nil {
-		return nil, err
-	}
 	defer dst.stop()
-
-	images, blobs, err := survey(ctx, src.addr, set.Images)
-	if err != nil {
-		return nil, fmt.Errorf("reading the set back from %s: %w", src.addr, err)
-	}
 	res := &setResult{Spec: spec, Set: *set, Images: len(images), Blobs: len(blobs), Tools: map[string]*toolResult{}}
 	for _, bl := range blobs {
 		res.UniqueBytes += bl.Size
 	}
 	setDir := filepath.Join(b.work, spec.Name)
 	blobDir := filepath.Join(b.dir, "sets", fmt.Sprintf("%s-seed%d-blobs", spec.Name, b.seed))
-	if err := os.MkdirAll(setDir, 0o755); err != nil {
-		return nil, err
-	}
-	var list strings.Builder
-	for _, img := range images {
-		fmt.Fprintf(&list, "%s/%s\n", src.addr, img.ref())
-	}
-	if err := os.WriteFile(filepath.Join(setDir, "images.txt"), []byte(list.String()), 0o644); err != nil {
+	if err := writeList(setDir, src.addr, images); err != nil {
 		return nil, err
 	}
 	b.logf("set %s: %d images, %d unique blobs, %s", spec.Name, len(images), len(blobs), human(res.UniqueBytes))
@@ -540,20 +560,12 @@ func (b *bench) runScaling(ctx context.Context, counts []int) (*scalingResult, e
 	for _, n := range counts {
 		most = max(most, n)
 	}
-	src, set, err := b.source(ctx, setSpec{Name: fmt.Sprintf("tiny%d", most), Tiny: most})
+	src, dst, _, images, _, err := b.open(ctx, setSpec{Name: fmt.Sprintf("tiny%d", most), Tiny: most})
 	if err != nil {
 		return nil, err
 	}
 	defer src.stop()
-	dst, err := newDistRegistry(b.regBin, filepath.Join(b.work, "dst"))
-	if err != nil {
-		return nil, err
-	}
 	defer dst.stop()
-	images, _, err := survey(ctx, src.addr, set.Images)
-	if err != nil {
-		return nil, err
-	}
 	sc := &scalingResult{}
 	ferry := tools[0]
 	for _, n := range counts {
@@ -561,14 +573,7 @@ func (b *bench) runScaling(ctx context.Context, counts []int) (*scalingResult, e
 			return nil, fmt.Errorf("the tiny set has %d images, fewer than %d", len(images), n)
 		}
 		dir := filepath.Join(b.work, fmt.Sprintf("tiny%d", n))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		var list strings.Builder
-		for _, img := range images[:n] {
-			fmt.Fprintf(&list, "%s/%s\n", src.addr, img.ref())
-		}
-		if err := os.WriteFile(filepath.Join(dir, "images.txt"), []byte(list.String()), 0o644); err != nil {
+		if err := writeList(dir, src.addr, images[:n]); err != nil {
 			return nil, err
 		}
 		row := scalingRow{Images: n}
