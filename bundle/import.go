@@ -220,30 +220,18 @@ func (im *importer) addClosure(repo name.Repository, root digest.Digest) {
 		have = map[digest.Digest]bool{}
 		im.repoBlobs[key] = have
 	}
-	var visit func(d digest.Digest, depth int)
-	visit = func(d digest.Digest, depth int) {
-		if have[d] || depth > maxGraphDepth+1 {
-			return
+	im.r.g.closure(root, func(d digest.Digest, m *Manifest) bool {
+		if have[d] {
+			return true
 		}
 		have[d] = true
-		m, ok := im.r.Manifest(d)
-		if !ok {
-			return
+		if m != nil {
+			im.repoManifests[key] = append(im.repoManifests[key], m) // children first
+		} else {
+			im.blobRepos[d] = append(im.blobRepos[d], repo)
 		}
-		for _, c := range m.kids {
-			if c.manifest {
-				visit(c.desc.Digest, depth+1)
-				continue
-			}
-			if have[c.desc.Digest] {
-				continue
-			}
-			have[c.desc.Digest] = true
-			im.blobRepos[c.desc.Digest] = append(im.blobRepos[c.desc.Digest], repo)
-		}
-		im.repoManifests[key] = append(im.repoManifests[key], m) // children first
-	}
-	visit(root, 0)
+		return true
+	})
 }
 
 func (im *importer) pushBlobs(ctx context.Context) error {
@@ -260,8 +248,18 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		eg.SetLimit(im.opts.Jobs)
 		for _, desc := range blobs {
 			eg.Go(func() error {
-				open := func() (io.ReadCloser, error) { return im.r.OpenBlob(desc) }
-				return im.pushBlob(ctx, desc, open, nil, total)
+				opened := false
+				open := func() (io.ReadCloser, error) {
+					opened = true
+					return im.r.OpenBlob(desc)
+				}
+				if err := im.pushBlob(ctx, desc, open, nil, total); err != nil || opened {
+					return err
+				}
+				// The destination had it everywhere: still check the bundle's
+				// copy, so a file imports only if every blob of it verifies,
+				// whatever the destination holds.
+				return im.verifyBlob(desc, open)
 			})
 		}
 		err := eg.Wait()
@@ -284,6 +282,18 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+func (im *importer) verifyBlob(desc ocispec.Descriptor, open func() (io.ReadCloser, error)) error {
+	rc, err := open()
+	if err == nil {
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+	}
+	if err != nil {
+		return im.blobErr("verify", desc.Digest, err)
+	}
+	return nil
 }
 
 func (im *importer) tally() {

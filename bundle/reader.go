@@ -127,30 +127,60 @@ type Image struct {
 // has random access (OpenBlob, in parallel); otherwise blobs are read once, in
 // archive order, with Next. Either way, the index and every manifest are read
 // and checked before Open or NewReader returns.
+//
+// Both ways apply the same rules to the same entries (docs/format.md,
+// section 7): a file with a seek table is read through it only when the
+// table describes the file exactly, frame by frame, and a stream that ends
+// with a seek table is checked against it. What one way accepts, the other
+// accepts; what one refuses, the other refuses with the same error class.
 type Reader struct {
 	indexBytes []byte
 	index      ocispec.Index
 	files      map[string][]byte // signature files
-	g          *graph
+	// sha256 of oci-layout, index.json and the signature files, for the
+	// seek table check of a stream
+	metaDigests map[string]digest.Digest
+	g           *graph
 
 	// random access
-	ra    io.ReaderAt
-	size  int64
-	seek  map[string]SeekEntry
-	table *SeekTable
+	ra      io.ReaderAt
+	size    int64
+	seek    map[string]SeekEntry
+	table   *SeekTable
+	headers []*tar.Header // of every table entry, read from its frame
 
 	// sequential
-	zr     *zstd.Decoder
+	fs     *frameStream
 	tr     *tar.Reader
+	spans  []entrySpan
 	cur    io.Reader
 	seen   map[digest.Digest]bool
 	done   bool
 	closer io.Closer
-	// seekErr is why a damaged seek table was ignored.
-	seekErr error
+
+	// src is the entry source of the shared reading rules; pushed back is
+	// the entry read one too far.
+	src    entrySource
+	pushed *tar.Header
 
 	verifier Verifier
 	sig      SignatureInfo
+}
+
+// entrySource yields the entries of the archive in order: the tar stream of
+// a sequential reader, or the seek table of a random-access one (whose
+// frames were all checked against it first).
+type entrySource interface {
+	next() (*tar.Header, error)
+	// content reads the entry next returned last.
+	content(h *tar.Header) (io.ReadCloser, error)
+}
+
+// entrySpan is where an entry ends in the decompressed stream.
+type entrySpan struct {
+	name string
+	size int64
+	end  int64
 }
 
 // ReadOption configures Open, OpenReaderAt and NewReader.
@@ -185,79 +215,47 @@ func (r *Reader) checkSignature(index []byte) error {
 // the signature was verified.
 func (r *Reader) Signature() SignatureInfo { return r.sig }
 
-// SeekTableError returns why Open ignored a damaged seek table and fell
-// back to a sequential read, or nil.
-func (r *Reader) SeekTableError() error { return r.seekErr }
-
-// Open opens a bundle file. With a valid seek table it reads only the
-// metadata entries; without one it reads sequentially up to the first
-// non-manifest blob.
+// Open opens a bundle file. With a seek table it checks that the table
+// describes the file exactly, then reads only the metadata entries through
+// it. A file without a seek table is read and checked in full first, so a
+// damaged copy is refused before anything is done with it; the Reader then
+// reads it again, in order.
 func Open(path string, opts ...ReadOption) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	r, err := openFile(f, opts)
+	st, err := f.Stat()
+	if err == nil && st.IsDir() {
+		err = fmt.Errorf("%w: %s is a directory", ErrNotBundle, path)
+	}
+	var r *Reader
+	if err == nil {
+		r, err = openReaderAt(f, st.Size(), opts)
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	r.closer = f
 	return r, nil
 }
 
-func openFile(f *os.File, opts []ReadOption) (*Reader, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%w: %s is a directory", ErrNotBundle, f.Name())
-	}
-	if err := checkMagic(io.NewSectionReader(f, 0, 4)); err != nil {
-		return nil, err
-	}
-	table, end, err := readSeekTable(f, st.Size())
-	switch {
-	case errors.Is(err, errNoSeekTable):
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, err
-		}
-		r, err := NewReader(f, opts...)
-		if err != nil {
-			return nil, err
-		}
-		r.closer = f
-		return r, nil
-	case err != nil:
-		// The seek table is not covered by the signature and only speeds
-		// reading up: fall back to reading the entries in order, which
-		// checks everything anyway.
-		if _, serr := f.Seek(0, io.SeekStart); serr != nil {
-			return nil, serr
-		}
-		r, rerr := NewReader(f, opts...)
-		if rerr != nil {
-			return nil, rerr
-		}
-		r.closer, r.seekErr = f, err
-		return r, nil
-	}
-	_ = end
-	r := &Reader{ra: f, size: st.Size(), table: table, seek: table.lookup(), closer: f, files: map[string][]byte{}}
-	r.apply(opts)
-	if err := r.loadRandom(); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// OpenReaderAt opens a bundle held in ra (size bytes) that has a seek table.
+// OpenReaderAt opens a bundle held in ra (size bytes), as Open does.
 func OpenReaderAt(ra io.ReaderAt, size int64, opts ...ReadOption) (*Reader, error) {
+	return openReaderAt(ra, size, opts)
+}
+
+func openReaderAt(ra io.ReaderAt, size int64, opts []ReadOption) (*Reader, error) {
 	if err := checkMagic(io.NewSectionReader(ra, 0, 4)); err != nil {
 		return nil, err
 	}
-	table, _, err := readSeekTable(ra, size)
+	table, end, err := readSeekTable(ra, size)
 	if errors.Is(err, errNoSeekTable) {
+		// No table: check everything in one pass, then read again.
+		if _, err := verifyStream(io.NewSectionReader(ra, 0, size), opts); err != nil {
+			return nil, err
+		}
 		return NewReader(io.NewSectionReader(ra, 0, size), opts...)
 	}
 	if err != nil {
@@ -265,7 +263,32 @@ func OpenReaderAt(ra io.ReaderAt, size int64, opts ...ReadOption) (*Reader, erro
 	}
 	r := &Reader{ra: ra, size: size, table: table, seek: table.lookup(), files: map[string][]byte{}}
 	r.apply(opts)
-	if err := r.loadRandom(); err != nil {
+	if err := r.checkFrames(end); err != nil {
+		return nil, err
+	}
+	r.src = &tableSource{r: r}
+	r.seen = map[digest.Digest]bool{}
+	if err := r.load(); err != nil {
+		return nil, err
+	}
+	if err := r.checkMetaDigests(r.seek); err != nil {
+		return nil, err
+	}
+	// The rest of the table: configs and layers, by the same rules as a
+	// sequential read, and nothing missing.
+	for {
+		h, err := r.nextEntry()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := r.blobEntry(h); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.complete(); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -291,7 +314,9 @@ func checkMagic(r io.Reader) error {
 
 // NewReader reads a bundle from a stream (stdin, a pipe) in one sequential
 // pass. It reads oci-layout, index.json, signature files and every manifest,
-// and returns positioned before the first config or layer.
+// and returns positioned before the first config or layer. What follows the
+// tar end-of-archive marker, and the seek table when the stream ends with
+// one, are checked when Next reaches the end.
 func NewReader(r io.Reader, opts ...ReadOption) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	m, err := br.Peek(4)
@@ -300,17 +325,48 @@ func NewReader(r io.Reader, opts ...ReadOption) (*Reader, error) {
 			return nil, err
 		}
 	}
-	zr, err := newDecoder(br)
+	fs, err := newFrameStream(br)
 	if err != nil {
 		return nil, err
 	}
-	rd := &Reader{zr: zr, tr: tar.NewReader(decodeErrs{zr}), seen: map[digest.Digest]bool{}, files: map[string][]byte{}}
+	rd := &Reader{fs: fs, seen: map[digest.Digest]bool{}, files: map[string][]byte{}}
+	rd.tr = tar.NewReader(decodeErrs{fs})
+	rd.src = &streamSource{r: rd}
 	rd.apply(opts)
-	if err := rd.loadStream(); err != nil {
-		zr.Close()
+	if err := rd.load(); err != nil {
+		fs.close()
 		return nil, err
 	}
 	return rd, nil
+}
+
+// verifyStream reads a whole stream and checks everything.
+func verifyStream(src io.Reader, opts []ReadOption) (*VerifyReport, error) {
+	r, err := NewReader(src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	rep := &VerifyReport{Signature: r.Signature(), Images: len(r.Index().Manifests)}
+	for _, m := range r.Manifests() {
+		rep.Blobs++
+		rep.Bytes += m.Descriptor.Size
+	}
+	for {
+		desc, rd, err := r.Next()
+		if err == io.EOF {
+			return rep, nil
+		}
+		if err != nil {
+			return rep, err
+		}
+		n, err := io.Copy(io.Discard, rd)
+		if err != nil {
+			return rep, &BlobError{Op: "verify", Digest: desc.Digest, Images: r.Users(desc.Digest), Err: err}
+		}
+		rep.Blobs++
+		rep.Bytes += n
+	}
 }
 
 func readSmall(r io.Reader, name string, size int64) ([]byte, error) {
@@ -342,9 +398,16 @@ func (r *Reader) setIndex(b []byte) error {
 	if v := r.index.Annotations[AnnotationFormatVersion]; v != "" && v != FormatVersion {
 		return fmt.Errorf("%w: bundle format version %q; this ferry reads version %s", ErrUnsupported, v, FormatVersion)
 	}
-	for _, d := range r.index.Manifests {
+	if len(r.index.Manifests) == 0 {
+		return fmt.Errorf("%w: index.json lists no image", ErrCorrupt)
+	}
+	for i, d := range r.index.Manifests {
 		if err := validateDescriptor(d); err != nil {
 			return err
+		}
+		// A reference pinned to a digest must name the digest it is stored under.
+		if ref, err := ParseReference(d.Annotations[AnnotationRefName]); err == nil && ref.Digest != "" && ref.Digest != d.Digest {
+			return fmt.Errorf("%w: %w: index.json entry %d names %s but its descriptor is %s", ErrCorrupt, ErrDescriptorConflict, i, truncate(ref.String(), 200), d.Digest)
 		}
 	}
 	r.indexBytes = b
@@ -363,37 +426,73 @@ func (r *Reader) roots() ([]ocispec.Descriptor, []string) {
 	return r.index.Manifests, refs
 }
 
-func (r *Reader) loadStream() error {
-	h, err := r.tr.Next()
+// nextEntry returns the next entry of the source, or the one pushed back.
+func (r *Reader) nextEntry() (*tar.Header, error) {
+	if h := r.pushed; h != nil {
+		r.pushed = nil
+		return h, nil
+	}
+	return r.src.next()
+}
+
+// readEntry reads a metadata entry (at most MaxManifestBytes) whole.
+func (r *Reader) readEntry(h *tar.Header) ([]byte, error) {
+	if h.Size > MaxManifestBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrTooLarge, h.Name, h.Size, MaxManifestBytes)
+	}
+	rc, err := r.src.content(h)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := readSmall(rc, h.Name, h.Size)
+	if err != nil {
+		return nil, err
+	}
+	// Read to the end, so the entry's frame is checked whole.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return nil, classifyErr("reading "+h.Name, err)
+	}
+	return b, nil
+}
+
+// load reads oci-layout, index.json, the signature files and every manifest
+// from the entry source, by the rules of docs/format.md section 7, and
+// builds the content graph. Sequential and random-access readers share it.
+func (r *Reader) load() error {
+	r.metaDigests = map[string]digest.Digest{}
+	h, err := r.nextEntry()
 	if err != nil {
 		if err == io.EOF {
 			return fmt.Errorf("%w: the archive holds no entries", ErrNotBundle)
 		}
-		return classifyErr("reading the first entry", err)
+		return err
 	}
 	if h.Name != LayoutFile {
 		return fmt.Errorf("%w: first entry is %q, not %s", ErrNotBundle, truncate(h.Name, 100), LayoutFile)
 	}
-	b, err := readSmall(r.tr, LayoutFile, h.Size)
+	b, err := r.readEntry(h)
 	if err != nil {
 		return err
 	}
 	if err := checkLayout(b); err != nil {
 		return err
 	}
-	if h, err = r.tr.Next(); err != nil {
+	r.metaDigests[LayoutFile] = digest.FromBytes(b)
+	if h, err = r.nextEntry(); err != nil {
 		return classifyErr("reading index.json", eofIsTruncation(err))
 	}
 	if h.Name != IndexFile {
 		return fmt.Errorf("%w: second entry is %q, not %s", ErrNotBundle, truncate(h.Name, 100), IndexFile)
 	}
-	if b, err = readSmall(r.tr, IndexFile, h.Size); err != nil {
+	index, err := r.readEntry(h)
+	if err != nil {
 		return err
 	}
+	r.metaDigests[IndexFile] = digest.FromBytes(index)
 	// Signature files directly follow index.json; verify before parsing.
-	var first *tar.Header
 	for {
-		h, err := r.nextHeader()
+		h, err := r.nextEntry()
 		if err == io.EOF {
 			break
 		}
@@ -401,36 +500,34 @@ func (r *Reader) loadStream() error {
 			return err
 		}
 		if h.Name != SignatureFile && h.Name != SigstoreBundleFile {
-			first = h
+			r.pushed = h
 			break
 		}
 		if _, dup := r.files[h.Name]; dup {
 			return fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)
 		}
-		if r.files[h.Name], err = readSmall(r.tr, h.Name, h.Size); err != nil {
+		if r.files[h.Name], err = r.readEntry(h); err != nil {
 			return err
 		}
+		r.metaDigests[h.Name] = digest.FromBytes(r.files[h.Name])
 	}
-	if err := r.checkSignature(b); err != nil {
+	if err := r.checkSignature(index); err != nil {
 		return err
 	}
-	if err := r.setIndex(b); err != nil {
+	if err := r.setIndex(index); err != nil {
 		return err
 	}
-	// Manifests follow in breadth-first order; read them as they come.
+	// Manifests follow, each after a manifest (or index.json) that lists it.
 	pending := map[digest.Digest]ocispec.Descriptor{}
 	roots, refs := r.roots()
 	for _, d := range roots {
 		pending[d.Digest] = d
 	}
 	got := map[digest.Digest][]byte{}
+	parsed := map[digest.Digest]parsedManifest{}
+	edges := len(roots)
 	for len(pending) > 0 {
-		h, err := first, error(nil)
-		if first != nil {
-			first = nil
-		} else {
-			h, err = r.nextHeader()
-		}
+		h, err := r.nextEntry()
 		if err != nil {
 			if err == io.EOF {
 				return r.missing(pending)
@@ -440,11 +537,8 @@ func (r *Reader) loadStream() error {
 		if strings.HasSuffix(h.Name, "/") {
 			continue
 		}
-		if h.Name == SignatureFile || h.Name == SigstoreBundleFile {
-			return fmt.Errorf("%w: %s must directly follow index.json", ErrCorrupt, h.Name)
-		}
-		if h.Name == LayoutFile || h.Name == IndexFile {
-			return fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)
+		if err := r.checkLateEntry(h); err != nil {
+			return err
 		}
 		d := nameDigest(h.Name)
 		desc, ok := pending[d]
@@ -454,15 +548,25 @@ func (r *Reader) loadStream() error {
 			}
 			return fmt.Errorf("%w: entry %s comes before the manifests that reference it, or nothing references it", ErrCorrupt, h.Name)
 		}
-		b, err := readVerified(r.tr, desc, h)
+		if h.Size != desc.Size {
+			return fmt.Errorf("%w: entry %s is %d bytes, its descriptor says %d", ErrDigestMismatch, h.Name, h.Size, desc.Size)
+		}
+		b, err := r.readEntry(h)
 		if err != nil {
 			return err
 		}
+		if got := desc.Digest.Algorithm().FromBytes(b); got != desc.Digest {
+			return fmt.Errorf("%w: manifest %s hashes to %s", ErrDigestMismatch, desc.Digest, got)
+		}
 		got[d] = b
 		delete(pending, d)
-		_, children, err := parseManifest(b, desc.MediaType)
+		mt, children, err := parseManifest(b, desc.MediaType)
 		if err != nil {
 			return fmt.Errorf("manifest %s: %w", d, err)
+		}
+		parsed[d] = parsedManifest{mediaType: mt, children: children}
+		if edges += len(children); edges > maxEdges {
+			return fmt.Errorf("%w: the manifests list more than %d descriptors in all", ErrTooLarge, maxEdges)
 		}
 		for _, c := range children {
 			if _, done := got[c.desc.Digest]; c.manifest && !done {
@@ -473,27 +577,67 @@ func (r *Reader) loadStream() error {
 			return fmt.Errorf("%w: more than %d manifests", ErrTooLarge, maxManifests)
 		}
 	}
-	w := &walker{g: r.g, fetch: func(d ocispec.Descriptor) ([]byte, error) { return got[d.Digest], nil }}
-	return w.walk(roots, refs)
+	w := &walker{g: r.g, parsed: parsed, fetch: func(d ocispec.Descriptor) ([]byte, error) { return got[d.Digest], nil }}
+	if err := w.walk(roots, refs); err != nil {
+		if errors.Is(err, ErrDescriptorConflict) {
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		return err
+	}
+	return nil
 }
 
-// maxManifests bounds how many manifests a bundle may hold (all of them sit
-// in memory).
-const maxManifests = 1 << 20
-
-// readVerified reads a manifest entry fully, capped, and checks it.
-func readVerified(rd io.Reader, desc ocispec.Descriptor, h *tar.Header) ([]byte, error) {
-	if h.Size != desc.Size {
-		return nil, fmt.Errorf("%w: entry %s is %d bytes, its descriptor says %d", ErrDigestMismatch, h.Name, h.Size, desc.Size)
+// checkLateEntry refuses, after the signature files, the entries that may
+// stand only at the start of the archive.
+func (r *Reader) checkLateEntry(h *tar.Header) error {
+	switch h.Name {
+	case SignatureFile, SigstoreBundleFile:
+		return fmt.Errorf("%w: %s must directly follow index.json", ErrCorrupt, h.Name)
+	case LayoutFile, IndexFile:
+		return fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)
 	}
-	b, err := readSmall(rd, h.Name, h.Size)
-	if err != nil {
+	return nil
+}
+
+// blobEntry checks an entry after the manifests: a config or layer that a
+// manifest references, not seen before, with its descriptor's size. It
+// returns nil for a directory entry.
+func (r *Reader) blobEntry(h *tar.Header) (*blobInfo, error) {
+	if strings.HasSuffix(h.Name, "/") {
+		return nil, nil
+	}
+	if err := r.checkLateEntry(h); err != nil {
 		return nil, err
 	}
-	if got := desc.Digest.Algorithm().FromBytes(b); got != desc.Digest {
-		return nil, fmt.Errorf("%w: manifest %s hashes to %s", ErrDigestMismatch, desc.Digest, got)
+	d := nameDigest(h.Name)
+	b, ok := r.g.blobs[d]
+	if _, isManifest := r.g.manifests[d]; isManifest || (ok && r.seen[d]) {
+		return nil, fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)
 	}
+	if !ok {
+		return nil, fmt.Errorf("%w: entry %s is not referenced by the index or any manifest", ErrCorrupt, h.Name)
+	}
+	if h.Size != b.desc.Size {
+		return nil, &BlobError{Op: "read", Digest: d, Images: r.g.Users(d),
+			Err: fmt.Errorf("%w: archive entry is %d bytes, descriptor says %d", ErrDigestMismatch, h.Size, b.desc.Size)}
+	}
+	r.seen[d] = true
 	return b, nil
+}
+
+// complete checks, at the end of the archive, that every referenced blob
+// was there.
+func (r *Reader) complete() error {
+	pending := map[digest.Digest]ocispec.Descriptor{}
+	for d, b := range r.g.blobs {
+		if !r.seen[d] {
+			pending[d] = b.desc
+		}
+	}
+	if len(pending) > 0 {
+		return r.missing(pending)
+	}
+	return nil
 }
 
 func eofIsTruncation(err error) error {
@@ -501,21 +645,6 @@ func eofIsTruncation(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// nextHeader returns the next checked tar header.
-func (r *Reader) nextHeader() (*tar.Header, error) {
-	h, err := r.tr.Next()
-	if err != nil {
-		if err == io.EOF {
-			return nil, io.EOF
-		}
-		return nil, classifyErr("reading the archive", err)
-	}
-	if err := checkHeader(h); err != nil {
-		return nil, err
-	}
-	return h, nil
 }
 
 func nameDigest(name string) digest.Digest {
@@ -531,7 +660,10 @@ func (r *Reader) missing(pending map[digest.Digest]ocispec.Descriptor) error {
 	}
 	sort.Strings(ds)
 	first := digest.Digest(ds[0])
-	users := r.g.Users(first)
+	var users []string
+	if r.g != nil {
+		users = r.g.Users(first)
+	}
 	msg := fmt.Sprintf("%d blob(s) are missing (the archive may be truncated), first %s", len(ds), first)
 	if len(users) > 0 {
 		msg += " used by " + joinLimited(users, 3)

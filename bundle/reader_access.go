@@ -2,10 +2,10 @@ package bundle
 
 import (
 	"archive/tar"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -13,146 +13,271 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// loadRandom reads the metadata entries through the seek table and checks
-// that the table lists exactly the entries the index reaches.
-func (r *Reader) loadRandom() error {
-	es := r.table.Entries
-	if len(es) < 2 || es[0].Name != LayoutFile || es[1].Name != IndexFile {
-		return fmt.Errorf("%w: archive does not start with %s and %s", ErrNotBundle, LayoutFile, IndexFile)
+// tableSource yields the entries of a random-access reader in table order,
+// with the tar headers checkFrames read from their frames.
+type tableSource struct {
+	r *Reader
+	i int
+}
+
+func (s *tableSource) next() (*tar.Header, error) {
+	if s.i >= len(s.r.headers) {
+		return nil, io.EOF
 	}
-	b, err := r.readFile(es[0])
+	s.i++
+	return s.r.headers[s.i-1], nil
+}
+
+func (s *tableSource) content(h *tar.Header) (io.ReadCloser, error) {
+	return s.r.openEntry(s.r.seek[h.Name])
+}
+
+// streamSource yields the entries of the tar stream of a sequential reader.
+type streamSource struct{ r *Reader }
+
+func (s *streamSource) next() (*tar.Header, error) {
+	r := s.r
+	h, err := r.tr.Next()
 	if err != nil {
-		return err
-	}
-	if err := checkLayout(b); err != nil {
-		return err
-	}
-	index, err := r.readFile(es[1])
-	if err != nil {
-		return err
-	}
-	for i, name := range []string{SignatureFile, SigstoreBundleFile} {
-		if e, ok := r.seek[name]; ok {
-			if e.Offset > es[min(len(es)-1, 2+i)].Offset {
-				return fmt.Errorf("%w: %s must directly follow index.json", ErrCorrupt, name)
-			}
-			if r.files[name], err = r.readFile(e); err != nil {
-				return err
-			}
+		if err == io.EOF {
+			return nil, io.EOF
 		}
+		return nil, classifyErr("reading the archive", err)
 	}
-	if err := r.checkSignature(index); err != nil {
-		return err
-	}
-	if err := r.setIndex(index); err != nil {
-		return err
-	}
-	w := &walker{g: r.g, fetch: func(d ocispec.Descriptor) ([]byte, error) {
-		e, ok := r.seek[BlobPath(d.Digest)]
-		if !ok {
-			return nil, fmt.Errorf("%w: manifest %s", ErrMissingBlob, d.Digest)
-		}
-		rc, h, err := r.openEntry(e)
-		if err != nil {
+	// A first entry other than oci-layout is not a bundle at all; load says so.
+	if len(r.spans) > 0 || h.Name == LayoutFile {
+		if err := checkHeader(h); err != nil {
 			return nil, err
 		}
-		defer rc.Close()
-		return readVerified(rc, d, h)
-	}}
-	roots, refs := r.roots()
-	if err := w.walk(roots, refs); err != nil {
+	}
+	r.spans = append(r.spans, entrySpan{name: h.Name, size: h.Size, end: r.fs.out + h.Size + padding(h.Size)})
+	return h, nil
+}
+
+func (s *streamSource) content(*tar.Header) (io.ReadCloser, error) {
+	return io.NopCloser(s.r.tr), nil
+}
+
+// checkFrames checks that the seek table describes the file exactly before
+// anything is read through it: each entry is one zstd frame, ending where
+// the next begins, that declares its content size and holds one tar header
+// (with the table's name and size) and the entry's content; after the last
+// entry comes the end-of-archive frame, ending where the table frame (at
+// end) begins.
+func (r *Reader) checkFrames(end int64) error {
+	es := r.table.Entries
+	r.headers = make([]*tar.Header, len(es))
+	for i, e := range es {
+		n, _, err := frameExtent(r.ra, e.Offset, e.Length)
+		if err == nil && n != e.Length {
+			err = fmt.Errorf("its frame is %d bytes, the table says %d", n, e.Length)
+		}
+		if err != nil {
+			return seekCorrupt("entry %d (%q, offset %d, length %d) is not one zstd frame: %v", i, truncate(e.Name, 100), e.Offset, e.Length, frameErrText(err))
+		}
+		rc, err := r.openEntry(e)
+		if err != nil {
+			return err
+		}
+		r.headers[i] = rc.hdr
+		rc.Close()
+	}
+	last := es[len(es)-1]
+	eoa := last.Offset + last.Length
+	n, fh, err := frameExtent(r.ra, eoa, end-eoa)
+	if err == nil && (n != end-eoa || fh.fcs != int64(len(zeros))) {
+		err = fmt.Errorf("it is %d bytes and declares %d bytes of content", n, fh.fcs)
+	}
+	if err == nil {
+		err = checkEndFrame(io.NewSectionReader(r.ra, eoa, end-eoa))
+	}
+	if err != nil {
+		return seekCorrupt("the end-of-archive marker at offset %d is not one zstd frame of %d zero bytes ending at the seek table (offset %d): %v", eoa, len(zeros), end, frameErrText(err))
+	}
+	return nil
+}
+
+// frameErrText describes a frame that ends before the table says it does.
+func frameErrText(err error) string {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "it runs past the length the table gives"
+	}
+	return err.Error()
+}
+
+// checkEndFrame decodes the end-of-archive frame: only zero bytes.
+func checkEndFrame(r io.Reader) error {
+	zr, err := newDecoder(r)
+	if err != nil {
 		return err
 	}
-	// Completeness: every blob present with the right size; nothing else.
-	var lastManifest int64 = -1
-	for _, d := range r.g.manifestOrder {
-		lastManifest = max(lastManifest, r.seek[BlobPath(d)].Offset)
-	}
-	var missing []ocispec.Descriptor
-	for _, desc := range r.g.orderedBlobs() {
-		e, ok := r.seek[BlobPath(desc.Digest)]
-		switch {
-		case !ok:
-			missing = append(missing, desc)
-		case e.Size != desc.Size:
-			return &BlobError{Op: "read", Digest: desc.Digest, Images: r.g.Users(desc.Digest),
-				Err: fmt.Errorf("%w: archive entry is %d bytes, descriptor says %d", ErrDigestMismatch, e.Size, desc.Size)}
-		case e.Offset < lastManifest:
-			return fmt.Errorf("%w: blob %s comes before a manifest; entries are out of order", ErrCorrupt, desc.Digest)
+	defer zr.Close()
+	var buf [512]byte
+	var n int64
+	for {
+		m, err := zr.Read(buf[:])
+		n += int64(m)
+		if !allZero(buf[:m]) {
+			return errors.New("it holds bytes other than zeros")
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if len(missing) > 0 {
-		pending := map[digest.Digest]ocispec.Descriptor{}
-		for _, d := range missing {
-			pending[d.Digest] = d
-		}
-		return r.missing(pending)
+	if n != int64(len(zeros)) {
+		return fmt.Errorf("it holds %d bytes", n)
 	}
-	for _, e := range es {
-		if !r.expected(e.Name) {
-			return fmt.Errorf("%w: entry %s is not referenced by the index or any manifest", ErrCorrupt, e.Name)
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkMetaDigests compares the digests the seek table gives for
+// oci-layout, index.json and the signature files with their content.
+func (r *Reader) checkMetaDigests(table map[string]SeekEntry) error {
+	for _, name := range []string{LayoutFile, IndexFile, SignatureFile, SigstoreBundleFile} {
+		got, ok := r.metaDigests[name]
+		if e := table[name]; ok && e.Digest != "" && e.Digest != got {
+			return fmt.Errorf("%w: %s does not match the digest in the seek table", ErrDigestMismatch, name)
 		}
 	}
 	return nil
 }
 
-func (r *Reader) expected(name string) bool {
-	switch name {
-	case LayoutFile, IndexFile, SignatureFile, SigstoreBundleFile, "blobs/", "blobs/sha256/", "blobs/sha512/":
-		return true
+// checkStreamTable checks, at the end of a stream that ended with a seek
+// table, that the table describes the stream exactly, as checkFrames does
+// for a file.
+func (r *Reader) checkStreamTable() error {
+	t, frames := r.fs.table, r.fs.frames
+	if len(t.Entries) != len(r.spans) {
+		return seekCorrupt("lists %d entries; the archive holds %d", len(t.Entries), len(r.spans))
 	}
-	d := nameDigest(name)
-	if _, ok := r.g.manifests[d]; ok {
-		return true
+	if len(frames) != len(r.spans)+1 {
+		return seekCorrupt("the archive has %d zstd frames for %d entries and the end-of-archive marker; each must be one frame", len(frames), len(r.spans))
 	}
-	_, ok := r.g.blobs[d]
-	return ok
+	for i, e := range t.Entries {
+		f, sp := frames[i], r.spans[i]
+		switch {
+		case e.Name != sp.name || e.Size != sp.size:
+			return seekCorrupt("entry %d is %q (%d bytes) in the table but %q (%d bytes) in the archive", i, truncate(e.Name, 100), e.Size, truncate(sp.name, 100), sp.size)
+		case e.Offset != f.off || e.Length != f.length:
+			return seekCorrupt("entry %d (%q, offset %d, length %d) is not one zstd frame: its frame is at offset %d, length %d", i, truncate(e.Name, 100), e.Offset, e.Length, f.off, f.length)
+		case f.end != sp.end:
+			return seekCorrupt("the frame of entry %d (%q) does not end where the entry ends; each entry must be one zstd frame", i, truncate(e.Name, 100))
+		case f.fcs != f.end-f.start:
+			return seekCorrupt("the frame of entry %d (%q) does not declare its content size", i, truncate(e.Name, 100))
+		}
+	}
+	if eoa := frames[len(frames)-1]; eoa.fcs != int64(len(zeros)) || eoa.end-eoa.start != int64(len(zeros)) {
+		return seekCorrupt("the end-of-archive marker at offset %d is not one zstd frame of %d zero bytes ending at the seek table (offset %d): it holds %d bytes", eoa.off, len(zeros), r.fs.tableOff, eoa.end-eoa.start)
+	}
+	return r.checkMetaDigests(t.lookup())
 }
 
-func (r *Reader) readFile(e SeekEntry) ([]byte, error) {
-	rc, h, err := r.openEntry(e)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := readSmall(rc, h.Name, h.Size)
-	if err != nil {
-		return nil, err
-	}
-	if e.Digest != "" && e.Digest.Algorithm().FromBytes(b) != e.Digest {
-		return nil, fmt.Errorf("%w: %s does not match the digest in the seek table", ErrDigestMismatch, e.Name)
-	}
-	return b, nil
+// entryReader reads the content of one entry, opened through the seek
+// table. When the content ends it checks that the frame holds nothing more
+// than the entry's padding. Close hands its decoder back to entryDecoders.
+type entryReader struct {
+	mu     sync.Mutex
+	zr     *zstd.Decoder
+	fr     *frameReader
+	cr     *countReader
+	tr     *tar.Reader
+	hdr    *tar.Header
+	hdrLen int64
+	name   string
+	err    error
 }
 
 // openEntry decompresses the frame of one entry and returns its content,
-// after checking the tar header matches the seek table.
-func (r *Reader) openEntry(e SeekEntry) (io.ReadCloser, *tar.Header, error) {
-	src := io.NewSectionReader(r.ra, e.Offset, e.Length)
+// after checking the tar header matches the seek table and the frame
+// declares exactly one entry's bytes.
+func (r *Reader) openEntry(e SeekEntry) (*entryReader, error) {
+	fr := newFrameReader(bufio.NewReaderSize(io.NewSectionReader(r.ra, e.Offset, e.Length), 32<<10))
 	zr, _ := entryDecoders.Get().(*zstd.Decoder)
-	if zr == nil || zr.Reset(src) != nil {
+	if zr == nil || zr.Reset(fr) != nil {
 		var err error
-		if zr, err = newDecoder(src); err != nil {
-			return nil, nil, err
+		if zr, err = newDecoder(fr); err != nil {
+			return nil, err
 		}
 	}
-	rc := &decoderReadCloser{zr: zr}
-	tr := tar.NewReader(decodeErrs{zr})
-	rc.r = tr
-	h, err := tr.Next()
+	er := &entryReader{zr: zr, fr: fr, cr: &countReader{r: decodeErrs{zr}}, name: e.Name}
+	er.tr = tar.NewReader(er.cr)
+	fail := func(err error) (*entryReader, error) {
+		er.Close()
+		return nil, err
+	}
+	h, err := er.tr.Next()
 	if err != nil {
-		rc.Close()
-		return nil, nil, classifyErr("reading entry "+e.Name+" through the seek table", eofIsTruncation(err))
+		if err == io.EOF || errors.Is(err, ErrTruncated) {
+			return fail(seekCorrupt("entry %q (offset %d, length %d) holds no complete tar header", truncate(e.Name, 100), e.Offset, e.Length))
+		}
+		return fail(classifyErr("reading entry "+e.Name+" through the seek table", err))
 	}
 	if err := checkHeader(h); err != nil {
-		rc.Close()
-		return nil, nil, err
+		return fail(err)
 	}
 	if h.Name != e.Name || h.Size != e.Size {
-		rc.Close()
-		return nil, nil, fmt.Errorf("%w: seek table points at %q (%d bytes) where it lists %q (%d bytes)", ErrCorrupt, truncate(h.Name, 100), h.Size, e.Name, e.Size)
+		return fail(fmt.Errorf("%w: seek table points at %q (%d bytes) where it lists %q (%d bytes)", ErrCorrupt, truncate(h.Name, 100), h.Size, e.Name, e.Size))
 	}
-	return rc, h, nil
+	er.hdr, er.hdrLen = h, er.cr.n
+	if want := er.hdrLen + h.Size + padding(h.Size); fr.hdr.fcs != want {
+		return fail(seekCorrupt("the frame of entry %q declares %d bytes of content; one tar entry of %d bytes is %d", truncate(e.Name, 100), fr.hdr.fcs, h.Size, want))
+	}
+	return er, nil
+}
+
+func (d *entryReader) Read(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.zr == nil {
+		return 0, errEntryClosed
+	}
+	if d.err != nil {
+		return 0, d.err
+	}
+	n, err := d.tr.Read(p)
+	if err == io.EOF {
+		if ferr := d.finish(); ferr != nil {
+			err = ferr
+		}
+	}
+	if err != nil {
+		d.err = err
+	}
+	return n, err
+}
+
+// finish reads the rest of the frame after the content: the padding only.
+func (d *entryReader) finish() error {
+	if _, err := io.Copy(io.Discard, d.cr); err != nil {
+		return classifyErr("reading entry "+d.name, err)
+	}
+	if want := d.hdrLen + d.hdr.Size + padding(d.hdr.Size); d.cr.n != want || d.fr.state != frameDone {
+		return seekCorrupt("the frame of entry %q holds %d bytes; one tar entry is %d", truncate(d.name, 100), d.cr.n, want)
+	}
+	return nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // entryDecoders holds the decoders of frames opened through the seek table
@@ -161,34 +286,19 @@ func (r *Reader) openEntry(e SeekEntry) (io.ReadCloser, *tar.Header, error) {
 // whose every frame declares a large window cost that allocation per entry.
 var entryDecoders sync.Pool
 
-// decoderReadCloser reads one entry; Close hands its decoder back to
-// entryDecoders, after which Read fails. Close may come from another
-// goroutine during a Read (an HTTP transport still sending the body); mu
-// keeps the decoder out of the pool until that Read returns.
-type decoderReadCloser struct {
-	mu sync.Mutex
-	r  io.Reader
-	zr *zstd.Decoder
-}
-
-func (d *decoderReadCloser) Read(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.zr == nil {
-		return 0, errEntryClosed
-	}
-	return d.r.Read(p)
-}
-
 var errEntryClosed = errors.New("bundle: read of a closed entry")
 
-func (d *decoderReadCloser) Close() error {
+// Close hands the decoder back to entryDecoders, after which Read fails.
+// Close may come from another goroutine during a Read (an HTTP transport
+// still sending the body); mu keeps the decoder out of the pool until that
+// Read returns.
+func (d *entryReader) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.zr != nil {
 		d.zr.Reset(nil) // drop the reference to the file
 		entryDecoders.Put(d.zr)
-		d.zr, d.r = nil, nil
+		d.zr = nil
 	}
 	return nil
 }
@@ -211,7 +321,7 @@ func (r *Reader) OpenBlob(desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if e.Size != desc.Size {
 		return nil, fmt.Errorf("%w: archive entry for %s is %d bytes, descriptor says %d", ErrDigestMismatch, desc.Digest, e.Size, desc.Size)
 	}
-	rc, _, err := r.openEntry(e)
+	rc, err := r.openEntry(e)
 	if err != nil {
 		return nil, err
 	}
@@ -252,16 +362,13 @@ func (r *Reader) Next() (ocispec.Descriptor, io.Reader, error) {
 		r.cur = nil
 	}
 	for {
-		h, err := r.nextHeader()
+		h, err := r.nextEntry()
 		if err == io.EOF {
-			pending := map[digest.Digest]ocispec.Descriptor{}
-			for d, b := range r.g.blobs {
-				if !r.seen[d] {
-					pending[d] = b.desc
-				}
+			if err := r.complete(); err != nil {
+				return ocispec.Descriptor{}, nil, err
 			}
-			if len(pending) > 0 {
-				return ocispec.Descriptor{}, nil, r.missing(pending)
+			if err := r.finishStream(); err != nil {
+				return ocispec.Descriptor{}, nil, err
 			}
 			r.done = true
 			return ocispec.Descriptor{}, nil, io.EOF
@@ -269,31 +376,34 @@ func (r *Reader) Next() (ocispec.Descriptor, io.Reader, error) {
 		if err != nil {
 			return ocispec.Descriptor{}, nil, err
 		}
-		if strings.HasSuffix(h.Name, "/") {
-			continue
+		b, err := r.blobEntry(h)
+		if err != nil {
+			return ocispec.Descriptor{}, nil, err
 		}
-		d := nameDigest(h.Name)
-		b, ok := r.g.blobs[d]
-		if !ok || r.seen[d] {
-			if _, isManifest := r.g.manifests[d]; isManifest || r.seen[d] || h.Name == LayoutFile || h.Name == IndexFile || r.files[h.Name] != nil {
-				return ocispec.Descriptor{}, nil, fmt.Errorf("%w: duplicate entry %s", ErrCorrupt, h.Name)
-			}
-			return ocispec.Descriptor{}, nil, fmt.Errorf("%w: entry %s is not referenced by the index or any manifest", ErrCorrupt, h.Name)
+		if b == nil {
+			continue // a directory
 		}
-		if h.Size != b.desc.Size {
-			return ocispec.Descriptor{}, nil, &BlobError{Op: "read", Digest: d, Images: r.g.Users(d),
-				Err: fmt.Errorf("%w: archive entry is %d bytes, descriptor says %d", ErrDigestMismatch, h.Size, b.desc.Size)}
-		}
-		r.seen[d] = true
-		r.cur = &classifyingReader{r: NewVerifyReader(r.tr, b.desc), what: "blob " + d.String()}
+		r.cur = &classifyingReader{r: NewVerifyReader(r.tr, b.desc), what: "blob " + b.desc.Digest.String()}
 		return b.desc, r.cur, nil
 	}
 }
 
+// finishStream checks what follows the tar end-of-archive marker and, when
+// the stream ends with a seek table, that the table describes it.
+func (r *Reader) finishStream() error {
+	if err := r.fs.finish(); err != nil {
+		return err
+	}
+	if r.fs.table == nil {
+		return nil
+	}
+	return r.checkStreamTable()
+}
+
 // Close releases the reader and closes the file it was opened on.
 func (r *Reader) Close() error {
-	if r.zr != nil {
-		r.zr.Close()
+	if r.fs != nil {
+		r.fs.close()
 	}
 	if r.closer != nil {
 		return r.closer.Close()
@@ -362,24 +472,16 @@ func (r *Reader) Images() []Image {
 
 // closureSize is the total size of the distinct blobs below (and including) d.
 func (r *Reader) closureSize(root digest.Digest) int64 {
-	seen := map[digest.Digest]bool{}
 	var total int64
-	var visit func(d digest.Digest, size int64, depth int)
-	visit = func(d digest.Digest, size int64, depth int) {
-		if seen[d] || depth > maxGraphDepth+1 {
-			return
+	r.g.closure(root, func(d digest.Digest, m *Manifest) bool {
+		switch {
+		case m != nil:
+			total += m.Descriptor.Size
+		case r.g.blobs[d] != nil:
+			total += r.g.blobs[d].desc.Size
 		}
-		seen[d] = true
-		total += size
-		if m, ok := r.g.manifests[d]; ok {
-			for _, c := range m.kids {
-				visit(c.desc.Digest, c.desc.Size, depth+1)
-			}
-		}
-	}
-	if m, ok := r.g.manifests[root]; ok {
-		visit(root, m.Descriptor.Size, 0)
-	}
+		return true
+	})
 	return total
 }
 

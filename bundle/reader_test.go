@@ -242,7 +242,7 @@ func TestSeekTableTampered(t *testing.T) {
 		data []byte
 		msg  string
 	}{
-		{"offset outside the file", rewrite(func(t *SeekTable) { t.Entries[n-1].Offset = end + 100 }), "outside the archive"},
+		{"offset outside the file", rewrite(func(t *SeekTable) { t.Entries[n-1].Offset = end + 100 }), "does not start where the previous one ends"},
 		{"points at the wrong entry", rewrite(func(t *SeekTable) {
 			t.Entries[n-1].Offset, t.Entries[n-2].Offset = t.Entries[n-2].Offset, t.Entries[n-1].Offset
 		}), "seek table"},

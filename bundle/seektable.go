@@ -93,7 +93,9 @@ func ReadSeekTable(r io.ReaderAt, size int64) (*SeekTable, error) {
 }
 
 // readSeekTable returns the table and the offset where its frame starts
-// (the end of the compressed tar stream).
+// (the end of the compressed tar stream). A file whose last 8 bytes are not
+// the footer magic has no table (errNoSeekTable); any other failure wraps
+// ErrCorrupt.
 func readSeekTable(r io.ReaderAt, size int64) (*SeekTable, int64, error) {
 	if size < 8+seekFooterSize {
 		return nil, 0, errNoSeekTable
@@ -107,46 +109,67 @@ func readSeekTable(r io.ReaderAt, size int64) (*SeekTable, int64, error) {
 	}
 	jsLen := binary.LittleEndian.Uint64(foot[0:])
 	frameOff := binary.LittleEndian.Uint64(foot[8:])
-	sum := binary.LittleEndian.Uint32(foot[16:])
-	version := binary.LittleEndian.Uint32(foot[20:])
-	corrupt := func(format string, a ...any) error {
-		return fmt.Errorf("%w: seek table: %s", ErrCorrupt, fmt.Sprintf(format, a...))
-	}
-	if version != seekTableVersion {
-		return nil, 0, corrupt("unknown version %d", version)
-	}
 	if jsLen > maxSeekTableBytes || frameOff > uint64(size) || frameOff+8+jsLen+seekFooterSize != uint64(size) {
-		return nil, 0, corrupt("footer does not match the file size (%d bytes)", size)
+		return nil, 0, seekCorrupt("footer does not match the file size (%d bytes)", size)
 	}
-	buf := make([]byte, 8+jsLen)
-	if _, err := r.ReadAt(buf, int64(frameOff)); err != nil {
+	frame := make([]byte, size-int64(frameOff))
+	if _, err := r.ReadAt(frame, int64(frameOff)); err != nil {
 		return nil, 0, fmt.Errorf("reading seek table: %w", err)
 	}
-	if binary.LittleEndian.Uint32(buf) != seekFrameMagic || uint64(binary.LittleEndian.Uint32(buf[4:])) != jsLen+seekFooterSize {
-		return nil, 0, corrupt("frame header is not a seek table")
+	t, err := parseSeekFrame(frame, int64(frameOff))
+	return t, int64(frameOff), err
+}
+
+func seekCorrupt(format string, a ...any) error {
+	return fmt.Errorf("%w: seek table: %s", ErrCorrupt, fmt.Sprintf(format, a...))
+}
+
+// parseSeekFrame parses and validates the whole seek table frame (skippable
+// frame header, JSON, footer) found at file offset off. Both the file reader,
+// which finds the frame from the footer, and the stream reader, which meets
+// it after the end-of-archive frame, call it.
+func parseSeekFrame(frame []byte, off int64) (*SeekTable, error) {
+	if len(frame) < 8+seekFooterSize || binary.LittleEndian.Uint32(frame) != seekFrameMagic ||
+		int64(binary.LittleEndian.Uint32(frame[4:])) != int64(len(frame))-8 {
+		return nil, seekCorrupt("frame header is not a seek table")
 	}
-	js := buf[8:]
-	if crc32.Checksum(js, castagnoli) != sum {
-		return nil, 0, corrupt("checksum mismatch")
+	foot := frame[len(frame)-seekFooterSize:]
+	js := frame[8 : len(frame)-seekFooterSize]
+	if string(foot[24:]) != seekFooterMagic {
+		return nil, seekCorrupt("footer magic is missing")
+	}
+	if v := binary.LittleEndian.Uint32(foot[20:]); v != seekTableVersion {
+		return nil, seekCorrupt("unknown version %d", v)
+	}
+	if binary.LittleEndian.Uint64(foot[0:]) != uint64(len(js)) || binary.LittleEndian.Uint64(foot[8:]) != uint64(off) {
+		return nil, seekCorrupt("footer does not match the table frame at offset %d", off)
+	}
+	if crc32.Checksum(js, castagnoli) != binary.LittleEndian.Uint32(foot[16:]) {
+		return nil, seekCorrupt("checksum mismatch")
 	}
 	var t SeekTable
 	if err := json.Unmarshal(js, &t); err != nil {
-		return nil, 0, corrupt("%v", err)
+		return nil, seekCorrupt("%v", err)
 	}
-	if err := t.validate(int64(frameOff)); err != nil {
-		return nil, 0, corrupt("%v", err)
+	if err := t.validate(off); err != nil {
+		return nil, seekCorrupt("%v", err)
 	}
-	return &t, int64(frameOff), nil
+	return &t, nil
 }
 
-// validate checks that entries are in ascending, non-overlapping order
-// inside [0, end) with unique, safe names.
+// validate checks that the entries tile the file from offset 0 without gaps
+// or overlaps, leave room for the end-of-archive frame before end, and have
+// unique, allowed names and well-formed digests.
 func (t *SeekTable) validate(end int64) error {
+	if len(t.Entries) == 0 {
+		return errors.New("lists no entries")
+	}
 	seen := make(map[string]bool, len(t.Entries))
 	var next int64
 	for i, e := range t.Entries {
-		if e.Offset < next || e.Length <= 0 || e.Offset > end || e.Length > end-e.Offset || e.Size < 0 {
-			return fmt.Errorf("entry %d (%q) lies outside the archive or overlaps another", i, truncate(e.Name, 100))
+		if e.Offset != next || e.Length <= 0 || e.Length >= end-e.Offset || e.Size < 0 {
+			return fmt.Errorf("entry %d (%q, offset %d, length %d) does not start where the previous one ends (%d) or runs past the end of the archive (%d)",
+				i, truncate(e.Name, 100), e.Offset, e.Length, next, end)
 		}
 		if err := checkEntryName(e.Name); err != nil {
 			return err
@@ -154,6 +177,9 @@ func (t *SeekTable) validate(end int64) error {
 		if e.Digest != "" {
 			if err := validateDigest(e.Digest); err != nil {
 				return fmt.Errorf("entry %q: %v", e.Name, err)
+			}
+			if blobNameRe.MatchString(e.Name) && e.Digest != nameDigest(e.Name) {
+				return fmt.Errorf("entry %q lists digest %s", e.Name, e.Digest)
 			}
 		}
 		if seen[e.Name] {

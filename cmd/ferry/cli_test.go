@@ -933,40 +933,6 @@ func TestImportTruncated(t *testing.T) {
 	}
 }
 
-// A damaged seek table with intact content: the table only speeds reading
-// up, so import and inspect warn, read the entries in order (verifying
-// every one) and succeed.
-func TestDamagedSeekTable(t *testing.T) {
-	t.Parallel()
-	_, sample := source(t)
-	b := sampleBundle(t)
-	tableOff := int64(binary.LittleEndian.Uint64(b[len(b)-32+8:]))
-	b[tableOff+8+20] ^= 0x01 // inside the table JSON: its CRC no longer matches
-	path := writeFile(t, "images.tar.zst", b)
-
-	insp := ferry(t, nil, "inspect", "--json", path)
-	insp.expect(t, exitOK)
-	if !strings.Contains(insp.stderr, "warning") || !strings.Contains(insp.stderr, "seek table") {
-		t.Errorf("inspect gives no warning about the damaged seek table:\n%s", insp.stderr)
-	}
-	var rep struct {
-		SeekTable bool
-		Images    []json.RawMessage
-	}
-	if err := json.Unmarshal([]byte(insp.stdout), &rep); err != nil || len(rep.Images) != len(sample.Refs) || rep.SeekTable {
-		t.Errorf("inspect --json: %v, %d images, seekTable %v", err, len(rep.Images), rep.SeekTable)
-	}
-
-	dst := registrytest.New(t, registrytest.Options{})
-	to := dst.Host + "/mirror"
-	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, path)
-	res.expect(t, exitOK)
-	if !strings.Contains(res.stderr, "warning") || !strings.Contains(res.stderr, "seek table") {
-		t.Errorf("import gives no warning about the damaged seek table:\n%s", res.stderr)
-	}
-	assertTagged(t, to, false, sample)
-}
-
 // ---- blob digest mismatch ----
 
 // flipInTar flips one byte in the middle of the content of entry name in

@@ -144,8 +144,7 @@ func writeMapping(path string, res *bundle.ImportResult) error {
 	return nil
 }
 
-// openBundle opens a bundle file, or standard input for "-", and warns when
-// a damaged seek table forced a sequential read.
+// openBundle opens a bundle file, or standard input for "-".
 func openBundle(e *env, path string, opts ...bundle.ReadOption) (*bundle.Reader, error) {
 	var r *bundle.Reader
 	var err error
@@ -156,9 +155,6 @@ func openBundle(e *env, path string, opts ...bundle.ReadOption) (*bundle.Reader,
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", displayName(path), err)
-	}
-	if err := r.SeekTableError(); err != nil {
-		fmt.Fprintf(e.stderr, "ferry: warning: %v; reading the bundle sequentially\n", err)
 	}
 	return r, nil
 }

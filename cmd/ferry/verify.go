@@ -58,9 +58,6 @@ func newVerifyCommand(e *env) *cli.Command {
 				if rep.Signature.Verified {
 					fmt.Fprintf(e.stdout, "signature:  valid, key %s\n", rep.Signature.KeyFingerprint)
 				}
-				if rep.SeekTableError != nil {
-					fmt.Fprintf(e.stdout, "seek table: damaged (%v); content checked in order\n", rep.SeekTableError)
-				}
 				if err == nil {
 					fmt.Fprintln(e.stdout, "result:     OK")
 				} else {
