@@ -518,9 +518,15 @@ func (r *Reader) load() error {
 		return err
 	}
 	// Manifests follow, each after a manifest (or index.json) that lists it.
+	// Every descriptor is checked against the first of its digest as it is
+	// met, in archive order, so a disagreement is reported the same way
+	// whichever way the archive is read.
 	pending := map[digest.Digest]ocispec.Descriptor{}
 	roots, refs := r.roots()
-	for _, d := range roots {
+	for i, d := range roots {
+		if err := r.g.see(d, "index.json entry "+refs[i]); err != nil {
+			return fmt.Errorf("%w: %w", ErrCorrupt, &RefError{Ref: refs[i], Err: err})
+		}
 		pending[d.Digest] = d
 	}
 	got := map[digest.Digest][]byte{}
@@ -569,6 +575,9 @@ func (r *Reader) load() error {
 			return fmt.Errorf("%w: the manifests list more than %d descriptors in all", ErrTooLarge, maxEdges)
 		}
 		for _, c := range children {
+			if err := r.g.see(c.desc, "manifest "+d.String()); err != nil {
+				return fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
 			if _, done := got[c.desc.Digest]; c.manifest && !done {
 				pending[c.desc.Digest] = c.desc
 			}
