@@ -61,11 +61,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if attempt >= t.retries || !replayable(req) || !Retryable(resp, err) || req.Context().Err() != nil {
 			return resp, err
 		}
-		wait := Backoff(t.base, attempt)
+		wait := t.wait(resp, attempt)
 		if resp != nil {
-			if ra := retryAfter(resp); ra > 0 {
-				wait = ra
-			}
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
@@ -81,6 +78,18 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 	}
+}
+
+// wait is how long to wait before sending a request again after attempt
+// (from 0) got resp (nil after a connection error): what its Retry-After
+// says, at most maxRetryAfter, or else the backoff.
+func (t *retryTransport) wait(resp *http.Response, attempt int) time.Duration {
+	if resp != nil {
+		if ra := retryAfter(resp); ra > 0 {
+			return ra
+		}
+	}
+	return Backoff(t.base, attempt)
 }
 
 func replayable(req *http.Request) bool {
