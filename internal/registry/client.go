@@ -148,6 +148,10 @@ var (
 	// ErrDigestMismatch: the registry served content that does not match
 	// the digest it was asked for.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrDigestRefused: the registry refused content ferry sent as not
+	// matching its digest (DIGEST_INVALID). ferry verifies what it sends,
+	// so the content was damaged on the way: a proxy, the network.
+	ErrDigestRefused = errors.New("the registry refused the content as not matching its digest")
 )
 
 // ParseRepository parses "host[:port]/path" with this client's insecure
@@ -265,6 +269,12 @@ func (c *Client) classify(registry string, err error) error {
 			return fmt.Errorf("%w: %s refuses the request (is it read-only or in maintenance mode?): %w", ErrDenied, registry, err)
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case http.StatusBadRequest:
+			for _, d := range terr.Errors {
+				if d.Code == transport.DigestInvalidErrorCode {
+					return fmt.Errorf("%w (%s answered DIGEST_INVALID): it was damaged after ferry verified it, on the network or in a proxy; run the command again, and if it fails the same way, check what lies between ferry and %s: %w", ErrDigestRefused, registry, registry, err)
+				}
+			}
 		}
 		return err
 	}
