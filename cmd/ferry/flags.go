@@ -61,7 +61,7 @@ func connectionFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagClientCert, Usage: "present the client certificate in PEM `FILE` (with --client-key)"},
 		&cli.StringFlag{Name: flagClientKey, Usage: "private key in PEM `FILE` of --client-cert"},
 		&cli.BoolFlag{Name: flagDebug, Usage: "log every registry request and response to standard error (headers only; credentials redacted)"},
-		&cli.IntFlag{Name: flagRetries, Value: 5, Usage: "retry a failed request or blob transfer `N` times (connection resets, timeouts, 408, 429, 5xx), with exponential backoff"},
+		&cli.IntFlag{Name: flagRetries, Value: 5, Usage: "retry a failed request or blob transfer `N` times (connection resets, timeouts, 408, 429, 5xx), with exponential backoff; a manifest or config fetch makes at most N+1 requests in all"},
 		&cli.DurationFlag{Name: flagStallTimeout, Value: bundle.DefaultStallTimeout, Usage: "abandon, and retry, a request or blob transfer that sends or receives nothing for `DURATION` (0 waits forever)"},
 	}
 }
