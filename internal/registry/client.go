@@ -160,11 +160,6 @@ func (c *Client) ParseRepository(s string) (name.Repository, error) {
 	return name.NewRepository(s, c.nameOpts(s)...)
 }
 
-// ParseReference parses an image reference with this client's insecure settings.
-func (c *Client) ParseReference(s string) (name.Reference, error) {
-	return name.ParseReference(s, c.nameOpts(s)...)
-}
-
 func (c *Client) nameOpts(s string) []name.Option {
 	host, _, _ := strings.Cut(s, "/")
 	for _, h := range c.opts.Insecure {
