@@ -30,6 +30,8 @@ import (
 
 // Options configure a Client. The zero value uses the default keychain
 // (docker and podman credential files and helpers) and http.DefaultTransport.
+// bundle.RegistryOptions, which the bundle API and the CLI fill, has the
+// same fields in the same order and converts to Options: change both.
 type Options struct {
 	Keychain authn.Keychain
 	// Transport is the base round tripper (TLS settings, proxies).
