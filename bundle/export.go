@@ -407,7 +407,7 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 // getManifest fetches a manifest, trying again when the transfer breaks
 // (the transport retries only failures before the body).
 func (e *exporter) getManifest(ctx context.Context, repo name.Repository, ref string, limit int64) (*registry.Manifest, error) {
-	return withRetries(ctx, e.client, func() (*registry.Manifest, bool, error) {
+	return withRetries(ctx, e.client, func(ctx context.Context) (*registry.Manifest, bool, error) {
 		m, err := e.client.GetManifest(ctx, repo, ref, limit)
 		return m, registry.IsTemporary(err), err
 	})
@@ -416,7 +416,7 @@ func (e *exporter) getManifest(ctx context.Context, repo name.Repository, ref st
 // fetchConfig downloads a small config blob, verified, trying again when
 // the transfer breaks, as blobs are.
 func (e *exporter) fetchConfig(ctx context.Context, repo name.Repository, desc ocispec.Descriptor) ([]byte, error) {
-	return withRetries(ctx, e.client, func() ([]byte, bool, error) {
+	return withRetries(ctx, e.client, func(ctx context.Context) ([]byte, bool, error) {
 		rc, err := e.client.GetBlob(ctx, repo, desc.Digest)
 		if err != nil {
 			return nil, registry.IsTemporary(err), err
@@ -429,11 +429,14 @@ func (e *exporter) fetchConfig(ctx context.Context, repo name.Repository, desc o
 
 // withRetries calls fn until it succeeds, fails with again false, the
 // context ends or the client's retries run out, with backoff in between.
-func withRetries[T any](ctx context.Context, c *registry.Client, fn func() (v T, again bool, err error)) (T, error) {
-	retries, base := c.RetryPolicy()
+// The retries the transport makes inside fn count: all of them share one
+// budget, so --retries N means at most N+1 requests.
+func withRetries[T any](ctx context.Context, c *registry.Client, fn func(ctx context.Context) (v T, again bool, err error)) (T, error) {
+	ctx, retry := c.RetryBudget(ctx)
+	_, base := c.RetryPolicy()
 	for attempt := 0; ; attempt++ {
-		v, again, err := fn()
-		if err == nil || !again || attempt >= retries || ctx.Err() != nil {
+		v, again, err := fn(ctx)
+		if err == nil || !again || ctx.Err() != nil || !retry() {
 			return v, err
 		}
 		if err := registry.Sleep(ctx, registry.Backoff(base, attempt)); err != nil {

@@ -49,8 +49,10 @@ type RegistryOptions struct {
 // RegistryOptions.StallTimeout is zero.
 const DefaultStallTimeout = registry.DefaultStallTimeout
 
+// client converts the options to the client's, field for field: the two
+// structs have the same fields in the same order, or this does not compile.
 func (o RegistryOptions) client() *registry.Client {
-	return registry.New(registry.Options{Keychain: o.Keychain, Transport: o.Transport, Insecure: o.Insecure, UserAgent: o.UserAgent, TLS: o.TLS, Retries: o.Retries, RetryBase: o.RetryBase, Debug: o.Debug, StallTimeout: o.StallTimeout})
+	return registry.New(registry.Options(o))
 }
 
 // EventKind says what a progress Event reports.

@@ -516,6 +516,11 @@ func tamperCases() []tamperCase {
 				sig, bundle := replacedSignature(t, ss)
 				return archivetest.WithBody(t, archivetest.WithBody(t, e, SignatureFile, sig), SigstoreBundleFile, bundle)
 			}, words: words("signature")},
+		{name: "signature files disagree", want: ErrSignatureInvalid, early: true,
+			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
+				_, bundle := replacedSignature(t, ss) // index.json.sig stays valid
+				return archivetest.WithBody(t, e, SigstoreBundleFile, bundle)
+			}, words: words("signature is invalid: index.json.sig and index.json.sigstore.json hold different signatures")},
 		{name: "signed by another key", want: ErrUnknownKey, early: true,
 			edit: func(t *testing.T, ss signedSample, e []archivetest.Entry) []archivetest.Entry {
 				index := retag(t, ss.s.index)
@@ -595,6 +600,40 @@ func replacedSignature(t *testing.T, ss signedSample) (sig, bundle []byte) {
 		t.Fatal("the Sigstore bundle does not hold the signature")
 	}
 	return sig, bundle
+}
+
+// TestSignatureFilesDisagree: index.json.sig and the signature in
+// index.json.sigstore.json must be the same. Whichever of the two is
+// valid, a pair that disagrees is refused with its own message; a Sigstore
+// bundle without a signature only names the key.
+func TestSignatureFilesDisagree(t *testing.T) {
+	t.Parallel()
+	ss := newSignedSample(t, "ecdsa-p256")
+	otherSig, otherBundle := replacedSignature(t, ss)
+	v := KeyVerifier(ss.key.Public())
+	const msg = "signature verification failed: signature is invalid: index.json.sig and index.json.sigstore.json hold different signatures"
+	for name, files := range map[string]map[string][]byte{
+		"valid .sig, other signature in the Sigstore bundle": {SignatureFile: ss.files[SignatureFile], SigstoreBundleFile: otherBundle},
+		"other .sig, valid Sigstore bundle":                  {SignatureFile: otherSig, SigstoreBundleFile: ss.files[SigstoreBundleFile]},
+	} {
+		fp, err := v(ss.s.index, files)
+		if !errors.Is(err, ErrSignatureInvalid) || err.Error() != msg {
+			t.Errorf("%s: got %q, %v; want ErrSignatureInvalid: %s", name, fp, err, msg)
+		}
+	}
+	var b map[string]any
+	if err := json.Unmarshal(ss.files[SigstoreBundleFile], &b); err != nil {
+		t.Fatal(err)
+	}
+	delete(b["messageSignature"].(map[string]any), "signature")
+	noSig, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := v(ss.s.index, map[string][]byte{SignatureFile: ss.files[SignatureFile], SigstoreBundleFile: noSig})
+	if err != nil || fp != Fingerprint(ss.key.Public()) {
+		t.Errorf("Sigstore bundle without a signature: %q, %v; want verified by %s", fp, err, Fingerprint(ss.key.Public()))
+	}
 }
 
 // TestSignedBundleVerifies is the control for the tamper cases: the

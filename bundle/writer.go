@@ -331,11 +331,6 @@ func (w *Writer) Close() error {
 	return err
 }
 
-// Table returns the seek table of what has been written so far.
-func (w *Writer) Table() SeekTable {
-	return SeekTable{Entries: append([]SeekEntry(nil), w.table.Entries...)}
-}
-
 // Size is the number of bytes written so far.
 func (w *Writer) Size() int64 { return w.w.n }
 

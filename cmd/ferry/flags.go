@@ -43,17 +43,25 @@ const (
 	flagDebug              = "debug"
 )
 
-// registryFlags are the connection flags shared by export and import.
+// registryFlags are the connection and credential flags of export and
+// import.
 func registryFlags() []cli.Flag {
+	return append(connectionFlags(),
+		&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "log in to the registries as `USER` (password from --password-stdin)"},
+		&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the registry password from standard input"},
+	)
+}
+
+// connectionFlags say how to reach registries (TLS, plain HTTP, retries,
+// debug log): shared by export, import and login. See connectionOptions.
+func connectionFlags() []cli.Flag {
 	return []cli.Flag{
 		insecureFlag(),
 		&cli.StringSliceFlag{Name: flagCAFile, Usage: "trust the CA certificates in PEM `FILE` besides the system roots (repeatable)"},
 		&cli.StringFlag{Name: flagClientCert, Usage: "present the client certificate in PEM `FILE` (with --client-key)"},
 		&cli.StringFlag{Name: flagClientKey, Usage: "private key in PEM `FILE` of --client-cert"},
-		&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "log in to the registries as `USER` (password from --password-stdin)"},
-		&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the registry password from standard input"},
 		&cli.BoolFlag{Name: flagDebug, Usage: "log every registry request and response to standard error (headers only; credentials redacted)"},
-		&cli.IntFlag{Name: flagRetries, Value: 5, Usage: "retry a failed request or blob transfer `N` times (connection resets, timeouts, 408, 429, 5xx), with exponential backoff"},
+		&cli.IntFlag{Name: flagRetries, Value: 5, Usage: "retry a failed request or blob transfer `N` times (connection resets, timeouts, 408, 429, 5xx), with exponential backoff; a manifest or config fetch makes at most N+1 requests in all"},
 		&cli.DurationFlag{Name: flagStallTimeout, Value: bundle.DefaultStallTimeout, Usage: "abandon, and retry, a request or blob transfer that sends or receives nothing for `DURATION` (0 waits forever)"},
 	}
 }
@@ -82,7 +90,33 @@ func jobs(c *cli.Context) (int, error) {
 	return j, nil
 }
 
+// registryOptions maps registryFlags: connectionOptions, plus the
+// credentials of --username and --password-stdin.
 func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
+	o, err := connectionOptions(c, e)
+	if err != nil {
+		return o, err
+	}
+	user := c.String(flagUsername)
+	if c.Bool(flagPasswordStdin) != (user != "") {
+		return o, usagef("--username and --password-stdin go together")
+	}
+	if user != "" {
+		b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
+		if err != nil {
+			return o, fmt.Errorf("reading the password from standard input: %w", err)
+		}
+		pass := strings.TrimRight(string(b), "\r\n")
+		if pass == "" {
+			return o, usagef("--password-stdin: standard input is empty")
+		}
+		o.Keychain = authn.NewMultiKeychain(staticKeychain{authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})}, authn.DefaultKeychain)
+	}
+	return o, nil
+}
+
+// connectionOptions maps connectionFlags.
+func connectionOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
 	o := bundle.RegistryOptions{Insecure: c.StringSlice(flagInsecureRegistry), UserAgent: "ferry/" + version}
 	if c.Bool(flagDebug) {
 		o.Debug = e.stderr
@@ -129,21 +163,6 @@ func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
 			}
 			o.TLS.Certificates = []tls.Certificate{kp}
 		}
-	}
-	user := c.String(flagUsername)
-	if c.Bool(flagPasswordStdin) != (user != "") {
-		return o, usagef("--username and --password-stdin go together")
-	}
-	if user != "" {
-		b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
-		if err != nil {
-			return o, fmt.Errorf("reading the password from standard input: %w", err)
-		}
-		pass := strings.TrimRight(string(b), "\r\n")
-		if pass == "" {
-			return o, usagef("--password-stdin: standard input is empty")
-		}
-		o.Keychain = authn.NewMultiKeychain(staticKeychain{authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})}, authn.DefaultKeychain)
 	}
 	return o, nil
 }

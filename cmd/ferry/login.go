@@ -19,13 +19,16 @@ func newLoginCommand(e *env) *cli.Command {
 then stores it in $DOCKER_CONFIG/config.json (or ~/.docker/config.json), where
 export and import find it.
 
-Example:
-  printf '%s' "$TOKEN" | ferry login myreg.azsacr.local.azurestack.external -u mytoken --password-stdin`,
-		Flags: []cli.Flag{
+It takes the connection flags of export and import: --ca-file for a registry
+with a private CA, --client-cert and --client-key, --insecure-registry, --debug.
+
+Examples:
+  printf '%s' "$TOKEN" | ferry login myreg.azsacr.local.azurestack.external -u mytoken --password-stdin
+  printf '%s' "$TOKEN" | ferry login registry.local:5000 -u op --password-stdin --ca-file my-ca.pem`,
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "`USER` name (required)"},
 			&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the password from standard input (required)"},
-			insecureFlag(),
-		},
+		}, connectionFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("login takes one registry host, got %d arguments", c.NArg())
@@ -35,6 +38,10 @@ Example:
 				return usagef("login needs --username USER and --password-stdin (passwords are never taken as arguments)")
 			}
 			host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(c.Args().First(), "https://"), "http://"), "/")
+			conn, err := connectionOptions(c, e)
+			if err != nil {
+				return err
+			}
 			b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
 			if err != nil {
 				return fmt.Errorf("reading the password: %w", err)
@@ -43,7 +50,7 @@ Example:
 			if pass == "" {
 				return usagef("--password-stdin: standard input is empty")
 			}
-			client := registry.New(registry.Options{Insecure: c.StringSlice(flagInsecureRegistry), UserAgent: "ferry/" + version})
+			client := registry.New(registry.Options(conn))
 			if err := client.CheckLogin(c.Context, host, user, pass); err != nil {
 				return fmt.Errorf("logging in to %s: %w", host, err)
 			}

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
@@ -48,4 +52,36 @@ func TestPrivateCAAndCredentials(t *testing.T) {
 	ferry(t, nil, "import", "--insecure-skip-verify", "-u", "op", "--to", auth.Host, out).expect(t, exitUsage, "--password-stdin")
 	ferry(t, nil, "import", "--insecure-skip-verify", "--client-cert", ca, "--to", auth.Host, out).expect(t, exitUsage, "--client-key")
 	ferry(t, nil, "import", "--insecure-skip-verify", "--ca-file", out, "--to", auth.Host, out).expect(t, exitUsage, "no PEM certificate")
+}
+
+// TestRetriesFlag: --retries N means at most N+1 requests for a manifest
+// that the registry never serves (0: no retry at all).
+func TestRetriesFlag(t *testing.T) {
+	reg := registrytest.New(t, registrytest.Options{})
+	img, err := testimages.Image("linux/amd64", false, testimages.Layer("retries-flag", 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Host + "/team/app:1.0"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		retries string
+		want    int64
+	}{{"0", 1}, {"1", 2}} {
+		fault := &registrytest.Fault{Method: http.MethodGet, Path: "/manifests/", Status: http.StatusServiceUnavailable, Times: 1000}
+		reg.InjectFaults(fault)
+		ferry(t, nil, "export", "-q", "--retries", tc.retries, "-o", filepath.Join(dir, "b.tar.zst"), ref).
+			expect(t, exitFailure, "resolving "+ref+": GET ", "UNAVAILABLE: injected fault")
+		if fault.Hits() != tc.want {
+			t.Errorf("--retries %s: the manifest was requested %d times, want %d", tc.retries, fault.Hits(), tc.want)
+		}
+		assertDirEmpty(t, dir)
+	}
 }

@@ -30,6 +30,8 @@ import (
 
 // Options configure a Client. The zero value uses the default keychain
 // (docker and podman credential files and helpers) and http.DefaultTransport.
+// bundle.RegistryOptions, which the bundle API and the CLI fill, has the
+// same fields in the same order and converts to Options: change both.
 type Options struct {
 	Keychain authn.Keychain
 	// Transport is the base round tripper (TLS settings, proxies).
@@ -148,17 +150,16 @@ var (
 	// ErrDigestMismatch: the registry served content that does not match
 	// the digest it was asked for.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrDigestRefused: the registry refused content ferry sent as not
+	// matching its digest (DIGEST_INVALID). ferry verifies what it sends,
+	// so the content was damaged on the way: a proxy, the network.
+	ErrDigestRefused = errors.New("the registry refused the content as not matching its digest")
 )
 
 // ParseRepository parses "host[:port]/path" with this client's insecure
 // settings.
 func (c *Client) ParseRepository(s string) (name.Repository, error) {
 	return name.NewRepository(s, c.nameOpts(s)...)
-}
-
-// ParseReference parses an image reference with this client's insecure settings.
-func (c *Client) ParseReference(s string) (name.Reference, error) {
-	return name.ParseReference(s, c.nameOpts(s)...)
 }
 
 func (c *Client) nameOpts(s string) []name.Option {
@@ -265,6 +266,12 @@ func (c *Client) classify(registry string, err error) error {
 			return fmt.Errorf("%w: %s refuses the request (is it read-only or in maintenance mode?): %w", ErrDenied, registry, err)
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case http.StatusBadRequest:
+			for _, d := range terr.Errors {
+				if d.Code == transport.DigestInvalidErrorCode {
+					return fmt.Errorf("%w (%s answered DIGEST_INVALID): it was damaged after ferry verified it, on the network or in a proxy; run the command again, and if it fails the same way, check what lies between ferry and %s: %w", ErrDigestRefused, registry, registry, err)
+				}
+			}
 		}
 		return err
 	}

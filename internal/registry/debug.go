@@ -3,7 +3,10 @@ package registry
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -37,18 +40,49 @@ func (d *debugTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func redactURL(req *http.Request) string {
-	u := *req.URL
-	q := u.Query()
-	for k := range q {
-		if k != "digest" && k != "mount" && k != "from" && k != "n" && k != "last" {
-			q.Set(k, "<redacted>")
+func redactURL(req *http.Request) string { return redactQuery(req.URL) }
+
+// plainQuery are the query parameters shown in debug logs: digests,
+// repository names and paging, which say which request it was and are no
+// secret (a blob digest is also in the path of every request for it).
+// Every other value is <redacted>: the state of an upload session
+// (distribution's _state), and the signatures and credentials of a
+// pre-signed storage URL a registry redirects to (X-Amz-Signature,
+// X-Amz-Credential, sig, Signature, ...).
+var plainQuery = map[string]bool{"digest": true, "mount": true, "from": true, "n": true, "last": true}
+
+// redactQuery returns u without user information and with every query
+// value other than those of plainQuery replaced by <redacted>.
+func redactQuery(u *url.URL) string {
+	c := *u
+	c.User = nil
+	if c.RawQuery == "" {
+		return c.String()
+	}
+	q, err := url.ParseQuery(c.RawQuery)
+	if err != nil {
+		c.RawQuery = "<redacted>" // unparsable: show none of it
+		return c.String()
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		for _, v := range q[k] {
+			if !plainQuery[k] {
+				v = "<redacted>"
+			} else {
+				v = url.QueryEscape(v)
+			}
+			parts = append(parts, url.QueryEscape(k)+"="+v)
 		}
 	}
-	u.RawQuery = q.Encode()
-	u.User = nil
-	return u.String()
+	c.RawQuery = strings.Join(parts, "&")
+	return c.String()
 }
+
+// urlHeaders hold URLs, shown with their query redacted: the Location of
+// an upload session carries its state, and a redirect to storage its
+// signature.
+var urlHeaders = map[string]bool{"Location": true, "Content-Location": true}
 
 func headers(h http.Header) string {
 	keys := make([]string, 0, len(h))
@@ -59,8 +93,20 @@ func headers(h http.Header) string {
 	var b strings.Builder
 	for _, k := range keys {
 		v := strings.Join(h[k], ", ")
-		if secretHeaders[http.CanonicalHeaderKey(k)] {
+		switch ck := http.CanonicalHeaderKey(k); {
+		case secretHeaders[ck]:
 			v = "<redacted>"
+		case urlHeaders[ck]:
+			vs := make([]string, len(h[k]))
+			for i, s := range h[k] {
+				u, err := url.Parse(s)
+				if err != nil {
+					vs[i] = "<redacted>"
+					continue
+				}
+				vs[i] = redactQuery(u)
+			}
+			v = strings.Join(vs, ", ")
 		}
 		fmt.Fprintf(&b, "    %s: %s\n", k, v)
 	}

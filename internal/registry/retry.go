@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,14 +59,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := t.inner.RoundTrip(req)
-		if attempt >= t.retries || !replayable(req) || !Retryable(resp, err) || req.Context().Err() != nil {
+		if attempt >= t.retries || !replayable(req) || !Retryable(resp, err) || req.Context().Err() != nil || !takeRetry(req.Context()) {
 			return resp, err
 		}
-		wait := Backoff(t.base, attempt)
+		wait := t.wait(resp, attempt)
 		if resp != nil {
-			if ra := retryAfter(resp); ra > 0 {
-				wait = ra
-			}
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
@@ -81,6 +79,47 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 	}
+}
+
+// retryBudget is the number of retries left to one operation; see
+// Client.RetryBudget.
+type retryBudget struct{ left atomic.Int64 }
+
+func (b *retryBudget) take() bool { return b.left.Add(-1) >= 0 }
+
+type budgetKey struct{}
+
+// takeRetry takes a retry from the budget ctx carries, if any, and reports
+// whether there was one left; without a budget every retry is allowed.
+func takeRetry(ctx context.Context) bool {
+	b, ok := ctx.Value(budgetKey{}).(*retryBudget)
+	return !ok || b.take()
+}
+
+// RetryBudget returns a context under which the requests of one operation
+// (fetching a manifest, reading a small blob) share the client's Retries:
+// each time the transport sends a request again (after a connection error,
+// 408, 429 or 5xx) it takes one, and take takes one for a retry the caller
+// makes itself, such as reading again a response body that broke midway,
+// which the transport cannot retry; take reports false when none is left.
+// So an operation makes at most Retries+1 attempts, whatever failed, rather
+// than Retries+1 attempts of Retries+1 requests each.
+func (c *Client) RetryBudget(ctx context.Context) (_ context.Context, take func() bool) {
+	b := &retryBudget{}
+	b.left.Store(int64(c.opts.Retries))
+	return context.WithValue(ctx, budgetKey{}, b), b.take
+}
+
+// wait is how long to wait before sending a request again after attempt
+// (from 0) got resp (nil after a connection error): what its Retry-After
+// says, at most maxRetryAfter, or else the backoff.
+func (t *retryTransport) wait(resp *http.Response, attempt int) time.Duration {
+	if resp != nil {
+		if ra := retryAfter(resp); ra > 0 {
+			return ra
+		}
+	}
+	return Backoff(t.base, attempt)
 }
 
 func replayable(req *http.Request) bool {

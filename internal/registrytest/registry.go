@@ -56,7 +56,15 @@ type Options struct {
 //   - Trickle: serve the response body at Trickle bytes per second, in
 //     twenty small flushed writes a second;
 //   - Stall: send the response headers and half the body, then nothing for
-//     Stall (or until the client gives up), then cut the connection.
+//     Stall (or until the client gives up), then cut the connection;
+//   - Corrupt: flip one byte of the body: of the request body, before the
+//     registry stores it, when the request has one (an upload), otherwise of
+//     the response body (a download); the registry serves the request;
+//   - Digest: serve the request, with Docker-Content-Digest set to Digest
+//     (a registry or proxy that reports another manifest than it holds).
+//
+// A fault with a large Times and Status set counts the requests it answers:
+// see Hits.
 type Fault struct {
 	Method, Path string
 	Status       int
@@ -65,6 +73,8 @@ type Fault struct {
 	Delay        time.Duration
 	Trickle      int
 	Stall        time.Duration
+	Corrupt      bool
+	Digest       string
 	Times        int64
 	hits         atomic.Int64
 	// abandoned counts stalls and delays the client gave up on.
@@ -114,6 +124,16 @@ func (reg *Registry) inject(next http.Handler) http.Handler {
 				return
 			case f.Stall > 0:
 				f.stall(w, r, next)
+				return
+			case f.Corrupt && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody:
+				r.Body = &flipReader{ReadCloser: r.Body}
+				next.ServeHTTP(w, r)
+				return
+			case f.Corrupt:
+				next.ServeHTTP(&flipWriter{ResponseWriter: w}, r)
+				return
+			case f.Digest != "":
+				next.ServeHTTP(&digestWriter{ResponseWriter: w, digest: f.Digest}, r)
 				return
 			}
 			if f.RetryAfter != "" {
@@ -189,6 +209,57 @@ func (f *Fault) stall(w http.ResponseWriter, r *http.Request, next http.Handler)
 	f.wait(r, f.Stall)
 	// Cut the connection rather than end a response that is too short.
 	panic(http.ErrAbortHandler)
+}
+
+// flipReader inverts the first byte of a request body.
+type flipReader struct {
+	io.ReadCloser
+	done bool
+}
+
+func (f *flipReader) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if n > 0 && !f.done {
+		p[0] ^= 0xff
+		f.done = true
+	}
+	return n, err
+}
+
+// flipWriter inverts the first byte of a response body.
+type flipWriter struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (f *flipWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 && !f.done {
+		p = append([]byte{p[0] ^ 0xff}, p[1:]...)
+		f.done = true
+	}
+	return f.ResponseWriter.Write(p)
+}
+
+// digestWriter replaces the Docker-Content-Digest header of a response.
+type digestWriter struct {
+	http.ResponseWriter
+	digest string
+	wrote  bool
+}
+
+func (d *digestWriter) WriteHeader(code int) {
+	if !d.wrote {
+		d.wrote = true
+		d.Header().Set("Docker-Content-Digest", d.digest)
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
+
+func (d *digestWriter) Write(p []byte) (int, error) {
+	if !d.wrote {
+		d.WriteHeader(http.StatusOK)
+	}
+	return d.ResponseWriter.Write(p)
 }
 
 // trickleWriter writes the response in small pieces, flushing each and
