@@ -129,7 +129,7 @@ func TestExportSpoolsLargeBlobsToDisk(t *testing.T) {
 		}
 		defer ra.Close()
 		if !ra.RandomAccess() {
-			t.Errorf("the bundle has no usable seek table: %v", ra.SeekTableError())
+			t.Error("the bundle has no seek table")
 		}
 		for _, b := range ra.Blobs() {
 			rc, err := ra.OpenBlob(b)
