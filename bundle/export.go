@@ -74,7 +74,7 @@ type RewrittenIndex struct {
 // image is a resolved reference.
 type image struct {
 	ref  Reference
-	repo name.Repository
+	src  source
 	desc ocispec.Descriptor
 	// original digest when the platform filter rewrote the index
 	original digest.Digest
@@ -82,7 +82,41 @@ type image struct {
 
 type fetched struct {
 	bytes []byte
-	repo  name.Repository
+	src   source
+}
+
+// source is where Export reads content: a repository of a registry, or an
+// OCI image layout directory.
+type source interface {
+	// manifest fetches a manifest by tag or digest, at most limit bytes,
+	// verified when ref is a digest.
+	manifest(ctx context.Context, ref string, limit int64) (*registry.Manifest, error)
+	// blob opens a blob; the caller verifies what it reads.
+	blob(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
+	String() string
+}
+
+// registrySource reads a repository of a registry.
+type registrySource struct {
+	client *registry.Client
+	repo   name.Repository
+}
+
+var _ source = registrySource{}
+
+func (s registrySource) String() string { return s.repo.Name() }
+
+// manifest fetches a manifest, trying again when the transfer breaks (the
+// transport retries only failures before the body).
+func (s registrySource) manifest(ctx context.Context, ref string, limit int64) (*registry.Manifest, error) {
+	return withRetries(ctx, s.client, func(ctx context.Context) (*registry.Manifest, bool, error) {
+		m, err := s.client.GetManifest(ctx, s.repo, ref, limit)
+		return m, registry.IsTemporary(err), err
+	})
+}
+
+func (s registrySource) blob(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	return s.client.GetBlob(ctx, s.repo, d)
 }
 
 // exporter holds the state of one export.
@@ -92,8 +126,8 @@ type exporter struct {
 	platforms []ocispec.Platform
 
 	mu        sync.Mutex
-	manifests map[digest.Digest]fetched // every manifest, with a repository to fetch its children from
-	blobRepo  map[digest.Digest]name.Repository
+	manifests map[digest.Digest]fetched // every manifest, with a source to fetch its children from
+	blobSrc   map[digest.Digest]source
 	configs   map[digest.Digest][]byte
 }
 
@@ -159,7 +193,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		opts:      opts,
 		client:    opts.Registry.client(),
 		manifests: map[digest.Digest]fetched{},
-		blobRepo:  map[digest.Digest]name.Repository{},
+		blobSrc:   map[digest.Digest]source{},
 		configs:   map[digest.Digest][]byte{},
 	}
 	for _, p := range opts.Platforms {
@@ -259,29 +293,52 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 // resolveAll resolves every reference and fetches every manifest below it.
 func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, error) {
 	var failures []*RefError
-	var parsed []Reference
+	// One job per image: a registry reference, or an image of an OCI layout.
+	type job struct {
+		r      Reference
+		layout *layoutSource
+		desc   ocispec.Descriptor
+	}
+	var jobs []job
 	seen := map[string]bool{}
+	add := func(j job) {
+		if !seen[j.r.String()] {
+			seen[j.r.String()] = true
+			jobs = append(jobs, j)
+		}
+	}
 	for _, s := range refs {
+		if dir, tag, ok := ParseLayoutRef(s); ok {
+			imgs, err := layoutImages(dir, tag)
+			if err != nil {
+				failures = append(failures, &RefError{Ref: s, Err: err})
+				continue
+			}
+			for _, li := range imgs {
+				add(job{r: li.ref, layout: &layoutSource{dir: dir}, desc: li.desc})
+			}
+			continue
+		}
 		r, err := ParseReference(s)
 		if err != nil {
 			failures = append(failures, &RefError{Ref: s, Err: err})
 			continue
 		}
-		if seen[r.String()] {
-			continue
-		}
-		seen[r.String()] = true
-		parsed = append(parsed, r)
+		add(job{r: r})
 	}
-	images := make([]*image, len(parsed))
-	errs := make([]error, len(parsed))
+	images := make([]*image, len(jobs))
+	errs := make([]error, len(jobs))
 	var eg errgroup.Group
 	eg.SetLimit(e.opts.Jobs)
-	for i, r := range parsed {
+	for i, j := range jobs {
 		eg.Go(func() error {
-			images[i], errs[i] = e.resolve(ctx, r)
+			if j.layout != nil {
+				images[i], errs[i] = e.resolveLayout(ctx, *j.layout, j.r, j.desc)
+			} else {
+				images[i], errs[i] = e.resolve(ctx, j.r)
+			}
 			if errs[i] == nil {
-				e.opts.Progress.emit(Event{Kind: EventResolved, Ref: r.String(), Digest: images[i].desc.Digest.String()})
+				e.opts.Progress.emit(Event{Kind: EventResolved, Ref: j.r.String(), Digest: images[i].desc.Digest.String()})
 			}
 			return nil
 		})
@@ -292,7 +349,7 @@ func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, err
 	}
 	for i, err := range errs {
 		if err != nil {
-			failures = append(failures, &RefError{Ref: parsed[i].String(), Err: err})
+			failures = append(failures, &RefError{Ref: jobs[i].r.String(), Err: err})
 		}
 	}
 	if len(failures) > 0 {
@@ -306,7 +363,8 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidReference, err)
 	}
-	m, err := e.getManifest(ctx, repo, r.Identifier(), MaxManifestBytes)
+	src := registrySource{client: e.client, repo: repo}
+	m, err := src.manifest(ctx, r.Identifier(), MaxManifestBytes)
 	if errors.Is(err, registry.ErrDigestMismatch) {
 		return nil, fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 	}
@@ -316,6 +374,28 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 		}
 		return nil, err
 	}
+	return e.expand(ctx, src, r, m)
+}
+
+// resolveLayout resolves an image of an OCI layout, listed in its index.json
+// with descriptor desc.
+func (e *exporter) resolveLayout(ctx context.Context, src layoutSource, r Reference, desc ocispec.Descriptor) (*image, error) {
+	m, err := src.manifest(ctx, desc.Digest.String(), MaxManifestBytes)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(m.Bytes)) != desc.Size {
+		return nil, fmt.Errorf("%w: manifest %s is %d bytes in %s, its index.json says %d", ErrDescriptorConflict, desc.Digest, len(m.Bytes), src, desc.Size)
+	}
+	if desc.MediaType != "" {
+		m.MediaType = desc.MediaType
+	}
+	return e.expand(ctx, src, r, m)
+}
+
+// expand parses the manifest m that r resolved to, applies the platform
+// filter and fetches every manifest below it.
+func (e *exporter) expand(ctx context.Context, repo source, r Reference, m *registry.Manifest) (*image, error) {
 	if isSchema1(m.MediaType) {
 		return nil, errSchema1()
 	}
@@ -323,7 +403,7 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := &image{ref: r, repo: repo, desc: ocispec.Descriptor{MediaType: mt, Digest: m.Digest, Size: int64(len(m.Bytes))}}
+	img := &image{ref: r, src: repo, desc: ocispec.Descriptor{MediaType: mt, Digest: m.Digest, Size: int64(len(m.Bytes))}}
 	body := m.Bytes
 	if len(e.platforms) > 0 && IsIndex(mt) {
 		body, children, err = e.filterIndex(m.Bytes, children)
@@ -353,25 +433,25 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 	return img, nil
 }
 
-func (e *exporter) addManifest(d digest.Digest, b []byte, repo name.Repository) {
+func (e *exporter) addManifest(d digest.Digest, b []byte, repo source) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.manifests[d]; !ok {
-		e.manifests[d] = fetched{bytes: b, repo: repo}
+		e.manifests[d] = fetched{bytes: b, src: repo}
 	}
 }
 
 // fetchChildren fetches the manifests below a manifest and records where
 // each blob can be fetched from.
-func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, children []child, depth int) error {
+func (e *exporter) fetchChildren(ctx context.Context, repo source, children []child, depth int) error {
 	if depth > maxGraphDepth {
 		return fmt.Errorf("%w: manifests nested deeper than %d levels", ErrCorrupt, maxGraphDepth)
 	}
 	for _, c := range children {
 		if !c.manifest {
 			e.mu.Lock()
-			if _, ok := e.blobRepo[c.desc.Digest]; !ok {
-				e.blobRepo[c.desc.Digest] = repo
+			if _, ok := e.blobSrc[c.desc.Digest]; !ok {
+				e.blobSrc[c.desc.Digest] = repo
 			}
 			e.mu.Unlock()
 			continue
@@ -382,7 +462,7 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 		if have {
 			continue
 		}
-		m, err := e.getManifest(ctx, repo, c.desc.Digest.String(), MaxManifestBytes)
+		m, err := repo.manifest(ctx, c.desc.Digest.String(), MaxManifestBytes)
 		if errors.Is(err, registry.ErrDigestMismatch) {
 			err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 		}
@@ -404,20 +484,11 @@ func (e *exporter) fetchChildren(ctx context.Context, repo name.Repository, chil
 	return nil
 }
 
-// getManifest fetches a manifest, trying again when the transfer breaks
-// (the transport retries only failures before the body).
-func (e *exporter) getManifest(ctx context.Context, repo name.Repository, ref string, limit int64) (*registry.Manifest, error) {
-	return withRetries(ctx, e.client, func(ctx context.Context) (*registry.Manifest, bool, error) {
-		m, err := e.client.GetManifest(ctx, repo, ref, limit)
-		return m, registry.IsTemporary(err), err
-	})
-}
-
 // fetchConfig downloads a small config blob, verified, trying again when
 // the transfer breaks, as blobs are.
-func (e *exporter) fetchConfig(ctx context.Context, repo name.Repository, desc ocispec.Descriptor) ([]byte, error) {
+func (e *exporter) fetchConfig(ctx context.Context, repo source, desc ocispec.Descriptor) ([]byte, error) {
 	return withRetries(ctx, e.client, func(ctx context.Context) ([]byte, bool, error) {
-		rc, err := e.client.GetBlob(ctx, repo, desc.Digest)
+		rc, err := repo.blob(ctx, desc.Digest)
 		if err != nil {
 			return nil, registry.IsTemporary(err), err
 		}
@@ -447,7 +518,7 @@ func withRetries[T any](ctx context.Context, c *registry.Client, fn func(ctx con
 }
 
 // platformOf reads the platform of an image manifest from its config.
-func (e *exporter) platformOf(ctx context.Context, repo name.Repository, children []child) (*ocispec.Platform, error) {
+func (e *exporter) platformOf(ctx context.Context, repo source, children []child) (*ocispec.Platform, error) {
 	for _, c := range children {
 		if !c.config || (c.desc.MediaType != ocispec.MediaTypeImageConfig && c.desc.MediaType != "application/vnd.docker.container.image.v1+json") || c.desc.Size > MaxManifestBytes {
 			continue
@@ -791,7 +862,7 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 	if err := ctx.Err(); err != nil {
 		return EncodedEntry{}, err
 	}
-	repo := e.blobRepo[desc.Digest]
+	repo := e.blobSrc[desc.Digest]
 	e.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 	var last error
 	retries, base := e.client.RetryPolicy()
@@ -809,7 +880,7 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 		if b, ok := e.configs[desc.Digest]; ok {
 			src = bytes.NewReader(b)
 		} else {
-			rc, err := e.client.GetBlob(ctx, repo, desc.Digest)
+			rc, err := repo.blob(ctx, desc.Digest)
 			if err != nil {
 				last = err
 				if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied) {
@@ -842,7 +913,7 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 			return EncodedEntry{}, fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, werr.err)
 		}
 	}
-	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo.Name(), last)}
+	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo, last)}
 }
 
 // destWriter marks the errors of the output, so they are not taken for a

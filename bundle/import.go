@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -18,8 +19,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/ferryproject/ferry/internal/registry"
 )
 
 // ImportOptions configure Import. The zero value pushes with 8 parallel
@@ -60,14 +59,29 @@ type ImportResult struct {
 	Duration      time.Duration
 }
 
-// Destination is the registry and path prefix images are pushed to.
+// Destination is where Import puts images: a registry and an optional path
+// prefix, or an OCI image layout directory.
 type Destination struct {
 	Registry string // host[:port]
 	Prefix   string // optional path prefix, no leading or trailing slash
+	// Layout is the directory of an OCI image layout ("oci:DIR"); Registry
+	// and Prefix are then empty.
+	Layout string
 }
 
-// ParseDestination parses REGISTRY[/PREFIX].
+// LayoutScheme prefixes a destination or export source that is an OCI image
+// layout directory: oci:DIR.
+const LayoutScheme = "oci:"
+
+// ParseDestination parses REGISTRY[/PREFIX], or oci:DIR for an OCI image
+// layout directory.
 func ParseDestination(s string) (Destination, error) {
+	if dir, ok := strings.CutPrefix(s, LayoutScheme); ok {
+		if dir == "" {
+			return Destination{}, fmt.Errorf("%w: destination %q: want oci:DIR, e.g. oci:/srv/images", ErrInvalidReference, s)
+		}
+		return Destination{Layout: filepath.Clean(dir)}, nil
+	}
 	s = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(s, "https://"), "http://"), "/")
 	host, prefix, _ := strings.Cut(s, "/")
 	if host == "" {
@@ -84,8 +98,11 @@ func ParseDestination(s string) (Destination, error) {
 }
 
 // Map returns the destination repository (host/prefix/path) for a source
-// reference.
+// reference. In an OCI layout the repository is the source's own name.
 func (d Destination) Map(src Reference, keepSourceRegistry bool) string {
+	if d.Layout != "" {
+		return src.Name()
+	}
 	parts := []string{d.Registry}
 	if d.Prefix != "" {
 		parts = append(parts, d.Prefix)
@@ -97,10 +114,10 @@ func (d Destination) Map(src Reference, keepSourceRegistry bool) string {
 	return strings.Join(append(parts, src.Path), "/")
 }
 
-// target is one image to push.
-type target struct {
+// imageTarget is one image to put at the destination.
+type imageTarget struct {
 	src    Reference
-	repo   name.Repository
+	repo   string // the destination's name for the repository
 	root   ocispec.Descriptor
 	tagged bool
 }
@@ -121,10 +138,10 @@ func ImportFile(ctx context.Context, path, to string, opts ImportOptions) (*Impo
 	return Import(ctx, r, to, opts)
 }
 
-// Import pushes the content of r to the registry to (REGISTRY[/PREFIX]).
-// Blobs go first, then manifests children first, then tags; manifest bytes
-// are pushed unchanged so every digest is preserved. After the push every
-// destination reference is resolved again and compared.
+// Import copies the content of r to the destination to (REGISTRY[/PREFIX],
+// or oci:DIR). Blobs go first, then manifests children first, then tags;
+// manifest bytes are copied unchanged so every digest is preserved. After
+// the copy every destination reference is resolved again and compared.
 func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*ImportResult, error) {
 	start := time.Now()
 	opts.Jobs = defaultJobs(opts.Jobs)
@@ -135,7 +152,15 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	if err != nil {
 		return nil, err
 	}
-	im := &importer{r: r, opts: opts, client: opts.Registry.client(), res: &ImportResult{}}
+	var dst target
+	if dest.Layout != "" {
+		if dst, err = newLayoutTarget(dest.Layout); err != nil {
+			return nil, err
+		}
+	} else {
+		dst = &registryTarget{client: opts.Registry.client(), repos: map[string]name.Repository{}}
+	}
+	im := &importer{r: r, opts: opts, dst: dst, res: &ImportResult{}}
 	if err := im.plan(dest); err != nil {
 		return nil, err
 	}
@@ -146,6 +171,9 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	if err := im.pushManifests(ctx); err != nil {
 		return nil, err
 	}
+	if err := dst.commit(ctx); err != nil {
+		return nil, err
+	}
 	if err := im.check(ctx); err != nil {
 		return im.res, err
 	}
@@ -153,30 +181,61 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	return im.res, nil
 }
 
-type importer struct {
-	r      *Reader
-	opts   ImportOptions
-	client *registry.Client
-	res    *ImportResult
+// opener opens the content of a blob, verified as it is read; it may be
+// called again to send the blob again.
+type opener func() (io.ReadCloser, error)
 
-	targets []target
-	// repos that need each blob, in a stable order
-	blobRepos map[digest.Digest][]name.Repository
+// blobOutcome is how a target came to hold a blob.
+type blobOutcome int
+
+const (
+	blobUploaded blobOutcome = iota
+	blobMounted              // from another repository of the target
+	blobPresent              // the repository had it
+)
+
+// target is where Import puts content: a registry, or an OCI image layout
+// directory. The importer decides what goes where and in which order; a
+// target only checks, puts and commits.
+type target interface {
+	// repository validates a destination repository name and returns the
+	// key the other methods take.
+	repository(name string) (string, error)
+	// pushBlob makes blob desc present in repo. from, when not empty, is a
+	// repository of the same target known to hold it (a mount source).
+	pushBlob(ctx context.Context, repo, from string, desc ocispec.Descriptor, open opener) (blobOutcome, error)
+	// pushManifest stores m in repo by digest, or under tag when not empty.
+	pushManifest(ctx context.Context, repo, tag string, m *Manifest) error
+	// commit makes what was pushed visible where that is a separate step.
+	commit(ctx context.Context) error
+	// resolve returns the digest ref (a tag or a digest) has in repo.
+	resolve(ctx context.Context, repo, ref string) (digest.Digest, error)
+	// display names repo and ref for messages and results.
+	display(repo, ref string) string
+}
+
+type importer struct {
+	r    *Reader
+	opts ImportOptions
+	dst  target
+	res  *ImportResult
+
+	targets []imageTarget
+	// repositories that need each blob, in a stable order
+	blobRepos map[digest.Digest][]string
 	// manifests each repository needs, children first
 	repoManifests map[string][]*Manifest
 	repoBlobs     map[string]map[digest.Digest]bool
-	repoByName    map[string]name.Repository
 
 	uploaded, mounted, skipped atomic.Int64
 	bytesUp                    atomic.Int64
 }
 
 func (im *importer) plan(dest Destination) error {
-	im.blobRepos = map[digest.Digest][]name.Repository{}
+	im.blobRepos = map[digest.Digest][]string{}
 	im.repoManifests = map[string][]*Manifest{}
 	im.repoBlobs = map[string]map[digest.Digest]bool{}
-	im.repoByName = map[string]name.Repository{}
-	tags := map[string]target{}
+	tags := map[string]imageTarget{}
 	var conflicts []string
 	for i, d := range im.r.Index().Manifests {
 		refName := d.Annotations[AnnotationRefName]
@@ -188,20 +247,19 @@ func (im *importer) plan(dest Destination) error {
 			return fmt.Errorf("%w: index.json entry %d: %v", ErrCorrupt, i, err)
 		}
 		repoName := dest.Map(src, im.opts.KeepSourceRegistry)
-		repo, err := im.client.ParseRepository(repoName)
+		repo, err := im.dst.repository(repoName)
 		if err != nil {
 			return fmt.Errorf("destination repository %q for %s: %w", repoName, src, err)
 		}
-		t := target{src: src, repo: repo, root: d, tagged: src.Tag != ""}
+		t := imageTarget{src: src, repo: repo, root: d, tagged: src.Tag != ""}
 		if t.tagged {
-			key := repo.Name() + ":" + src.Tag
+			key := im.dst.display(repo, src.Tag)
 			if prev, ok := tags[key]; ok && prev.root.Digest != d.Digest {
 				conflicts = append(conflicts, fmt.Sprintf("%s (%s) and %s (%s) both map to %s", prev.src, prev.root.Digest, src, d.Digest, key))
 			}
 			tags[key] = t
 		}
 		im.targets = append(im.targets, t)
-		im.repoByName[repo.Name()] = repo
 	}
 	if len(conflicts) > 0 {
 		return fmt.Errorf("%w: %s; use --keep-source-registry or import them separately with different prefixes", ErrConflict, strings.Join(conflicts, "; "))
@@ -213,12 +271,11 @@ func (im *importer) plan(dest Destination) error {
 	return nil
 }
 
-func (im *importer) addClosure(repo name.Repository, root digest.Digest) {
-	key := repo.Name()
-	have := im.repoBlobs[key]
+func (im *importer) addClosure(repo string, root digest.Digest) {
+	have := im.repoBlobs[repo]
 	if have == nil {
 		have = map[digest.Digest]bool{}
-		im.repoBlobs[key] = have
+		im.repoBlobs[repo] = have
 	}
 	im.r.g.closure(root, func(d digest.Digest, m *Manifest) bool {
 		if have[d] {
@@ -226,7 +283,7 @@ func (im *importer) addClosure(repo name.Repository, root digest.Digest) {
 		}
 		have[d] = true
 		if m != nil {
-			im.repoManifests[key] = append(im.repoManifests[key], m) // children first
+			im.repoManifests[repo] = append(im.repoManifests[repo], m) // children first
 		} else {
 			im.blobRepos[d] = append(im.blobRepos[d], repo)
 		}
@@ -239,6 +296,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	for _, b := range im.r.Blobs() {
 		total += b.Size
 	}
+	defer im.tally()
 	if im.r.RandomAccess() {
 		// Largest first, so the run does not end waiting on one big layer
 		// that started late.
@@ -253,7 +311,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 					opened = true
 					return im.r.OpenBlob(desc)
 				}
-				if err := im.pushBlob(ctx, desc, open, nil, total); err != nil || opened {
+				if err := im.pushBlob(ctx, desc, open, total); err != nil || opened {
 					return err
 				}
 				// The destination had it everywhere: still check the bundle's
@@ -262,11 +320,8 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 				return im.verifyBlob(desc, open)
 			})
 		}
-		err := eg.Wait()
-		im.tally()
-		return err
+		return eg.Wait()
 	}
-	defer im.tally()
 	for {
 		desc, rd, err := im.r.Next()
 		if err == io.EOF {
@@ -278,9 +333,62 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 			}
 			return im.blobErr("read", desc.Digest, err)
 		}
-		if err := im.pushBlob(ctx, desc, nil, rd, total); err != nil {
-			return err
+		sp := &streamSpool{stream: rd, desc: desc, dir: im.opts.TempDir}
+		err = im.pushBlob(ctx, desc, sp.open, total)
+		if err == nil {
+			err = sp.finish()
 		}
+		sp.release()
+		if err != nil {
+			return im.blobErr("verify", desc.Digest, err)
+		}
+	}
+}
+
+// streamSpool opens a blob of a sequential read: the stream the first
+// time, kept in a temporary file as it streams, so that a broken upload can
+// be sent again and other repositories can get it when the destination
+// cannot mount it. One blob at a time: the disk budget is the largest blob
+// of the bundle.
+type streamSpool struct {
+	stream io.Reader
+	desc   ocispec.Descriptor
+	dir    string
+	tee    io.Reader
+	file   *os.File
+}
+
+func (s *streamSpool) open() (io.ReadCloser, error) {
+	if s.file == nil {
+		f, err := os.CreateTemp(s.dir, ".ferry-import-*")
+		if err != nil {
+			return nil, fmt.Errorf("creating a temporary file in %s: %w", s.dir, err)
+		}
+		s.file, s.tee = f, io.TeeReader(s.stream, f)
+		return io.NopCloser(s.tee), nil
+	}
+	// Finish reading (and verifying) the blob into the spool first.
+	if err := s.finish(); err != nil {
+		return nil, err
+	}
+	return io.NopCloser(NewVerifyReader(io.NewSectionReader(s.file, 0, s.desc.Size), s.desc)), nil
+}
+
+// finish reads what the first reader left of the stream, so the blob is
+// verified whole even when the destination did not need all of it.
+func (s *streamSpool) finish() error {
+	if s.tee == nil {
+		return nil
+	}
+	_, err := io.Copy(io.Discard, s.tee)
+	s.tee = nil
+	return err
+}
+
+func (s *streamSpool) release() {
+	if s.file != nil {
+		s.file.Close()
+		os.Remove(s.file.Name())
 	}
 }
 
@@ -311,132 +419,59 @@ func (im *importer) blobErr(op string, d digest.Digest, err error) error {
 	return &BlobError{Op: op, Digest: d, Images: im.r.Users(d), Err: err}
 }
 
-// pushBlob makes desc present in every repository that needs it. open
-// re-reads the blob (random access); stream is the single pass of a
-// sequential reader.
-func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open func() (io.ReadCloser, error), stream io.Reader, total int64) error {
-	repos := im.blobRepos[desc.Digest]
-	var spool *os.File
-	defer func() {
-		if spool != nil {
-			spool.Close()
-			os.Remove(spool.Name())
-		}
-	}()
-	var from *name.Repository
-	for _, repo := range repos {
-		// One request checks whether repo has the blob, mounts it from a
-		// repository that does, or opens the upload session.
-		src := repo
-		if from != nil && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
-			src = *from
-		}
-		mounted, loc, err := im.client.StartUpload(ctx, repo, src, desc.Digest)
+// pushBlob makes desc present in every repository that needs it.
+func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open opener, total int64) error {
+	started := false
+	counted := func() (io.ReadCloser, error) {
+		rc, err := open()
 		if err != nil {
-			return im.blobErr("push", desc.Digest, fmt.Errorf("starting the upload to %s: %w", repo.Name(), err))
+			return nil, &sourceError{err}
 		}
-		if !mounted && !im.client.Mounts(repo) {
-			// Until the registry has shown it honours mount requests, its
-			// 202 does not mean the blob is missing (some registries ignore
-			// mount): ask, so a re-run does not upload everything again.
-			exists, err := im.client.BlobExists(ctx, repo, desc.Digest)
-			if err != nil {
-				im.client.CancelUpload(ctx, repo, loc)
-				return im.blobErr("push", desc.Digest, fmt.Errorf("checking %s: %w", repo.Name(), err))
-			}
-			if exists {
-				im.client.CancelUpload(ctx, repo, loc)
-				mounted, src = true, repo
-			}
+		if !started {
+			started = true
+			im.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 		}
-		if mounted {
-			// A mount from another repository may also find the blob
-			// already there; it counts as mounted.
-			if src.Name() == repo.Name() {
-				im.skipped.Add(1)
-			} else {
-				im.mounted.Add(1)
+		return struct {
+			io.Reader
+			io.Closer
+		}{&progressReader{r: rc, emit: im.opts.Progress, digest: desc.Digest.String()}, rc}, nil
+	}
+	from := ""
+	for _, repo := range im.blobRepos[desc.Digest] {
+		how, err := im.dst.pushBlob(ctx, repo, from, desc, counted)
+		if err != nil {
+			var se *sourceError
+			switch {
+			case errors.As(err, &se):
+				return im.blobErr("read", desc.Digest, se.err)
+			case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrCorrupt), errors.Is(err, ErrTruncated):
+				return im.blobErr("verify", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
 			}
+			return im.blobErr("push", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
+		}
+		switch how {
+		case blobUploaded:
+			im.uploaded.Add(1)
+			im.bytesUp.Add(desc.Size)
+			im.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+		case blobMounted:
+			im.mounted.Add(1)
 			im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-			if from == nil {
-				r := repo
-				from = &r
-			}
-			continue
+		case blobPresent:
+			im.skipped.Add(1)
+			im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 		}
-		var body, streamed io.Reader
-		switch {
-		case open != nil:
-			rc, err := open()
-			if err != nil {
-				return im.blobErr("read", desc.Digest, err)
-			}
-			defer rc.Close()
-			body = rc
-		case spool != nil:
-			body = NewVerifyReader(io.NewSectionReader(spool, 0, desc.Size), desc)
-		default:
-			// Keep a copy of the blob while it streams, so a broken upload can
-			// be sent again and other repositories can get it when the
-			// registry refuses to mount it. One blob at a time: the disk
-			// budget is the largest blob of the bundle, in TempDir.
-			f, err := os.CreateTemp(im.opts.TempDir, ".ferry-import-*")
-			if err != nil {
-				return fmt.Errorf("creating a temporary file in %s: %w", im.opts.TempDir, err)
-			}
-			spool = f
-			body = io.TeeReader(stream, f)
-			streamed = body
-			stream = nil
-		}
-		im.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		pr := &progressReader{r: body, emit: im.opts.Progress, digest: desc.Digest.String()}
-		err = im.client.PutUpload(ctx, repo, loc, desc.Digest, desc.Size, pr)
-		// A broken upload is re-read and sent again when the content can be
-		// read again (random access, or a spooled copy).
-		retries, base := im.client.RetryPolicy()
-		for attempt := 0; err != nil && attempt < retries && registry.IsTemporary(err); attempt++ {
-			if streamed != nil {
-				// Finish reading (and verifying) the blob into the spool.
-				if _, derr := io.Copy(io.Discard, streamed); derr != nil {
-					return im.blobErr("verify", desc.Digest, derr)
-				}
-				streamed = nil
-			}
-			if serr := registry.Sleep(ctx, registry.Backoff(base, attempt)); serr != nil {
-				return serr
-			}
-			var again io.Reader
-			if open != nil {
-				rc, oerr := open()
-				if oerr != nil {
-					return im.blobErr("read", desc.Digest, oerr)
-				}
-				defer rc.Close()
-				again = rc
-			} else {
-				again = NewVerifyReader(io.NewSectionReader(spool, 0, desc.Size), desc)
-			}
-			err = im.client.PushBlob(ctx, repo, desc.Digest, desc.Size, &progressReader{r: again, emit: im.opts.Progress, digest: desc.Digest.String()})
-			if err != nil && attempt == retries-1 && registry.IsTemporary(err) {
-				err = fmt.Errorf("giving up after %d retries (re-run the import to continue; --retries raises the limit): %w", retries, err)
-			}
-		}
-		if err != nil {
-			op := "push"
-			if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTruncated) {
-				op = "verify"
-			}
-			return im.blobErr(op, desc.Digest, fmt.Errorf("to %s: %w", repo.Name(), err))
-		}
-		im.uploaded.Add(1)
-		im.bytesUp.Add(desc.Size)
-		im.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		r := repo
-		from = &r
+		from = repo
 	}
 	return nil
 }
+
+// sourceError marks a failure to read the bundle, as opposed to a failure
+// of the destination.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
 
 func (im *importer) pushManifests(ctx context.Context) error {
 	// A tagged root that nothing else in its repository refers to is pushed
@@ -444,23 +479,22 @@ func (im *importer) pushManifests(ctx context.Context) error {
 	byTag := map[string]map[digest.Digest]bool{}
 	for _, t := range im.targets {
 		if t.tagged {
-			if byTag[t.repo.Name()] == nil {
-				byTag[t.repo.Name()] = map[digest.Digest]bool{}
+			if byTag[t.repo] == nil {
+				byTag[t.repo] = map[digest.Digest]bool{}
 			}
-			byTag[t.repo.Name()][t.root.Digest] = true
+			byTag[t.repo][t.root.Digest] = true
 		}
 	}
 	// Push level by level, image manifests first, then the indexes above
 	// them, so a registry that checks an index's children finds them; all
 	// repositories and all manifests of a level at once.
 	type push struct {
-		repo name.Repository
+		repo string
 		m    *Manifest
 	}
 	var levels [][]push
 	tagOnly := map[string]bool{} // repo@digest pushed only by tag
 	for _, n := range slices.Sorted(maps.Keys(im.repoManifests)) {
-		repo := im.repoByName[n]
 		height := map[digest.Digest]int{}
 		child := map[digest.Digest]bool{}
 		for _, m := range im.repoManifests[n] { // children first
@@ -482,7 +516,7 @@ func (im *importer) pushManifests(ctx context.Context) error {
 			for len(levels) <= h {
 				levels = append(levels, nil)
 			}
-			levels[h] = append(levels[h], push{repo, m})
+			levels[h] = append(levels[h], push{n, m})
 		}
 	}
 	var mu sync.Mutex
@@ -491,17 +525,28 @@ func (im *importer) pushManifests(ctx context.Context) error {
 		eg.SetLimit(2 * im.opts.Jobs)
 		for _, p := range level {
 			eg.Go(func() error {
-				if err := im.client.PutManifest(gctx, p.repo, p.m.Descriptor.Digest.String(), p.m.Descriptor.MediaType, p.m.Bytes); err != nil {
-					return fmt.Errorf("pushing manifest %s to %s (used by %s): %w", p.m.Descriptor.Digest, p.repo.Name(), joinLimited(im.r.Users(p.m.Descriptor.Digest), 3), err)
+				if err := im.dst.pushManifest(gctx, p.repo, "", p.m); err != nil {
+					return fmt.Errorf("pushing manifest %s to %s (used by %s): %w", p.m.Descriptor.Digest, im.dst.display(p.repo, ""), joinLimited(im.r.Users(p.m.Descriptor.Digest), 3), err)
 				}
 				mu.Lock()
 				im.res.Manifests++
 				mu.Unlock()
+				im.opts.Progress.emit(Event{Kind: EventManifest, Ref: im.dst.display(p.repo, p.m.Descriptor.Digest.String()), Digest: p.m.Descriptor.Digest.String()})
 				return nil
 			})
 		}
 		if err := eg.Wait(); err != nil {
 			return err
+		}
+	}
+	// An OCI layout lists the images imported by digest in its index too.
+	if n, ok := im.dst.(interface {
+		nameRoot(repo string, desc ocispec.Descriptor)
+	}); ok {
+		for _, t := range im.targets {
+			if !t.tagged {
+				n.nameRoot(t.repo, t.root)
+			}
 		}
 	}
 	// Tags last, once everything they point at is in place.
@@ -513,16 +558,16 @@ func (im *importer) pushManifests(ctx context.Context) error {
 		}
 		eg.Go(func() error {
 			m, _ := im.r.Manifest(t.root.Digest)
-			if err := im.client.PutManifest(gctx, t.repo, t.src.Tag, m.Descriptor.MediaType, m.Bytes); err != nil {
-				return fmt.Errorf("tagging %s:%s (from %s): %w", t.repo.Name(), t.src.Tag, t.src, err)
+			if err := im.dst.pushManifest(gctx, t.repo, t.src.Tag, m); err != nil {
+				return fmt.Errorf("tagging %s (from %s): %w", im.dst.display(t.repo, t.src.Tag), t.src, err)
 			}
 			mu.Lock()
-			if key := t.repo.Name() + "@" + t.root.Digest.String(); tagOnly[key] {
+			if key := t.repo + "@" + t.root.Digest.String(); tagOnly[key] {
 				delete(tagOnly, key) // count each manifest once, however many tags
 				im.res.Manifests++
 			}
 			mu.Unlock()
-			im.opts.Progress.emit(Event{Kind: EventManifest, Ref: t.repo.Name() + ":" + t.src.Tag, Digest: t.root.Digest.String()})
+			im.opts.Progress.emit(Event{Kind: EventManifest, Ref: im.dst.display(t.repo, t.src.Tag), Digest: t.root.Digest.String()})
 			return nil
 		})
 	}
@@ -533,14 +578,15 @@ func (im *importer) pushManifests(ctx context.Context) error {
 func (im *importer) check(ctx context.Context) error {
 	images := make([]ImportedImage, len(im.targets))
 	eg, gctx := errgroup.WithContext(ctx)
-	eg.SetLimit(im.opts.Jobs)
+	eg.SetLimit(2 * im.opts.Jobs)
 	for i, t := range im.targets {
 		eg.Go(func() error {
-			ref, dst := t.root.Digest.String(), t.repo.Name()+"@"+t.root.Digest.String()
+			ref := t.root.Digest.String()
 			if t.tagged {
-				ref, dst = t.src.Tag, t.repo.Name()+":"+t.src.Tag
+				ref = t.src.Tag
 			}
-			got, err := im.client.HeadManifest(gctx, t.repo, ref)
+			dst := im.dst.display(t.repo, ref)
+			got, err := im.dst.resolve(gctx, t.repo, ref)
 			if err != nil {
 				return fmt.Errorf("checking %s after the push: %w", dst, err)
 			}

@@ -1,0 +1,369 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferryproject/ferry/internal/registry"
+)
+
+// An OCI image layout directory (image-spec image-layout.md) as a source of
+// Export and a destination of Import: oci:DIR.
+
+// annotationContainerdName is where buildkit and containerd keep the full
+// name of an image in a layout whose ref.name is only a tag.
+const annotationContainerdName = "io.containerd.image.name"
+
+func blobFile(dir string, d digest.Digest) string {
+	return filepath.Join(dir, BlobsDir, string(d.Algorithm()), d.Encoded())
+}
+
+// readLayoutIndex reads DIR/index.json, capped at MaxManifestBytes; a
+// missing file is an empty index when missingOK.
+func readLayoutIndex(dir string, missingOK bool) (*ocispec.Index, error) {
+	f, err := os.Open(filepath.Join(dir, IndexFile))
+	if errors.Is(err, os.ErrNotExist) && missingOK {
+		return &ocispec.Index{Versioned: specsVersioned(), MediaType: ocispec.MediaTypeImageIndex}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the OCI layout %s: %w", dir, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the OCI layout %s: %w", dir, err)
+	}
+	if len(b) > MaxManifestBytes {
+		return nil, fmt.Errorf("%w: %s/index.json is larger than %d bytes", ErrTooLarge, dir, MaxManifestBytes)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("the OCI layout %s: index.json is not valid JSON: %v", dir, err)
+	}
+	for _, d := range idx.Manifests {
+		if err := validateDescriptor(d); err != nil {
+			return nil, fmt.Errorf("the OCI layout %s: index.json: %w", dir, err)
+		}
+	}
+	return &idx, nil
+}
+
+// ---- source ----
+
+// layoutSource reads an OCI image layout directory.
+type layoutSource struct{ dir string }
+
+var _ source = layoutSource{}
+
+func (s layoutSource) String() string { return LayoutScheme + s.dir }
+
+func (s layoutSource) manifest(_ context.Context, ref string, limit int64) (*registry.Manifest, error) {
+	d := digest.Digest(ref)
+	if err := validateDigest(d); err != nil {
+		return nil, fmt.Errorf("%w: a manifest in an OCI layout is found by digest, not %q", ErrInvalidReference, ref)
+	}
+	f, err := os.Open(blobFile(s.dir, d))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: manifest %s is not in %s", registry.ErrNotFound, d, s)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: manifest %s is larger than %d bytes", ErrTooLarge, d, limit)
+	}
+	if got := d.Algorithm().FromBytes(b); got != d {
+		return nil, fmt.Errorf("%w: manifest %s in %s hashes to %s", ErrDigestMismatch, d, s, got)
+	}
+	var m struct {
+		MediaType string `json:"mediaType"`
+	}
+	_ = json.Unmarshal(b, &m)
+	return &registry.Manifest{Bytes: b, MediaType: m.MediaType, Digest: d}, nil
+}
+
+func (s layoutSource) blob(_ context.Context, d digest.Digest) (io.ReadCloser, error) {
+	f, err := os.Open(blobFile(s.dir, d))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: blob %s is not in %s", registry.ErrNotFound, d, s)
+	}
+	return f, err
+}
+
+// layoutImage is an image of a layout, with the reference it gets in a bundle.
+type layoutImage struct {
+	ref  Reference
+	desc ocispec.Descriptor
+}
+
+// layoutImages lists the images of the layout at dir that have a name, or
+// the one whose ref.name (or full name) is tag. A bundle names every image
+// with a full reference, so an image whose ref.name is only a tag needs its
+// full name in io.containerd.image.name (buildkit and containerd write it).
+func layoutImages(dir, tag string) ([]layoutImage, error) {
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("OCI layout %s is not a directory", dir)
+	}
+	idx, err := readLayoutIndex(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	var out []layoutImage
+	var unnamed []string
+	for _, d := range idx.Manifests {
+		refName := d.Annotations[AnnotationRefName]
+		full := d.Annotations[annotationContainerdName]
+		if full == "" && strings.ContainsAny(refName, "/") {
+			full = refName
+		}
+		if tag != "" && refName != tag && full != tag {
+			continue
+		}
+		if refName == "" && full == "" {
+			continue // not tagged
+		}
+		if full == "" {
+			unnamed = append(unnamed, refName)
+			continue
+		}
+		r, err := ParseReference(full)
+		if err != nil {
+			return nil, fmt.Errorf("OCI layout %s: image %s: %w", dir, d.Digest, err)
+		}
+		if r.Digest != "" && r.Digest != d.Digest {
+			return nil, fmt.Errorf("%w: OCI layout %s: %s names %s but its descriptor is %s", ErrDescriptorConflict, dir, full, r.Digest, d.Digest)
+		}
+		r.Digest = ""
+		if r.Tag == "" {
+			r.Tag = "latest"
+		}
+		d.Annotations = nil
+		out = append(out, layoutImage{ref: r, desc: d})
+	}
+	if len(unnamed) > 0 {
+		return nil, fmt.Errorf("%w: OCI layout %s: the image(s) tagged %s have no repository name; a bundle names every image in full: set %s (or %s) to a full name such as registry.example/team/app:1.0",
+			ErrInvalidReference, dir, strings.Join(unnamed, ", "), annotationContainerdName, AnnotationRefName)
+	}
+	if len(out) == 0 {
+		if tag != "" {
+			return nil, fmt.Errorf("image not found: OCI layout %s has no image tagged %s", dir, tag)
+		}
+		return nil, fmt.Errorf("image not found: OCI layout %s has no tagged image", dir)
+	}
+	return out, nil
+}
+
+// ParseLayoutRef splits oci:DIR[:TAG]. The tag is what follows the last
+// colon after the last path separator.
+func ParseLayoutRef(s string) (dir, tag string, ok bool) {
+	rest, ok := strings.CutPrefix(s, LayoutScheme)
+	if !ok {
+		return "", "", false
+	}
+	slash := strings.LastIndexAny(rest, `/\`)
+	if i := strings.LastIndex(rest, ":"); i > slash && i > 0 {
+		return rest[:i], rest[i+1:], true
+	}
+	return rest, "", true
+}
+
+// ---- target ----
+
+// layoutTarget writes an OCI image layout directory: each blob and manifest
+// to a temporary file in its blobs/ directory, renamed to its digest only
+// once verified; index.json last, merged with what the directory already
+// lists (an image of the same name is replaced).
+type layoutTarget struct {
+	dir string
+
+	mu    sync.Mutex
+	named map[string]ocispec.Descriptor // ref name -> root
+	order []string
+	index map[string]digest.Digest // after commit: what index.json lists
+}
+
+var _ target = (*layoutTarget)(nil)
+
+func newLayoutTarget(dir string) (*layoutTarget, error) {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating the OCI layout %s: %w", dir, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("OCI layout %s is not a directory", dir)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, LayoutFile)); err == nil {
+		if err := checkLayout(b); err != nil {
+			return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	// Refuse a directory whose index.json cannot be merged, before any work.
+	if _, err := readLayoutIndex(dir, true); err != nil {
+		return nil, err
+	}
+	return &layoutTarget{dir: dir, named: map[string]ocispec.Descriptor{}}, nil
+}
+
+func (t *layoutTarget) repository(name string) (string, error) { return name, nil }
+
+func (t *layoutTarget) display(repo, ref string) string {
+	switch {
+	case ref == "":
+		return LayoutScheme + t.dir
+	case validateDigest(digest.Digest(ref)) == nil:
+		return LayoutScheme + t.dir + ":" + repo + "@" + ref
+	}
+	return LayoutScheme + t.dir + ":" + repo + ":" + ref
+}
+
+func (t *layoutTarget) pushBlob(_ context.Context, _, from string, desc ocispec.Descriptor, open opener) (blobOutcome, error) {
+	if from != "" {
+		return blobMounted, nil // one blob store for every repository
+	}
+	path := blobFile(t.dir, desc.Digest)
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Size() == desc.Size {
+		return blobPresent, nil
+	}
+	rc, err := open()
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	return blobUploaded, t.write(path, rc)
+}
+
+// write stores r (verified as it is read) at path through a temporary file.
+func (t *layoutTarget) write(path string, r io.Reader) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".ferry-*")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+func (t *layoutTarget) pushManifest(ctx context.Context, repo, tag string, m *Manifest) error {
+	open := func() (io.ReadCloser, error) {
+		return io.NopCloser(NewVerifyReader(bytes.NewReader(m.Bytes), m.Descriptor)), nil
+	}
+	if _, err := t.pushBlob(ctx, repo, "", m.Descriptor, open); err != nil {
+		return err
+	}
+	if tag != "" {
+		t.name(repo+":"+tag, m.Descriptor)
+	}
+	return nil
+}
+
+// nameRoot lists an image imported by digest in index.json.
+func (t *layoutTarget) nameRoot(repo string, desc ocispec.Descriptor) {
+	t.name(repo+"@"+desc.Digest.String(), desc)
+}
+
+func (t *layoutTarget) name(ref string, desc ocispec.Descriptor) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.named[ref]; !ok {
+		t.order = append(t.order, ref)
+	}
+	desc.Annotations = map[string]string{AnnotationRefName: ref, annotationContainerdName: ref}
+	t.named[ref] = desc
+}
+
+// commit writes oci-layout if missing and index.json: the images of this
+// import, after those already listed under other names.
+func (t *layoutTarget) commit(context.Context) error {
+	idx, err := readLayoutIndex(t.dir, true)
+	if err != nil {
+		return err
+	}
+	var kept []ocispec.Descriptor
+	for _, d := range idx.Manifests {
+		if _, replaced := t.named[d.Annotations[AnnotationRefName]]; !replaced {
+			kept = append(kept, d)
+		}
+	}
+	for _, ref := range t.order {
+		kept = append(kept, t.named[ref])
+	}
+	idx.Manifests = kept
+	if idx.SchemaVersion == 0 {
+		idx.Versioned = specsVersioned()
+	}
+	b, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(t.dir, LayoutFile)); errors.Is(err, os.ErrNotExist) {
+		if err := t.write(filepath.Join(t.dir, LayoutFile), strings.NewReader(layoutContent)); err != nil {
+			return fmt.Errorf("writing %s/%s: %w", t.dir, LayoutFile, err)
+		}
+	}
+	if err := t.write(filepath.Join(t.dir, IndexFile), bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("writing %s/%s: %w", t.dir, IndexFile, err)
+	}
+	t.index = map[string]digest.Digest{}
+	for _, d := range kept {
+		t.index[d.Annotations[AnnotationRefName]] = d.Digest
+	}
+	return nil
+}
+
+// resolve reads back what commit wrote: the digest index.json lists for a
+// tag, or a manifest present by digest.
+func (t *layoutTarget) resolve(_ context.Context, repo, ref string) (digest.Digest, error) {
+	if d := digest.Digest(ref); validateDigest(d) == nil {
+		if _, err := os.Stat(blobFile(t.dir, d)); err != nil {
+			return "", err
+		}
+		return d, nil
+	}
+	d, ok := t.index[repo+":"+ref]
+	if !ok {
+		return "", fmt.Errorf("%w: %s is not in %s/index.json", registry.ErrNotFound, repo+":"+ref, t.dir)
+	}
+	return d, nil
+}

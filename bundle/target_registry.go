@@ -1,0 +1,113 @@
+package bundle
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferryproject/ferry/internal/registry"
+)
+
+// registryTarget puts content into an OCI distribution registry.
+type registryTarget struct {
+	client *registry.Client
+	repos  map[string]name.Repository // filled by repository, before any push
+}
+
+var _ target = (*registryTarget)(nil)
+
+func (t *registryTarget) repository(s string) (string, error) {
+	repo, err := t.client.ParseRepository(s)
+	if err != nil {
+		return "", err
+	}
+	t.repos[repo.Name()] = repo
+	return repo.Name(), nil
+}
+
+func (t *registryTarget) display(repo, ref string) string {
+	switch {
+	case ref == "":
+		return repo
+	case validateDigest(digest.Digest(ref)) == nil:
+		return repo + "@" + ref
+	}
+	return repo + ":" + ref
+}
+
+// pushBlob checks, mounts or uploads with one request (a mount request
+// from the repository itself, or from one that has the blob), then sends
+// the content; a broken upload is read again and sent again.
+func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string, desc ocispec.Descriptor, open opener) (blobOutcome, error) {
+	repo := t.repos[repoName]
+	src := repo
+	if from, ok := t.repos[fromName]; ok && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
+		src = from
+	}
+	mounted, loc, err := t.client.StartUpload(ctx, repo, src, desc.Digest)
+	if err != nil {
+		return 0, fmt.Errorf("starting the upload: %w", err)
+	}
+	if !mounted && !t.client.Mounts(repo) {
+		// Until the registry has shown it honours mount requests, its 202
+		// does not mean the blob is missing (some registries ignore mount):
+		// ask, so a re-run does not upload everything again.
+		exists, err := t.client.BlobExists(ctx, repo, desc.Digest)
+		if err != nil {
+			t.client.CancelUpload(ctx, repo, loc)
+			return 0, fmt.Errorf("checking for the blob: %w", err)
+		}
+		if exists {
+			t.client.CancelUpload(ctx, repo, loc)
+			mounted, src = true, repo
+		}
+	}
+	if mounted {
+		// A mount from another repository may also find the blob already
+		// there; it counts as mounted.
+		if src.Name() == repo.Name() {
+			return blobPresent, nil
+		}
+		return blobMounted, nil
+	}
+	first := true
+	_, err = withRetries(ctx, t.client, func(ctx context.Context) (struct{}, bool, error) {
+		rc, err := open()
+		if err != nil {
+			return struct{}{}, false, err
+		}
+		defer rc.Close()
+		if first {
+			first = false
+			err = t.client.PutUpload(ctx, repo, loc, desc.Digest, desc.Size, rc)
+		} else {
+			err = t.client.PushBlob(ctx, repo, desc.Digest, desc.Size, rc)
+		}
+		return struct{}{}, registry.IsTemporary(err), err
+	})
+	if err != nil && registry.IsTemporary(err) {
+		retries, _ := t.client.RetryPolicy()
+		err = fmt.Errorf("giving up after %d retries (re-run the import to continue; --retries raises the limit): %w", retries, err)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return blobUploaded, nil
+}
+
+func (t *registryTarget) pushManifest(ctx context.Context, repo, tag string, m *Manifest) error {
+	ref := tag
+	if ref == "" {
+		ref = m.Descriptor.Digest.String()
+	}
+	return t.client.PutManifest(ctx, t.repos[repo], ref, m.Descriptor.MediaType, m.Bytes)
+}
+
+func (t *registryTarget) commit(context.Context) error { return nil }
+
+func (t *registryTarget) resolve(ctx context.Context, repo, ref string) (digest.Digest, error) {
+	return t.client.HeadManifest(ctx, t.repos[repo], ref)
+}
