@@ -171,18 +171,16 @@ func layoutImages(dir, tag string) ([]layoutImage, error) {
 	return out, nil
 }
 
-// ParseLayoutRef splits oci:DIR[:TAG]. The tag is what follows the last
-// colon after the last path separator.
-func ParseLayoutRef(s string) (dir, tag string, ok bool) {
+// ParseLayoutRef splits oci:DIR[:REF] at the first colon after the scheme,
+// as skopeo does: REF is a tag or a full image name as the layout lists it,
+// and DIR cannot hold a colon.
+func ParseLayoutRef(s string) (dir, ref string, ok bool) {
 	rest, ok := strings.CutPrefix(s, LayoutScheme)
 	if !ok {
 		return "", "", false
 	}
-	slash := strings.LastIndexAny(rest, `/\`)
-	if i := strings.LastIndex(rest, ":"); i > slash && i > 0 {
-		return rest[:i], rest[i+1:], true
-	}
-	return rest, "", true
+	dir, ref, _ = strings.Cut(rest, ":")
+	return dir, ref, true
 }
 
 // ---- target ----

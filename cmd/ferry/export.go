@@ -15,13 +15,18 @@ func newExportCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "export",
 		Usage:     "pull images from registries into one bundle file",
-		ArgsUsage: "[REF...]",
+		ArgsUsage: "[REF|oci:DIR[:REF]...]",
 		Description: `Resolves every reference (arguments and --images-file), then writes one
 zstd-compressed tar of an OCI image layout holding every manifest, config and
 layer once. Nothing is written if any reference fails to resolve.
 
+oci:DIR takes every named image of an OCI image layout directory (as buildkit,
+ko or jib write them), oci:DIR:REF one of them; each needs a full name in
+io.containerd.image.name or org.opencontainers.image.ref.name.
+
 Examples:
   ferry export nginx:1.27 alpine:3.20 -o images.tar.zst
+  ferry export oci:./build/layout -o app.tar.zst
   ferry export -f images.txt -o - | ssh diode 'cat > images.tar.zst'`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},

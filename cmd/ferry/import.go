@@ -21,13 +21,15 @@ func newImportCommand(e *env) *cli.Command {
 pushes blobs, manifests and tags. Manifest bytes are pushed unchanged, so every
 digest is preserved. Only the registry host and an optional path prefix change:
 docker.io/library/nginx:1.27 with --to reg.local:5000/mirror becomes
-reg.local:5000/mirror/library/nginx:1.27.
+reg.local:5000/mirror/library/nginx:1.27. With --to oci:DIR the images go into
+an OCI image layout directory instead, under their full source names.
 
 Examples:
   ferry import images.tar.zst --key ferry.pub --to registry.local:5000/mirror
-  cat images.tar.zst | ferry import - --key ferry.pub --to registry.local:5000`,
+  cat images.tar.zst | ferry import - --key ferry.pub --to registry.local:5000
+  ferry import images.tar.zst --key ferry.pub --to oci:/srv/images`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]` (required)"},
+			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]`, or write to the OCI layout oci:DIR (required)"},
 			&cli.BoolFlag{Name: flagKeepSourceRegistry, Usage: "keep the source registry host as the first path element under the prefix"},
 			&cli.StringFlag{Name: flagMappingOut, Usage: "write source=destination@digest lines to `FILE`"},
 			keyFlag("trust the public key `FILE` (repeatable, for key rotation; also FERRY_PUBLIC_KEYS)"),
@@ -47,8 +49,12 @@ Examples:
 			if err != nil {
 				return err
 			}
-			if _, err := bundle.ParseDestination(c.String(flagTo)); err != nil {
+			dest, err := bundle.ParseDestination(c.String(flagTo))
+			if err != nil {
 				return usageError{err}
+			}
+			if dest.Layout != "" && c.Bool(flagKeepSourceRegistry) {
+				return usagef("--keep-source-registry has no meaning with --to oci:DIR: an OCI layout keeps every image under its full source name")
 			}
 			mapping := c.String(flagMappingOut)
 			if mapping != "" {
