@@ -252,7 +252,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		total += b.Size
 	}
 	split := len(blobs)
-	for split > 0 && !opts.Encoder.CompressAll && storedBlob(blobs[split-1]) {
+	for split > 0 && opts.Encoder.stores(blobs[split-1], nil) {
 		split--
 	}
 	if f, pos, ok := seekableFile(w); ok {
@@ -856,25 +856,20 @@ func (e *exporter) placeBlobs(ctx context.Context, bw *Writer, f *os.File, base 
 }
 
 // fetchBlob downloads one blob, verifying it, and encodes it into what
-// prepare returns (called again for every attempt). Stored blobs (see
-// storedBlob) are stored, others compressed.
+// prepare returns (called again for every attempt), stored or compressed as
+// EncoderOptions.stores decides. A download that breaks is tried again with
+// the one retry helper, so --retries N means at most N+1 requests.
 func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Descriptor, g *graph, total int64, prepare func() (io.Writer, error)) (EncodedEntry, error) {
 	if err := ctx.Err(); err != nil {
 		return EncodedEntry{}, err
 	}
 	repo := e.blobSrc[desc.Digest]
 	e.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-	var last error
-	retries, base := e.client.RetryPolicy()
-	for attempt := 0; attempt <= retries; attempt++ {
-		if attempt > 0 {
-			if err := registry.Sleep(ctx, registry.Backoff(base, attempt-1)); err != nil {
-				return EncodedEntry{}, err
-			}
-		}
+	var werr *writeError
+	entry, err := withRetries(ctx, e.client, func(ctx context.Context) (EncodedEntry, bool, error) {
 		dst, err := prepare()
 		if err != nil {
-			return EncodedEntry{}, err
+			return EncodedEntry{}, false, err
 		}
 		var src io.Reader
 		if b, ok := e.configs[desc.Digest]; ok {
@@ -882,38 +877,27 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 		} else {
 			rc, err := repo.blob(ctx, desc.Digest)
 			if err != nil {
-				last = err
-				if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied) {
-					break
-				}
-				continue
+				final := errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied)
+				return EncodedEntry{}, !final, err
 			}
 			defer rc.Close()
 			src = &progressReader{r: rc, emit: e.opts.Progress, digest: desc.Digest.String()}
 		}
-		var entry EncodedEntry
-		dst = &destWriter{w: dst}
-		if storedBlob(desc) && !e.opts.Encoder.CompressAll {
-			entry, err = enc.EncodeStored(dst, desc, src)
-		} else {
-			entry, err = enc.EncodeBlob(dst, desc, src)
-		}
-		if err == nil {
-			e.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-			return entry, nil
-		}
-		last = err
-		if ctx.Err() != nil {
-			return EncodedEntry{}, ctx.Err()
-		}
-		var werr *writeError
-		if errors.As(err, &werr) {
-			// The output failed (disk full, read-only): downloading again
-			// cannot help.
-			return EncodedEntry{}, fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, werr.err)
-		}
+		entry, err := enc.EncodeBlob(&destWriter{w: dst}, desc, src)
+		// The output failing (disk full, read-only) is not helped by
+		// downloading again.
+		return entry, !errors.As(err, &werr) && ctx.Err() == nil, err
+	})
+	switch {
+	case err == nil:
+		e.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+		return entry, nil
+	case ctx.Err() != nil:
+		return EncodedEntry{}, ctx.Err()
+	case errors.As(err, &werr):
+		return EncodedEntry{}, fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, werr.err)
 	}
-	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo, last)}
+	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo, err)}
 }
 
 // destWriter marks the errors of the output, so they are not taken for a

@@ -30,9 +30,9 @@ const (
 )
 
 // storedBlob reports whether desc is a layer the writer stores rather than
-// compresses: 64 KiB or more, with a gzip or zstd media type. The decision
-// rests on the descriptor alone, so the archive order and every frame's
-// length are known before the content is fetched.
+// compresses by its descriptor alone: 64 KiB or more, with a gzip or zstd
+// media type. The decision rests on the descriptor, so the archive order and
+// every such frame's length are known before the content is fetched.
 func storedBlob(desc ocispec.Descriptor) bool {
 	if desc.Size < storeMinSize {
 		return false
@@ -40,6 +40,20 @@ func storedBlob(desc ocispec.Descriptor) bool {
 	mt := desc.MediaType
 	return strings.HasSuffix(mt, "+gzip") || strings.HasSuffix(mt, "+zstd") ||
 		strings.HasSuffix(mt, ".tar.gzip") || strings.HasSuffix(mt, ".tar.zstd")
+}
+
+// stores is the one decision between storing and compressing an entry of
+// size bytes: never with CompressAll or below 64 KiB; always for a blob whose
+// descriptor says it is compressed (storedBlob); otherwise when its content
+// starts like a gzip or zstd stream (head, its first bytes, when known).
+func (o EncoderOptions) stores(desc ocispec.Descriptor, head []byte) bool {
+	switch {
+	case o.CompressAll || desc.Size < storeMinSize:
+		return false
+	case storedBlob(desc):
+		return true
+	}
+	return compressedMagic(head)
 }
 
 // storedFrameLength is the length of the stored frame of an entry whose tar

@@ -94,9 +94,9 @@ func TestStoredFrames(t *testing.T) {
 		}
 	}
 	// A small config is compressed, and so is a large layer that is not
-	// compressed already.
+	// compressed already (by its media type and its content).
 	plain := bytes.Repeat([]byte("uncompressed tar layer "), 10000)
-	s := newSample(plain)
+	s := newSampleTyped(plain, ocispec.MediaTypeImageLayer)
 	data := writeBundle(t, s)
 	if len(data) > len(plain)/4 {
 		t.Errorf("an uncompressed layer of %d bytes made a bundle of %d: not compressed", len(plain), len(data))
@@ -155,4 +155,32 @@ func (z *zeroOnce) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	return 0, io.EOF
+}
+
+// TestStoresDecision: EncoderOptions.stores is the one place that decides
+// between storing and compressing, for the placed frames of an export and
+// for every other entry alike.
+func TestStoresDecision(t *testing.T) {
+	gz, zst, plain := []byte{0x1f, 0x8b, 0x08, 0}, []byte{0x28, 0xb5, 0x2f, 0xfd}, []byte("tar ")
+	big := int64(storeMinSize)
+	for _, tc := range []struct {
+		name string
+		opts EncoderOptions
+		desc ocispec.Descriptor
+		head []byte
+		want bool
+	}{
+		{"gzip layer by type", EncoderOptions{}, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Size: big}, nil, true},
+		{"zstd layer by type", EncoderOptions{}, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerZstd, Size: big}, plain, true},
+		{"Docker gzip layer by type", EncoderOptions{}, ocispec.Descriptor{MediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", Size: big}, nil, true},
+		{"unknown type, gzip content", EncoderOptions{}, ocispec.Descriptor{MediaType: "application/octet-stream", Size: big}, gz, true},
+		{"unknown type, zstd content", EncoderOptions{}, ocispec.Descriptor{Size: big}, zst, true},
+		{"uncompressed layer", EncoderOptions{}, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Size: big}, plain, false},
+		{"too small", EncoderOptions{}, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Size: big - 1}, gz, false},
+		{"CompressAll", EncoderOptions{CompressAll: true}, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Size: big}, gz, false},
+	} {
+		if got := tc.opts.stores(tc.desc, tc.head); got != tc.want {
+			t.Errorf("%s: stores = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -30,12 +30,15 @@ type sample struct {
 	mDesc, cDesc, lDesc            ocispec.Descriptor
 }
 
-func newSample(layer []byte) sample {
+func newSample(layer []byte) sample { return newSampleTyped(layer, ocispec.MediaTypeImageLayerGzip) }
+
+// newSampleTyped is newSample with a layer of the given media type.
+func newSampleTyped(layer []byte, layerType string) sample {
 	var s sample
 	s.config = []byte(`{"architecture":"amd64","os":"linux"}`)
 	s.layer = layer
 	s.cDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(s.config), Size: int64(len(s.config))}
-	s.lDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(layer), Size: int64(len(layer))}
+	s.lDesc = ocispec.Descriptor{MediaType: layerType, Digest: digest.FromBytes(layer), Size: int64(len(layer))}
 	s.manifest = []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
 		ocispec.MediaTypeImageManifest, s.cDesc.MediaType, s.cDesc.Digest, s.cDesc.Size, s.lDesc.MediaType, s.lDesc.Digest, s.lDesc.Size))
 	s.mDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(s.manifest), Size: int64(len(s.manifest))}

@@ -66,7 +66,7 @@ func TestRetriesBoundRequests(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.New(t, registrytest.Options{})
 	img := pushImage(t, reg.Host, "team/app:1.0", testimages.Layer("retries", 4<<10))
-	manifests, config := "/team/app/manifests/", "/team/app/blobs/"+img.config.String()
+	manifests, config, layer := "/team/app/manifests/", "/team/app/blobs/"+img.config.String(), "/team/app/blobs/"+img.layers[0].String()
 	opts := bundle.ExportOptions{Registry: bundle.RegistryOptions{Retries: 2, RetryBase: time.Millisecond}}
 	unavailable := func(t *testing.T, err error) {
 		t.Helper()
@@ -89,6 +89,13 @@ func TestRetriesBoundRequests(t *testing.T) {
 	}{
 		{"manifest always 503", []*registrytest.Fault{{Method: http.MethodGet, Path: manifests, Status: http.StatusServiceUnavailable, Times: 1000}}, 3, unavailable},
 		{"config always 503", []*registrytest.Fault{{Method: http.MethodGet, Path: config, Status: http.StatusServiceUnavailable, Times: 1000}}, 3, unavailable},
+		{"layer always 503", []*registrytest.Fault{{Method: http.MethodGet, Path: layer, Status: http.StatusServiceUnavailable, Times: 1000}}, 3, unavailable},
+		{"layer body always cut", []*registrytest.Fault{{Method: http.MethodGet, Path: layer, Drop: true, Times: 1000}}, 3, func(t *testing.T, err error) {
+			t.Helper()
+			if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), "fetch blob "+img.layers[0].String()) {
+				t.Errorf("got %v, want the layer body cut short (unexpected EOF) naming the blob", err)
+			}
+		}},
 		{"manifest body always cut", []*registrytest.Fault{{Method: http.MethodGet, Path: manifests, Drop: true, Times: 1000}}, 3, broken},
 		{"manifest body cut once, then 503", []*registrytest.Fault{
 			{Method: http.MethodGet, Path: manifests, Drop: true, Times: 1},
@@ -122,7 +129,14 @@ func TestRetriesBoundRequests(t *testing.T) {
 				return
 			}
 			var re *bundle.ResolveError
-			if !errors.As(err, &re) || !strings.Contains(err.Error(), "resolving "+img.ref+": ") {
+			var be *bundle.BlobError
+			switch {
+			case strings.HasPrefix(tc.name, "layer"):
+				// Layers are fetched after every reference is resolved.
+				if !errors.As(err, &be) || be.Op != "fetch" {
+					t.Errorf("got %v, want a BlobError of the fetch", err)
+				}
+			case !errors.As(err, &re) || !strings.Contains(err.Error(), "resolving "+img.ref+": "):
 				t.Errorf("got %v, want a ResolveError naming %s", err, img.ref)
 			}
 			tc.check(t, err)

@@ -54,16 +54,15 @@ func (o EncoderOptions) newZstd() *zstd.Encoder {
 // Encoder turns one archive entry into one zstd frame. It is not safe for
 // concurrent use; give each goroutine its own.
 type Encoder struct {
-	opts        EncoderOptions
-	enc         *zstd.Encoder // made on first use: stored entries need none
-	buf         []byte
-	block       []byte // for stored frames, allocated on first use
-	compressAll bool
+	opts  EncoderOptions
+	enc   *zstd.Encoder // made on first use: stored entries need none
+	buf   []byte
+	block []byte // for stored frames, allocated on first use
 }
 
 // NewEncoder returns an Encoder.
 func NewEncoder(opts EncoderOptions) *Encoder {
-	return &Encoder{opts: opts, compressAll: opts.CompressAll}
+	return &Encoder{opts: opts}
 }
 
 // EncodedEntry describes a frame produced by Encoder.EncodeBlob or
@@ -103,11 +102,11 @@ func (e *Encoder) EncodeBlob(dst io.Writer, desc ocispec.Descriptor, r io.Reader
 		return EncodedEntry{}, err
 	}
 	name := BlobPath(desc.Digest)
-	n, err := e.encode(dst, name, desc.Size, false, NewVerifyReader(r, desc))
+	n, err := e.encode(dst, name, desc.MediaType, desc.Size, false, NewVerifyReader(r, desc))
 	return EncodedEntry{Name: name, Digest: desc.Digest, Size: desc.Size, Length: n}, err
 }
 
-func (e *Encoder) encode(dst io.Writer, name string, size int64, dir bool, r io.Reader) (int64, error) {
+func (e *Encoder) encode(dst io.Writer, name, mediaType string, size int64, dir bool, r io.Reader) (int64, error) {
 	hdr, err := tarHeader(name, size, dir)
 	if err != nil {
 		return 0, fmt.Errorf("tar header for %s: %w", name, err)
@@ -117,22 +116,18 @@ func (e *Encoder) encode(dst io.Writer, name string, size int64, dir bool, r io.
 	if e.enc == nil {
 		e.enc, e.buf = e.opts.newZstd(), make([]byte, 256<<10)
 	}
-	if !dir && size >= storeMinSize && !e.compressAll {
+	if !dir && size >= storeMinSize {
 		var head [4]byte
 		n, err := io.ReadFull(r, head[:])
 		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 			return 0, err
 		}
 		r = io.MultiReader(bytes.NewReader(head[:n]), r)
-		if compressedMagic(head[:n]) {
+		if e.opts.stores(ocispec.Descriptor{MediaType: mediaType, Size: size}, head[:n]) {
 			if e.block == nil {
 				e.block = make([]byte, 3+rawBlockMax)
 			}
-			err := storeFrame(cw, e.block, hdr, r, size, pad)
-			if err != nil {
-				err = fmt.Errorf("%s: %w", name, err)
-			}
-			return cw.n, err
+			return cw.n, storeFrame(cw, e.block, hdr, r, size, pad)
 		}
 	}
 	e.enc.ResetContentSize(cw, int64(len(hdr))+size+pad)
@@ -187,7 +182,7 @@ func (w *Writer) WriteFile(name string, data []byte) error {
 	if err := checkEntryName(name); err != nil {
 		return err
 	}
-	return w.add(SeekEntry{Name: name, Digest: digest.FromBytes(data), Size: int64(len(data))}, false, bytes.NewReader(data))
+	return w.add(SeekEntry{Name: name, Digest: digest.FromBytes(data), Size: int64(len(data))}, "", false, bytes.NewReader(data))
 }
 
 // WriteBlob compresses and writes the blob desc with content from r,
@@ -202,7 +197,7 @@ func (w *Writer) WriteBlob(desc ocispec.Descriptor, r io.Reader) error {
 	if err := w.blobDirs(desc.Digest); err != nil {
 		return err
 	}
-	return w.add(SeekEntry{Name: BlobPath(desc.Digest), Digest: desc.Digest, Size: desc.Size}, false, NewVerifyReader(r, desc))
+	return w.add(SeekEntry{Name: BlobPath(desc.Digest), Digest: desc.Digest, Size: desc.Size}, desc.MediaType, false, NewVerifyReader(r, desc))
 }
 
 // AppendEncoded appends a frame made by Encoder.EncodeBlob or EncodeStored; frame yields
@@ -281,7 +276,7 @@ func (w *Writer) blobDirs(d digest.Digest) error {
 	for _, dir := range []string{BlobsDir + "/", BlobsDir + "/" + string(d.Algorithm()) + "/"} {
 		if !w.dirs[dir] {
 			w.dirs[dir] = true
-			if err := w.add(SeekEntry{Name: dir}, true, nil); err != nil {
+			if err := w.add(SeekEntry{Name: dir}, "", true, nil); err != nil {
 				return err
 			}
 		}
@@ -289,13 +284,13 @@ func (w *Writer) blobDirs(d digest.Digest) error {
 	return nil
 }
 
-func (w *Writer) add(se SeekEntry, dir bool, r io.Reader) error {
+func (w *Writer) add(se SeekEntry, mediaType string, dir bool, r io.Reader) error {
 	if w.names[se.Name] {
 		w.err = fmt.Errorf("%w: entry %s written twice", ErrCorrupt, se.Name)
 		return w.err
 	}
 	off := w.w.n
-	n, err := w.e.encode(w.w, se.Name, se.Size, dir, r)
+	n, err := w.e.encode(w.w, se.Name, mediaType, se.Size, dir, r)
 	if err != nil {
 		w.err = err
 		return err
