@@ -153,6 +153,7 @@ type Reader struct {
 	fs     *frameStream
 	tr     *tar.Reader
 	spans  []entrySpan
+	noEOA  bool // the tar stream ended without its end-of-archive marker
 	cur    io.Reader
 	seen   map[digest.Digest]bool
 	done   bool

@@ -40,6 +40,13 @@ func (s *streamSource) next() (*tar.Header, error) {
 	h, err := r.tr.Next()
 	if err != nil {
 		if err == io.EOF {
+			// The tar reader also stops, without error, where the stream
+			// ends on an entry boundary: only two zero blocks end a bundle.
+			var end int64
+			if n := len(r.spans); n > 0 {
+				end = r.spans[n-1].end
+			}
+			r.noEOA = r.fs.out-end < int64(len(zeros))
 			return nil, io.EOF
 		}
 		return nil, classifyErr("reading the archive", err)
@@ -258,13 +265,12 @@ func (d *entryReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// finish reads the rest of the frame after the content: the padding only.
+// finish reads the rest of the frame after the content (its padding), so
+// the frame's checksum and declared size are checked by the decoder: the
+// size was compared with one tar entry's when the entry was opened.
 func (d *entryReader) finish() error {
 	if _, err := io.Copy(io.Discard, d.cr); err != nil {
 		return classifyErr("reading entry "+d.name, err)
-	}
-	if want := d.hdrLen + d.hdr.Size + padding(d.hdr.Size); d.cr.n != want || d.fr.state != frameDone {
-		return seekCorrupt("the frame of entry %q holds %d bytes; one tar entry is %d", truncate(d.name, 100), d.cr.n, want)
 	}
 	return nil
 }
@@ -391,6 +397,9 @@ func (r *Reader) Next() (ocispec.Descriptor, io.Reader, error) {
 // finishStream checks what follows the tar end-of-archive marker and, when
 // the stream ends with a seek table, that the table describes it.
 func (r *Reader) finishStream() error {
+	if r.noEOA {
+		return fmt.Errorf("%w: the archive ends without the tar end-of-archive marker; copy the bundle again", ErrTruncated)
+	}
 	if err := r.fs.finish(); err != nil {
 		return err
 	}

@@ -3,11 +3,13 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -116,6 +118,12 @@ func TestReaderRejectsHostileArchives(t *testing.T) {
 	extra := []byte("an extra blob")
 	sha1Index := bytes.Replace(s.index, []byte(s.mDesc.Digest.String()), []byte("sha1:"+strings.Repeat("a", 40)), 1)
 	valid := craft(t, base)
+	enc, _ := zstd.NewWriter(nil)
+	eoaFrame := enc.EncodeAll(make([]byte, 1024), nil)
+	if !bytes.HasSuffix(valid, eoaFrame) {
+		t.Fatal("craft does not end with the end-of-archive frame")
+	}
+	noEOA := valid[:len(valid)-len(eoaFrame)]
 	cases := []struct {
 		name    string
 		data    []byte
@@ -143,6 +151,13 @@ func TestReaderRejectsHostileArchives(t *testing.T) {
 		{"sha1 digest", with(func(e []ent) []ent { e[1].body = sha1Index; return e }), ErrUnsupported, "only sha256 and sha512"},
 		{"first entry not oci-layout", with(func(e []ent) []ent { return e[1:] }), ErrNotBundle, "not oci-layout"},
 		{"truncated", valid[:len(valid)*2/3], ErrTruncated, "ends early"},
+		{"no end-of-archive marker", noEOA, ErrTruncated, "the archive ends without the tar end-of-archive marker"},
+		{"a frame header cut short", append(bytes.Clone(noEOA), 0x28, 0xb5, 0x2f, 0xfd), ErrTruncated, fmt.Sprintf("the stream ends inside the frame at offset %d", len(noEOA))},
+		{"half an end-of-archive marker", enc.EncodeAll(make([]byte, 512), bytes.Clone(noEOA)), ErrTruncated, "the archive ends without the tar end-of-archive marker"},
+		{"a second end-of-archive frame", append(bytes.Clone(valid), eoaFrame...), ErrCorrupt, fmt.Sprintf("a zstd frame at offset %d follows the end-of-archive marker", len(valid))},
+		{"bytes after the marker in its frame", enc.EncodeAll(append(make([]byte, 1024), "junk"...), bytes.Clone(noEOA)), ErrCorrupt, "data follows the tar end-of-archive marker"},
+		{"a skippable frame", append(bytes.Clone(valid), 0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0), ErrCorrupt, "skippable frame (magic 0x184d2a50)"},
+		{"bytes that are not a frame", append(bytes.Clone(valid), "junk"...), ErrCorrupt, fmt.Sprintf("the bytes at offset %d are not a zstd frame", len(valid))},
 		{"empty", nil, ErrNotBundle, "empty"},
 		{"garbage", []byte("this is not a bundle at all, just text"), ErrNotBundle, "zstd"},
 		{"gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0}, ErrNotBundle, "gzip"},
@@ -223,6 +238,9 @@ func TestSeekTableRandomAccess(t *testing.T) {
 	fr.Close()
 }
 
+// Each check of the seek table, pinned by the case it alone catches: the
+// seek-table reader and the sequential reader (which checks the table it
+// meets at the end of the stream) each refuse with their exact message.
 func TestSeekTableTampered(t *testing.T) {
 	s := newSample(bytes.Repeat([]byte("layer "), 1000))
 	data := writeBundle(t, s)
@@ -230,6 +248,7 @@ func TestSeekTableTampered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	frames := data[:end]
 	rewrite := func(mut func(*SeekTable)) []byte {
 		tt := SeekTable{Entries: append([]SeekEntry(nil), table.Entries...)}
 		mut(&tt)
@@ -237,37 +256,174 @@ func TestSeekTableTampered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return append(append([]byte(nil), data[:end]...), frame...)
+		return append(bytes.Clone(frames), frame...)
 	}
 	n := len(table.Entries)
+	last := table.Entries[n-1]
+	layerName := BlobPath(s.lDesc.Digest)
+	// The layer's frame holding a second entry after it.
+	enc, _ := zstd.NewWriter(nil)
+	extra := craftTar(t, []ent{{name: layerName, body: s.layer}, {name: BlobPath(digest.FromBytes([]byte("x"))), body: []byte("x")}})
+	twoInOne := enc.EncodeAll(extra, nil)
+	hidden := append(bytes.Clone(data[:last.Offset]), twoInOne...)
+	eoa := data[last.Offset+last.Length : end]
+	hiddenTable := SeekTable{Entries: append([]SeekEntry(nil), table.Entries...)}
+	hiddenTable.Entries[n-1].Length = int64(len(twoInOne))
+	hidden = append(hidden, eoa...)
+	hf, err := encodeSeekFrame(&hiddenTable, int64(len(hidden)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden = append(hidden, hf...)
+
+	// replaceTail keeps the frames of the entries before index i, puts
+	// entryFrames and then eoaFrames after them, and a table listing the
+	// entries as given (lengths from entryFrames).
+	replaceTail := func(i int, entryFrames [][]byte, eoaFrames ...[]byte) []byte {
+		d := bytes.Clone(data[:table.Entries[i].Offset])
+		tt := SeekTable{Entries: append([]SeekEntry(nil), table.Entries[:i]...)}
+		for j, f := range entryFrames {
+			e := table.Entries[i+j]
+			e.Offset, e.Length = int64(len(d)), int64(len(f))
+			tt.Entries = append(tt.Entries, e)
+			d = append(d, f...)
+		}
+		for _, f := range eoaFrames {
+			d = append(d, f...)
+		}
+		frame, err := encodeSeekFrame(&tt, int64(len(d)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(d, frame...)
+	}
+	layerTar := craftTar(t, []ent{{name: layerName, body: s.layer}})
 	cases := []struct {
-		name string
-		data []byte
-		msg  string
+		name     string
+		data     []byte
+		sentinel error
+		random   string // the seek-table reader's message
+		stream   string // the sequential reader's
 	}{
-		{"offset outside the file", rewrite(func(t *SeekTable) { t.Entries[n-1].Offset = end + 100 }), "does not start where the previous one ends"},
-		{"points at the wrong entry", rewrite(func(t *SeekTable) {
-			t.Entries[n-1].Offset, t.Entries[n-2].Offset = t.Entries[n-2].Offset, t.Entries[n-1].Offset
-		}), "seek table"},
-		{"checksum", func() []byte { d := append([]byte(nil), data...); d[end+20] ^= 1; return d }(), "checksum"},
-		{"footer size", func() []byte { d := append([]byte(nil), data...); d[len(d)-30] ^= 1; return d }(), "footer"},
+		{"an entry outside the file", rewrite(func(t *SeekTable) { t.Entries[n-1].Offset = end + 100 }), ErrCorrupt,
+			"starts at offset " + strconv.FormatInt(end+100, 10) + ", not where the previous one ends", "starts at offset " + strconv.FormatInt(end+100, 10) + ", not where the previous one ends"},
+		{"two entries swapped", rewrite(func(t *SeekTable) { t.Entries[n-1], t.Entries[n-2] = t.Entries[n-2], t.Entries[n-1] }), ErrCorrupt,
+			"not where the previous one ends", "not where the previous one ends"},
+		{"the last entry runs into the end-of-archive frame", rewrite(func(t *SeekTable) { t.Entries[n-1].Length = end - last.Offset }), ErrCorrupt,
+			"leaves no room for the end-of-archive frame", "leaves no room for the end-of-archive frame"},
+		{"an entry of length 0", rewrite(func(t *SeekTable) { t.Entries[n-1].Length = 0 }), ErrCorrupt,
+			"has length 0 and size", "has length 0 and size"},
+		{"two frames listed as one entry", rewrite(func(t *SeekTable) {
+			t.Entries[n-2].Length += t.Entries[n-1].Length
+			t.Entries = t.Entries[:n-1]
+		}), ErrCorrupt, "is not one zstd frame: its frame is", "lists 6 entries; the archive holds 7"},
+		{"a skippable frame before the seek table", func() []byte {
+			skip := append(binary.LittleEndian.AppendUint32(nil, 0x184D2A50), 4, 0, 0, 0, 'x', 'x', 'x', 'x')
+			d := append(bytes.Clone(frames), skip...)
+			f, err := encodeSeekFrame(table, int64(len(d)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return append(d, f...)
+		}(), ErrCorrupt, "is not one zstd frame of 1024 zero bytes ending at the seek table", "skippable frame (magic 0x184d2a50)"},
+		{"an end-of-archive frame without content size", func() []byte {
+			// magic, descriptor 0 (no size, window follows), window, one
+			// RLE block of 1024 zeros
+			bh := uint32(1 | 1<<1 | 1024<<3)
+			eoaFrame := append(binary.LittleEndian.AppendUint32(nil, zstdMagic), 0, 0x38, byte(bh), byte(bh>>8), byte(bh>>16), 0)
+			d := append(bytes.Clone(data[:last.Offset+last.Length]), eoaFrame...)
+			f, err := encodeSeekFrame(table, int64(len(d)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return append(d, f...)
+		}(), ErrCorrupt, "it is 10 bytes and declares -1 bytes of content", "is not one zstd frame of 1024 zero bytes"},
+		{"a frame length halved", rewrite(func(t *SeekTable) { t.Entries[n-1].Length /= 2 }), ErrCorrupt,
+			"is not one zstd frame: it runs past the length the table gives", "is not one zstd frame: its frame is at offset"},
+		{"two names swapped with their digests and sizes", rewrite(func(t *SeekTable) {
+			a, b := &t.Entries[n-1], &t.Entries[n-2]
+			a.Name, a.Digest, a.Size, b.Name, b.Digest, b.Size = b.Name, b.Digest, b.Size, a.Name, a.Digest, a.Size
+		}), ErrCorrupt, "seek table points at", "in the table but"},
+		{"a blob entry lists another digest", rewrite(func(t *SeekTable) { t.Entries[n-1].Digest = s.cDesc.Digest }), ErrCorrupt,
+			"lists digest " + s.cDesc.Digest.String(), "lists digest " + s.cDesc.Digest.String()},
+		{"index.json with another digest", rewrite(func(t *SeekTable) { t.Entries[1].Digest = s.cDesc.Digest }), ErrDigestMismatch,
+			"index.json does not match the digest in the seek table", "index.json does not match the digest in the seek table"},
+		{"a blob left out", rewrite(func(t *SeekTable) { t.Entries = t.Entries[:n-1] }), ErrCorrupt,
+			"the end-of-archive marker at offset " + strconv.FormatInt(last.Offset, 10) + " is not one zstd frame of 1024 zero bytes", "lists 6 entries; the archive holds 7"},
+		{"a second entry in the frame of the layer", hidden, ErrCorrupt,
+			"the frame of entry \"" + layerName + "\" declares", "not referenced by the index or any manifest"},
+		{"an entry frame without content size", replaceTail(n-1, [][]byte{rawFrame(layerTar, false)}, eoa), ErrCorrupt,
+			"declares -1 bytes of content", "the frame of entry 6 (\"" + layerName + "\") does not declare its content size"},
+		{"the last entry's frame carries an extra zero block", replaceTail(n-1, [][]byte{rawFrame(append(bytes.Clone(layerTar), make([]byte, 512)...), true)}, eoa), ErrCorrupt,
+			"declares " + strconv.Itoa(len(layerTar)+512) + " bytes of content", "does not end where the entry ends"},
+		{"the end-of-archive marker split in two frames", replaceTail(n-1, [][]byte{rawFrame(layerTar, true)}, rawFrame(make([]byte, 512), true), rawFrame(make([]byte, 512), true)), ErrCorrupt,
+			"is not one zstd frame of 1024 zero bytes ending at the seek table", "the archive has 9 zstd frames for 7 entries"},
+		{"an end-of-archive frame of other bytes", replaceTail(n-1, [][]byte{rawFrame(layerTar, true)}, rawFrame(bytes.Repeat([]byte{'x'}, 1024), true)), ErrCorrupt,
+			"it holds bytes other than zeros", "invalid tar header"},
+		{"checksum", func() []byte { d := bytes.Clone(data); d[end+20] ^= 1; return d }(), ErrCorrupt,
+			"seek table: checksum mismatch", "seek table: checksum mismatch"},
+		{"footer size", func() []byte { d := bytes.Clone(data); d[len(d)-30] ^= 1; return d }(), ErrCorrupt,
+			"seek table: footer does not match the file size", "seek table: footer does not match the table frame"},
+		{"trailing bytes", append(bytes.Clone(data), 0), ErrCorrupt,
+			"more bytes follow the seek table", "more bytes follow the seek table"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := OpenReaderAt(bytes.NewReader(tc.data), int64(len(tc.data)))
-			if err == nil {
-				r, _ := OpenReaderAt(bytes.NewReader(tc.data), int64(len(tc.data)))
-				rc, oerr := r.OpenBlob(s.lDesc)
-				if oerr == nil {
-					_, oerr = io.ReadAll(rc)
+			raErr := func() error {
+				r, err := OpenReaderAt(bytes.NewReader(tc.data), int64(len(tc.data)))
+				if err != nil {
+					return err
 				}
-				err = oerr
-			}
-			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.msg) {
-				t.Fatalf("got %v, want ErrCorrupt saying %q", err, tc.msg)
+				defer r.Close()
+				return consume(r)
+			}()
+			for way, got := range map[string]struct {
+				err  error
+				want string
+			}{"seek table": {raErr, tc.random}, "sequential": {readAll(tc.data), tc.stream}} {
+				if !errors.Is(got.err, tc.sentinel) || !strings.Contains(got.err.Error(), got.want) {
+					t.Errorf("%s: got %v, want %v saying %q", way, got.err, tc.sentinel, got.want)
+				}
 			}
 		})
 	}
+}
+
+// rawFrame is content as one zstd frame of raw blocks, declaring its
+// content size or not.
+func rawFrame(content []byte, withSize bool) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, zstdMagic)
+	if withSize {
+		b = binary.LittleEndian.AppendUint64(append(b, 0xC0, rawWindowDescriptor), uint64(len(content)))
+	} else {
+		b = append(b, 0x00, rawWindowDescriptor)
+	}
+	for len(content) > 0 || len(b) < 8 {
+		n := min(len(content), rawBlockMax)
+		bh := uint32(n) << 3
+		if n == len(content) {
+			bh |= 1
+		}
+		b = append(b, byte(bh), byte(bh>>8), byte(bh>>16))
+		b = append(b, content[:n]...)
+		content = content[n:]
+	}
+	return b
+}
+
+// craftTar is the tar of ents without end-of-archive marker.
+func craftTar(t testing.TB, ents []ent) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range ents {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.body))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(e.body)
+	}
+	tw.Flush()
+	return b.Bytes()
 }
 
 func TestVerifyReader(t *testing.T) {

@@ -167,9 +167,13 @@ func (t *SeekTable) validate(end int64) error {
 	seen := make(map[string]bool, len(t.Entries))
 	var next int64
 	for i, e := range t.Entries {
-		if e.Offset != next || e.Length <= 0 || e.Length >= end-e.Offset || e.Size < 0 {
-			return fmt.Errorf("entry %d (%q, offset %d, length %d) does not start where the previous one ends (%d) or runs past the end of the archive (%d)",
-				i, truncate(e.Name, 100), e.Offset, e.Length, next, end)
+		switch {
+		case e.Offset != next:
+			return fmt.Errorf("entry %d (%q) starts at offset %d, not where the previous one ends (%d)", i, truncate(e.Name, 100), e.Offset, next)
+		case e.Length <= 0 || e.Size < 0:
+			return fmt.Errorf("entry %d (%q) has length %d and size %d", i, truncate(e.Name, 100), e.Length, e.Size)
+		case e.Length >= end-e.Offset:
+			return fmt.Errorf("entry %d (%q, offset %d, length %d) leaves no room for the end-of-archive frame before the table (offset %d)", i, truncate(e.Name, 100), e.Offset, e.Length, end)
 		}
 		if err := checkEntryName(e.Name); err != nil {
 			return err
