@@ -126,9 +126,10 @@ type latencyTool struct {
 }
 
 type latencyResult struct {
-	Delay time.Duration
-	Tools map[string]*latencyTool
-	order []string
+	Delay  time.Duration
+	Tools  map[string]*latencyTool
+	order  []string
+	Traces []ferryTrace
 }
 
 func (r *latencyResult) tool(name string) *latencyTool {
@@ -219,5 +220,12 @@ func (s *setResult) latencyMarkdown(b *strings.Builder) {
 				summarize(t.Export).Wall.Seconds()/summarize(f.Export).Wall.Seconds(),
 				summarize(t.Import).Wall.Seconds()/summarize(f.Import).Wall.Seconds())
 		}
+	}
+	if len(l.Traces) > 0 {
+		b.WriteString("\nWhere ferry's time goes: each kind of registry request, how many, and when the first started and the last ended. " +
+			"Kinds whose spans overlap ran in parallel; a kind that starts when another ends waited for it.\n")
+	}
+	for _, ft := range l.Traces {
+		traceMarkdown(b, ft, l.Delay)
 	}
 }

@@ -1,10 +1,64 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
+
+func TestParseDebug(t *testing.T) {
+	t.Parallel()
+	log := `--> 06:30:46.026 GET https://127.0.0.1:5000/v2/
+    User-Agent: ferry
+<-- error tls: first record does not look like a TLS handshake (3ms)
+--> 06:30:46.030 GET http://127.0.0.1:5000/v2/
+<-- 200 (27ms)
+    Content-Length: 2
+--> 06:30:46.060 POST http://127.0.0.1:5000/v2/team/api/blobs/uploads/?from=team%2Fapi&mount=sha256%3Aab
+<-- 202 (40ms)
+--> 06:30:46.100 PUT http://127.0.0.1:5000/v2/team/api/blobs/uploads/0f1e?digest=sha256%3Aab
+<-- 201 (1.2s)
+--> 06:30:47.300 PUT http://127.0.0.1:5000/v2/team/api/manifests/sha256:cd
+<-- 201 (20ms)
+--> 06:30:47.320 PUT http://127.0.0.1:5000/v2/team/api/manifests/1.0.0
+<-- 201 (20ms)
+--> 06:30:47.320 PUT http://127.0.0.1:5000/v2/team/api/manifests/latest
+<-- 201 (25ms)
+--> 06:30:47.345 HEAD http://127.0.0.1:5000/v2/team/api/manifests/latest
+<-- 200 (0s)
+`
+	path := filepath.Join(t.TempDir(), "debug.log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := parseDebug(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	want := []phase{
+		{"ping over TLS (refused on plain HTTP)", 1, 0, ms(3)},
+		{"ping GET /v2/", 1, ms(4), ms(31)},
+		{"POST upload with mount", 1, ms(34), ms(74)},
+		{"PUT upload", 1, ms(74), ms(1274)},
+		{"PUT manifest by digest", 1, ms(1274), ms(1294)},
+		{"PUT manifest by tag", 2, ms(1294), ms(1319)},
+		{"HEAD manifest by tag", 1, ms(1319), ms(1319)},
+	}
+	if len(tr.Phases) != len(want) {
+		t.Fatalf("phases %+v, want %+v", tr.Phases, want)
+	}
+	for i, p := range tr.Phases {
+		if p != want[i] {
+			t.Errorf("phase %d: %+v, want %+v", i, p, want[i])
+		}
+	}
+	if tr.Total != ms(1319) {
+		t.Errorf("total %s, want 1.319s", tr.Total)
+	}
+}
 
 func secsN(s ...float64) []sample {
 	out := make([]sample, len(s))

@@ -493,6 +493,11 @@ func (b *bench) runSet(ctx context.Context, spec setSpec) (*setResult, error) {
 			}
 		}
 	}
+	if tr := res.Tools["ferry"]; lat != nil && tr != nil && tr.ranked() {
+		if err := b.traceFerry(ctx, lat, res, setDir, src, dst); err != nil {
+			return nil, fmt.Errorf("tracing ferry: %w", err)
+		}
+	}
 	if b.profile {
 		if err := b.profileFerry(ctx, res, setDir, src.addr, dst); err != nil {
 			return nil, fmt.Errorf("profiling ferry: %w", err)

@@ -410,7 +410,10 @@ whose loopback runs it compares with), 5 repetitions:
   byte: TCP handshakes, slow start and bandwidth are not modelled, which
   makes the ratios a lower bound of a real link's. The proxy counts the
   requests of each run; (delayed - loopback) / delay is how many round trips
-  lay on the tool's critical path. ` + "`-latency 0`" + ` skips the scenario.
+  lay on the tool's critical path. ferry's export and import are then run
+  once more on each side with ` + "`--debug`" + `, and the report lists each kind of
+  request with when the first started and the last ended, to show which
+  phases wait on the link. ` + "`-latency 0`" + ` skips the scenario.
 - The page cache is warm: every run reads blobs the previous run touched.
 - ` + "`make bench BENCH_FLAGS=-profile`" + ` adds CPU and allocation profiles of ferry
   (FERRY_CPUPROFILE and FERRY_MEMPROFILE) to the report.
