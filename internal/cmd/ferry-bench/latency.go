@@ -73,6 +73,10 @@ func (b *bench) latencyExport(ctx context.Context, l *latency, res *setResult, t
 	}
 	d := l.src.Stats().Sub(before)
 	lt.Export = append(lt.Export, s)
+	if loop := res.tool(t.name).Export; len(loop) > 0 {
+		b.logf("set %s rep %d: %s export %.2f s at %v, %.2f s on loopback (%.2fx), %d requests", res.Spec.Name, rep+1, t.name,
+			s.Wall.Seconds(), l.delay, loop[len(loop)-1].Wall.Seconds(), s.Wall.Seconds()/loop[len(loop)-1].Wall.Seconds(), d.Requests)
+	}
 	lt.ExportRequests = append(lt.ExportRequests, d.Requests)
 	lt.ExportConns = append(lt.ExportConns, d.ClientConns)
 	return nil
@@ -105,6 +109,10 @@ func (b *bench) latencyImport(ctx context.Context, l *latency, res *setResult, t
 	}
 	d := l.dst.Stats().Sub(before)
 	lt.Import = append(lt.Import, s)
+	if loop := res.tool(t.name).Import; len(loop) > 0 {
+		b.logf("set %s rep %d: %s import %.2f s at %v, %.2f s on loopback (%.2fx), %d requests", res.Spec.Name, rep+1, t.name,
+			s.Wall.Seconds(), l.delay, loop[len(loop)-1].Wall.Seconds(), s.Wall.Seconds()/loop[len(loop)-1].Wall.Seconds(), d.Requests)
+	}
 	lt.ImportRequests = append(lt.ImportRequests, d.Requests)
 	lt.ImportConns = append(lt.ImportConns, d.ClientConns)
 	bad, example, err := checkDigests(ctx, dst.addr, j.images)
