@@ -436,6 +436,13 @@ whose loopback runs it compares with), 5 repetitions:
   mounting blobs into every repository that needs them, pushing manifests and tags, and
   resolving every tag again at the end. That CPU competes with the registry's, so the ratio
   depends on how busy the machine is; see the import CPU column and the profile.
+- **Latency.** The delay adds a fixed cost per round trip on a tool's critical path, so the
+  ratio is that cost over the loopback time: it gets worse as the loopback run gets faster, and
+  on a busy machine it moves with the loopback time. "added / delay" (round trips on the
+  critical path) moves less; at 20 ms, 1.25x allows 12.5 per second of loopback time
+  (8 for a 0.7 s export, 21 for a 1.7 s import). The table of ferry's requests shows which
+  phases wait on the link: a phase whose end moves by several delays while its request count
+  stays the same is bound by round trips, not by bytes or CPU.
 - **Peers** run one image after the other, as their documentation shows for several images;
   each keeps its own parallelism within an image. skopeo's ` + "`oci:`" + ` transport cannot hold
   Docker v2 images without changing their digest, so those images go to ` + "`dir:`" + `
