@@ -10,7 +10,10 @@
 // registry), tools interleaved, several repetitions. Reference
 // measurements on the same data give the machine's limits: a parallel GET
 // of every unique blob, `zstd -T0 -3` of the unique blobs, and a parallel
-// monolithic upload of every unique blob.
+// monolithic upload of every unique blob. A latency scenario measures
+// every tool again through loopback proxies that delay each request
+// (internal/delayproxy): in front of the source for exports and of the
+// destination for imports.
 //
 // Generated sets are kept under -dir and reused by later runs.
 package main
@@ -25,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +62,9 @@ type bench struct {
 	logf     func(format string, args ...any)
 	versions map[string]string
 	profile  bool
+
+	latency    time.Duration // the latency scenario's delay per request; 0 skips it
+	latencySet string        // the set it runs on
 }
 
 func main() {
@@ -74,6 +81,8 @@ func main() {
 		out      = flag.String("out", "docs/performance.md", "write the report to `FILE` ('' for none)")
 		ferryBin = flag.String("ferry", "bin/ferry", "the ferry `binary` to measure")
 		noSetup  = flag.Bool("no-install", false, "do not install missing tools; fail instead")
+		latency  = flag.Duration("latency", 20*time.Millisecond, "also measure every tool through proxies that wait `DELAY` before each request (0 to skip)")
+		latSet   = flag.String("latency-set", "small", "the `SET` the latency scenario runs on (one of -sets)")
 		profile  = flag.Bool("profile", false, "also run ferry export and import once more with CPU and allocation profiles, and summarise them in the report")
 	)
 	flag.Parse()
@@ -90,6 +99,13 @@ func main() {
 		logf:     func(f string, a ...any) { fmt.Fprintf(os.Stderr, "ferry-bench: "+f+"\n", a...) },
 		versions: map[string]string{},
 		profile:  *profile,
+		latency:  *latency, latencySet: *latSet,
+	}
+	if b.latency < 0 {
+		fatal(fmt.Errorf("-latency %s is negative", b.latency))
+	}
+	if b.latency > 0 && !slices.Contains(strings.Split(*sets, ","), b.latencySet) {
+		b.logf("-latency-set %s is not in -sets %s: no latency scenario", b.latencySet, *sets)
 	}
 	for _, name := range strings.Split(*only, ",") {
 		found := false
@@ -377,6 +393,17 @@ func (b *bench) runSet(ctx context.Context, spec setSpec) (*setResult, error) {
 	if err := writeList(setDir, src.addr, images); err != nil {
 		return nil, err
 	}
+	var lat *latency
+	if b.latency > 0 && spec.Name == b.latencySet {
+		if lat, err = b.startLatency(src, dst, setDir); err != nil {
+			return nil, err
+		}
+		defer lat.close()
+		if err := writeList(lat.dir, lat.src.Addr(), images); err != nil {
+			return nil, err
+		}
+		res.Latency = &latencyResult{Delay: b.latency, Tools: map[string]*latencyTool{}}
+	}
 	b.logf("set %s: %d images, %d unique blobs, %s", spec.Name, len(images), len(blobs), human(res.UniqueBytes))
 	if err := fetchBlobs(ctx, src.addr, blobs, blobDir); err != nil {
 		return nil, fmt.Errorf("fetching the blobs for the references: %w", err)
@@ -427,6 +454,11 @@ func (b *bench) runSet(ctx context.Context, spec setSpec) (*setResult, error) {
 			if fi, err := os.Stat(j.archive()); err == nil {
 				tr.Archive = fi.Size()
 			}
+			if lat != nil {
+				if err := b.latencyExport(ctx, lat, res, t, j, r); err != nil {
+					return nil, err
+				}
+			}
 		}
 		// IMPORT, tools interleaved, each into an empty registry.
 		for _, t := range b.tools {
@@ -454,6 +486,16 @@ func (b *bench) runSet(ctx context.Context, spec setSpec) (*setResult, error) {
 			if _, err := b.measure(ctx, clean(j.unpack())); err != nil {
 				return nil, err
 			}
+			if lat != nil {
+				if err := b.latencyImport(ctx, lat, res, t, j, dst, r); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if tr := res.Tools["ferry"]; lat != nil && tr != nil && tr.ranked() {
+		if err := b.traceFerry(ctx, lat, res, setDir, src, dst); err != nil {
+			return nil, fmt.Errorf("tracing ferry: %w", err)
 		}
 	}
 	if b.profile {

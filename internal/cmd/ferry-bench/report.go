@@ -35,6 +35,7 @@ type setResult struct {
 	RefUpload   []sample
 	Inspect     []sample
 	Profiles    []profileTop
+	Latency     *latencyResult // the latency scenario, on the set it ran on
 }
 
 type profileTop struct{ Op, Kind, Top string }
@@ -173,6 +174,12 @@ func (rep *report) targets() []target {
 		out = append(out, target{What: s.Spec.Name + ": import time / parallel-upload reference", Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", r), Met: r <= 1.25})
 		ar := float64(f.Archive) / float64(s.UniqueBytes)
 		out = append(out, target{What: s.Spec.Name + ": archive size / unique blob bytes", Want: "<= 0.980", Got: fmt.Sprintf("%.3f", ar), Met: ar <= 0.98})
+		if e, i, ok := s.latencyRatios(); ok {
+			d := s.Latency.Delay
+			out = append(out,
+				target{What: fmt.Sprintf("%s: export time at %v per request / loopback", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", e), Met: e <= 1.25},
+				target{What: fmt.Sprintf("%s: import time at %v per request / loopback", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", i), Met: i <= 1.25})
+		}
 		if len(s.Inspect) > 0 {
 			in := summarize(s.Inspect)
 			out = append(out, target{What: s.Spec.Name + ": ferry inspect", Want: "< 0.10 s", Got: fmt.Sprintf("%.3f s", in.Wall.Seconds()), Met: in.Wall < 100*time.Millisecond})
@@ -286,6 +293,9 @@ func (rep *report) markdown() string {
 			in := summarize(s.Inspect)
 			fmt.Fprintf(&b, "\n`ferry inspect` of this bundle: %.3f s median of %d runs (peak RSS %s).\n", in.Wall.Seconds(), in.N, in.rss())
 		}
+		if s.Latency != nil {
+			s.latencyMarkdown(&b)
+		}
 		for _, p := range s.Profiles {
 			fmt.Fprintf(&b, "\nProfile of ferry %s, %s (`go tool pprof -top`):\n\n```\n%s\n```\n", p.Op, p.Kind, p.Top)
 		}
@@ -344,7 +354,11 @@ docker-registry (the reference distribution registry), skopeo and zstd
 (with apt-get, as root or through sudo), and crane and regctl with ` + "`go install`" + `
 at pinned versions. Everything it creates lives under .bench/ (about 12 GB
 for the two sets): generated sets are kept there and reused by later runs.
-A full run takes about 15 minutes on 2 cores, most of it the peers.
+A full run takes about 20 minutes on 2 cores, most of it the peers.
+The latency scenario with ferry and regctl only (it runs on the small set,
+whose loopback runs it compares with), 5 repetitions:
+
+    make build && go run ./internal/cmd/ferry-bench -sets small -tiny '' -reps 5 -tools ferry,regctl -latency 20ms
 
 ## What is measured
 
@@ -382,6 +396,24 @@ A full run takes about 15 minutes on 2 cores, most of it the peers.
   GET of every unique blob (8 at once) to nowhere; ` + "`zstd -T0 -3`" + ` of the
   unique blobs concatenated; a parallel monolithic upload (POST, then PUT
   with ?digest=, 8 at once) of every unique blob once, into an empty registry.
+- **Latency**: the registry across the air gap is often not next to the
+  import host. On one set (` + "`-latency-set`" + `, default small: about 150 MB,
+  26 images), every tool's export and import is measured a second time
+  through a reverse proxy on 127.0.0.1 (internal/delayproxy) that waits
+  ` + "`-latency`" + ` (default 20 ms) before forwarding each HTTP request: in front
+  of the source registry for EXPORT, of the destination for IMPORT (the same
+  archive as the loopback import). The delayed run comes right after the
+  loopback run of the same tool in the same repetition, and the ratio is
+  delayed over loopback, median against median. Bodies stream through the
+  proxy and connections are kept alive on both sides, so the delay is paid
+  once per request, as a round trip is, and never per connection or per
+  byte: TCP handshakes, slow start and bandwidth are not modelled, which
+  makes the ratios a lower bound of a real link's. The proxy counts the
+  requests of each run; (delayed - loopback) / delay is how many round trips
+  lay on the tool's critical path. ferry's export and import are then run
+  once more on each side with ` + "`--debug`" + `, and the report lists each kind of
+  request with when the first started and the last ended, to show which
+  phases wait on the link. ` + "`-latency 0`" + ` skips the scenario.
 - The page cache is warm: every run reads blobs the previous run touched.
 - ` + "`make bench BENCH_FLAGS=-profile`" + ` adds CPU and allocation profiles of ferry
   (FERRY_CPUPROFILE and FERRY_MEMPROFILE) to the report.
@@ -404,6 +436,13 @@ A full run takes about 15 minutes on 2 cores, most of it the peers.
   mounting blobs into every repository that needs them, pushing manifests and tags, and
   resolving every tag again at the end. That CPU competes with the registry's, so the ratio
   depends on how busy the machine is; see the import CPU column and the profile.
+- **Latency.** The delay adds a fixed cost per round trip on a tool's critical path, so the
+  ratio is that cost over the loopback time: it gets worse as the loopback run gets faster, and
+  on a busy machine it moves with the loopback time. "added / delay" (round trips on the
+  critical path) moves less; at 20 ms, 1.25x allows 12.5 per second of loopback time
+  (8 for a 0.7 s export, 21 for a 1.7 s import). The table of ferry's requests shows which
+  phases wait on the link: a phase whose end moves by several delays while its request count
+  stays the same is bound by round trips, not by bytes or CPU.
 - **Peers** run one image after the other, as their documentation shows for several images;
   each keeps its own parallelism within an image. skopeo's ` + "`oci:`" + ` transport cannot hold
   Docker v2 images without changing their digest, so those images go to ` + "`dir:`" + `
