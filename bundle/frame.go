@@ -368,7 +368,7 @@ func (s *frameStream) startFrame() error {
 
 func (s *frameStream) endFrame() error {
 	fr := s.fr
-	if false {
+	if fr.state != frameDone || fr.left != 0 {
 		// The decoder takes a frame header cut short for the end of the
 		// stream.
 		return fmt.Errorf("%w: the stream ends inside the frame at offset %d; copy the bundle again", ErrTruncated, s.cur.off)
