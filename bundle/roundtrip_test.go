@@ -567,3 +567,21 @@ func openStream(t *testing.T, path string) *bundle.Reader {
 	t.Cleanup(func() { r.Close() })
 	return r
 }
+
+// A registry without token authentication is pinged once by ferry and once
+// by the library's transport, however many repositories the jobs open at
+// the same time (it was twice per repository).
+func TestOnePingPerRegistry(t *testing.T) {
+	f := newFixture(t)
+	f.src.Pings.Store(0) // pushing the sample pinged it
+	path, _ := f.export(t, bundle.ExportOptions{Jobs: 16})
+	if n := f.src.Pings.Load(); n != 2 {
+		t.Errorf("export pinged the source %d times, want 2", n)
+	}
+	if _, err := bundle.ImportFile(context.Background(), path, f.dst.Host+"/mirror", bundle.ImportOptions{Jobs: 16}); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.dst.Pings.Load(); n != 2 {
+		t.Errorf("import pinged the destination %d times, want 2", n)
+	}
+}

@@ -210,32 +210,65 @@ func (c *Client) newTransport(ctx context.Context, repo name.Repository, key str
 		return rt, nil
 	}
 	reg := repo.Registry
+	base := transport.NewUserAgent(c.opts.Transport, c.opts.UserAgent)
+	challenge, err := c.challenge(ctx, reg, base)
+	if err != nil {
+		return nil, err
+	}
 	// A registry without token auth (anonymous or basic) needs one
-	// transport whatever the scopes: ask it once which it is, rather than
-	// once per repository and mount source.
-	regKey := "registry " + reg.RegistryStr()
+	// transport whatever the scopes: make it once, however many
+	// repositories and mount sources ask for it at the same time.
+	if challenge != "bearer" {
+		key = "registry " + reg.RegistryStr()
+		v, err, _ := c.handshakes.Do(key, func() (any, error) { return c.makeTransport(ctx, reg, key, base, scopes) })
+		if err != nil {
+			return nil, err
+		}
+		return v.(http.RoundTripper), nil
+	}
+	return c.makeTransport(ctx, reg, key, base, scopes)
+}
+
+// challenge pings a registry once per client, however many jobs ask at
+// once, and returns the scheme of its authentication challenge.
+func (c *Client) challenge(ctx context.Context, reg name.Registry, base http.RoundTripper) (string, error) {
 	c.mu.Lock()
-	rt, ok = c.transports[regKey]
+	ch, ok := c.challenges[reg.RegistryStr()]
+	c.mu.Unlock()
+	if ok {
+		return ch, nil
+	}
+	v, err, _ := c.handshakes.Do("ping "+reg.RegistryStr(), func() (any, error) {
+		c.mu.Lock()
+		ch, ok := c.challenges[reg.RegistryStr()]
+		c.mu.Unlock()
+		if ok {
+			return ch, nil
+		}
+		pr, err := transport.Ping(ctx, reg, base)
+		if err != nil {
+			return "", c.classify(reg.RegistryStr(), err)
+		}
+		ch = strings.ToLower(pr.Scheme)
+		c.mu.Lock()
+		c.challenges[reg.RegistryStr()] = ch
+		c.mu.Unlock()
+		return ch, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// makeTransport makes the authenticated transport for scopes and caches it
+// under key.
+func (c *Client) makeTransport(ctx context.Context, reg name.Registry, key string, base http.RoundTripper, scopes []string) (http.RoundTripper, error) {
+	c.mu.Lock()
+	rt, ok := c.transports[key]
 	c.mu.Unlock()
 	if ok {
 		return rt, nil
-	}
-	base := transport.NewUserAgent(c.opts.Transport, c.opts.UserAgent)
-	c.mu.Lock()
-	challenge, pinged := c.challenges[reg.RegistryStr()]
-	c.mu.Unlock()
-	if !pinged {
-		ch, err := transport.Ping(ctx, reg, base)
-		if err != nil {
-			return nil, c.classify(reg.RegistryStr(), err)
-		}
-		challenge = strings.ToLower(ch.Scheme)
-		c.mu.Lock()
-		c.challenges[reg.RegistryStr()] = challenge
-		c.mu.Unlock()
-	}
-	if challenge != "bearer" {
-		key = regKey
 	}
 	auth, err := authn.Resolve(ctx, c.opts.Keychain, reg)
 	if err != nil {

@@ -307,6 +307,7 @@ type Registry struct {
 	// Counters of requests by kind, for tests that assert what was sent.
 	BlobUploads atomic.Int64 // completed blob uploads (PUT on an upload session)
 	BlobMounts  atomic.Int64 // mount requests (POST with ?mount=)
+	Pings       atomic.Int64 // GET /v2/, the version check clients ping
 	Requests    atomic.Int64
 
 	// CertPEM is the server certificate of a TLS registry.
@@ -383,6 +384,9 @@ func Start(opts Options) (*Registry, error) {
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.Requests.Add(1)
+		if req.URL.Path == "/v2/" {
+			r.Pings.Add(1)
+		}
 		if req.Method == http.MethodPost && req.URL.Query().Get("mount") != "" {
 			r.BlobMounts.Add(1)
 			if opts.IgnoreMount {
