@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/ferryproject/ferry/internal/registry"
 )
@@ -129,6 +130,7 @@ type exporter struct {
 	manifests map[digest.Digest]fetched // every manifest, with a source to fetch its children from
 	blobSrc   map[digest.Digest]source
 	configs   map[digest.Digest][]byte
+	inflight  singleflight.Group // child manifests being fetched
 }
 
 // ExportFile exports refs to a bundle at path. The bundle is written under
@@ -329,7 +331,7 @@ func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, err
 	images := make([]*image, len(jobs))
 	errs := make([]error, len(jobs))
 	var eg errgroup.Group
-	eg.SetLimit(e.opts.Jobs)
+	eg.SetLimit(metaJobs(e.opts.Jobs))
 	for i, j := range jobs {
 		eg.Go(func() error {
 			if j.layout != nil {
@@ -447,6 +449,9 @@ func (e *exporter) fetchChildren(ctx context.Context, repo source, children []ch
 	if depth > maxGraphDepth {
 		return fmt.Errorf("%w: manifests nested deeper than %d levels", ErrCorrupt, maxGraphDepth)
 	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(metaJobs(e.opts.Jobs))
+	listed := map[digest.Digest]bool{}
 	for _, c := range children {
 		if !c.manifest {
 			e.mu.Lock()
@@ -456,32 +461,43 @@ func (e *exporter) fetchChildren(ctx context.Context, repo source, children []ch
 			e.mu.Unlock()
 			continue
 		}
-		e.mu.Lock()
-		_, have := e.manifests[c.desc.Digest]
-		e.mu.Unlock()
-		if have {
+		if listed[c.desc.Digest] {
 			continue
 		}
-		m, err := repo.manifest(ctx, c.desc.Digest.String(), MaxManifestBytes)
+		listed[c.desc.Digest] = true
+		eg.Go(func() error { return e.fetchManifest(ctx, repo, c.desc, depth) })
+	}
+	return eg.Wait()
+}
+
+// fetchManifest fetches a child manifest and, in parallel, the manifests
+// below it; images that share it wait for the one fetch.
+func (e *exporter) fetchManifest(ctx context.Context, repo source, desc ocispec.Descriptor, depth int) error {
+	_, err, _ := e.inflight.Do(desc.Digest.String(), func() (any, error) {
+		e.mu.Lock()
+		_, have := e.manifests[desc.Digest]
+		e.mu.Unlock()
+		if have {
+			return nil, nil
+		}
+		m, err := repo.manifest(ctx, desc.Digest.String(), MaxManifestBytes)
 		if errors.Is(err, registry.ErrDigestMismatch) {
 			err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
 		}
 		if err != nil {
-			return fmt.Errorf("fetching manifest %s: %w", c.desc.Digest, err)
+			return nil, fmt.Errorf("fetching manifest %s: %w", desc.Digest, err)
 		}
-		if int64(len(m.Bytes)) != c.desc.Size {
-			return fmt.Errorf("manifest %s: %w: registry served %d bytes, descriptor says %d", c.desc.Digest, ErrDigestMismatch, len(m.Bytes), c.desc.Size)
+		if int64(len(m.Bytes)) != desc.Size {
+			return nil, fmt.Errorf("manifest %s: %w: registry served %d bytes, descriptor says %d", desc.Digest, ErrDigestMismatch, len(m.Bytes), desc.Size)
 		}
-		_, grand, err := parseManifest(m.Bytes, c.desc.MediaType)
+		_, grand, err := parseManifest(m.Bytes, desc.MediaType)
 		if err != nil {
-			return fmt.Errorf("manifest %s: %w", c.desc.Digest, err)
+			return nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 		}
-		e.addManifest(c.desc.Digest, m.Bytes, repo)
-		if err := e.fetchChildren(ctx, repo, grand, depth+1); err != nil {
-			return err
-		}
-	}
-	return nil
+		e.addManifest(desc.Digest, m.Bytes, repo)
+		return nil, e.fetchChildren(ctx, repo, grand, depth+1)
+	})
+	return err
 }
 
 // fetchConfig downloads a small config blob, verified, trying again when
@@ -734,20 +750,31 @@ func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph, blobs [
 			s.release()
 		}
 	}()
-	window := make(chan struct{}, 2*e.opts.Jobs)
+	// Small blobs (configs, mostly) cost a round trip each, not bandwidth:
+	// more of them are fetched at once, held in memory; at most Jobs large
+	// ones, spooled to disk.
+	small := metaJobs(e.opts.Jobs)
+	window := make(chan struct{}, 2*e.opts.Jobs+small)
+	large := make(chan struct{}, e.opts.Jobs)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	encoders := sync.Pool{New: func() any { return NewEncoder(e.opts.Encoder) }}
 	jobs := make(chan int)
-	for range e.opts.Jobs {
+	for range e.opts.Jobs + small {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
+				if blobs[i].Size > memSpoolLimit {
+					large <- struct{}{}
+				}
 				enc := encoders.Get().(*Encoder)
 				s := slots[i]
 				s.entry, s.err = e.fetchBlob(ctx, enc, blobs[i], g, total, s.prepare(e.opts.TempDir, blobs[i].Size))
 				encoders.Put(enc)
+				if blobs[i].Size > memSpoolLimit {
+					<-large
+				}
 				close(s.done)
 			}
 		}()

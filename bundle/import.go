@@ -299,25 +299,46 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	defer im.tally()
 	if im.r.RandomAccess() {
 		// Largest first, so the run does not end waiting on one big layer
-		// that started late.
+		// that started late: Jobs at once. Small blobs (configs, mostly)
+		// cost round trips, not bandwidth: more of them at once, beside.
 		blobs := slices.Clone(im.r.Blobs())
 		sort.SliceStable(blobs, func(i, j int) bool { return blobs[i].Size > blobs[j].Size })
+		split := sort.Search(len(blobs), func(i int) bool { return blobs[i].Size <= memSpoolLimit })
 		eg, ctx := errgroup.WithContext(ctx)
-		eg.SetLimit(im.opts.Jobs)
-		for _, desc := range blobs {
+		push := func(ctx context.Context, desc ocispec.Descriptor) error {
+			var once sync.Once
+			opened := false
+			open := func() (io.ReadCloser, error) {
+				once.Do(func() { opened = true })
+				return im.r.OpenBlob(desc)
+			}
+			if err := im.pushBlob(ctx, desc, open, total); err != nil || opened {
+				return err
+			}
+			// The destination had it everywhere: still check the bundle's
+			// copy, so a file imports only if every blob of it verifies,
+			// whatever the destination holds.
+			return im.verifyBlob(desc, open)
+		}
+		type part struct {
+			blobs []ocispec.Descriptor
+			limit int
+		}
+		parts := []part{{blobs[:split], im.opts.Jobs}, {blobs[split:], metaJobs(im.opts.Jobs)}}
+		if im.opts.Jobs == 1 {
+			parts = []part{{blobs, 1}} // one at a time, largest first
+		}
+		for _, part := range parts {
 			eg.Go(func() error {
-				opened := false
-				open := func() (io.ReadCloser, error) {
-					opened = true
-					return im.r.OpenBlob(desc)
+				g, ctx := errgroup.WithContext(ctx)
+				g.SetLimit(part.limit)
+				for _, desc := range part.blobs {
+					if ctx.Err() != nil {
+						break // a blob failed: start no more
+					}
+					g.Go(func() error { return push(ctx, desc) })
 				}
-				if err := im.pushBlob(ctx, desc, open, total); err != nil || opened {
-					return err
-				}
-				// The destination had it everywhere: still check the bundle's
-				// copy, so a file imports only if every blob of it verifies,
-				// whatever the destination holds.
-				return im.verifyBlob(desc, open)
+				return g.Wait()
 			})
 		}
 		return eg.Wait()
@@ -351,6 +372,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 // cannot mount it. One blob at a time: the disk budget is the largest blob
 // of the bundle.
 type streamSpool struct {
+	mu     sync.Mutex // open is called by the uploads to several repositories at once
 	stream io.Reader
 	desc   ocispec.Descriptor
 	dir    string
@@ -359,6 +381,8 @@ type streamSpool struct {
 }
 
 func (s *streamSpool) open() (io.ReadCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.file == nil {
 		f, err := os.CreateTemp(s.dir, ".ferry-import-*")
 		if err != nil {
@@ -368,7 +392,7 @@ func (s *streamSpool) open() (io.ReadCloser, error) {
 		return io.NopCloser(s.tee), nil
 	}
 	// Finish reading (and verifying) the blob into the spool first.
-	if err := s.finish(); err != nil {
+	if err := s.drain(); err != nil {
 		return nil, err
 	}
 	return io.NopCloser(NewVerifyReader(io.NewSectionReader(s.file, 0, s.desc.Size), s.desc)), nil
@@ -377,6 +401,12 @@ func (s *streamSpool) open() (io.ReadCloser, error) {
 // finish reads what the first reader left of the stream, so the blob is
 // verified whole even when the destination did not need all of it.
 func (s *streamSpool) finish() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drain()
+}
+
+func (s *streamSpool) drain() error {
 	if s.tee == nil {
 		return nil
 	}
@@ -421,47 +451,61 @@ func (im *importer) blobErr(op string, d digest.Digest, err error) error {
 
 // pushBlob makes desc present in every repository that needs it.
 func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open opener, total int64) error {
-	started := false
+	var started sync.Once
 	counted := func() (io.ReadCloser, error) {
 		rc, err := open()
 		if err != nil {
 			return nil, &sourceError{err}
 		}
-		if !started {
-			started = true
+		started.Do(func() {
 			im.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		}
+		})
 		return struct {
 			io.Reader
 			io.Closer
 		}{&progressReader{r: rc, emit: im.opts.Progress, digest: desc.Digest.String()}, rc}, nil
 	}
-	from := ""
-	for _, repo := range im.blobRepos[desc.Digest] {
-		how, err := im.dst.pushBlob(ctx, repo, from, desc, counted)
-		if err != nil {
-			var se *sourceError
-			switch {
-			case errors.As(err, &se):
-				return im.blobErr("read", desc.Digest, se.err)
-			case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrCorrupt), errors.Is(err, ErrTruncated):
-				return im.blobErr("verify", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
-			}
-			return im.blobErr("push", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
+	repos := im.blobRepos[desc.Digest]
+	if len(repos) == 0 {
+		return nil
+	}
+	// The first repository gets the blob; the others then mount it from
+	// there, all at once.
+	if err := im.pushBlobTo(ctx, repos[0], "", desc, counted, total); err != nil || len(repos) == 1 {
+		return err
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(metaJobs(im.opts.Jobs))
+	for _, repo := range repos[1:] {
+		eg.Go(func() error { return im.pushBlobTo(ctx, repo, repos[0], desc, counted, total) })
+	}
+	return eg.Wait()
+}
+
+// pushBlobTo makes desc present in repo, mounting it from from if not empty.
+func (im *importer) pushBlobTo(ctx context.Context, repo, from string, desc ocispec.Descriptor, counted opener, total int64) error {
+	how, err := im.dst.pushBlob(ctx, repo, from, desc, counted)
+	if err != nil {
+		var se *sourceError
+		switch {
+		case errors.As(err, &se):
+			return im.blobErr("read", desc.Digest, se.err)
+		case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrCorrupt), errors.Is(err, ErrTruncated):
+			return im.blobErr("verify", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
 		}
-		switch how {
-		case blobUploaded:
-			im.uploaded.Add(1)
-			im.bytesUp.Add(desc.Size)
-			im.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		case blobMounted:
-			im.mounted.Add(1)
-			im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		case blobPresent:
-			im.skipped.Add(1)
-			im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		}
-		from = repo
+		return im.blobErr("push", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
+	}
+	switch how {
+	case blobUploaded:
+		im.uploaded.Add(1)
+		im.bytesUp.Add(desc.Size)
+		im.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+	case blobMounted:
+		im.mounted.Add(1)
+		im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
+	case blobPresent:
+		im.skipped.Add(1)
+		im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
 	}
 	return nil
 }
@@ -522,7 +566,7 @@ func (im *importer) pushManifests(ctx context.Context) error {
 	var mu sync.Mutex
 	for _, level := range levels {
 		eg, gctx := errgroup.WithContext(ctx)
-		eg.SetLimit(2 * im.opts.Jobs)
+		eg.SetLimit(metaJobs(im.opts.Jobs))
 		for _, p := range level {
 			eg.Go(func() error {
 				if err := im.dst.pushManifest(gctx, p.repo, "", p.m); err != nil {
@@ -551,7 +595,7 @@ func (im *importer) pushManifests(ctx context.Context) error {
 	}
 	// Tags last, once everything they point at is in place.
 	eg, gctx := errgroup.WithContext(ctx)
-	eg.SetLimit(2 * im.opts.Jobs)
+	eg.SetLimit(metaJobs(im.opts.Jobs))
 	for _, t := range im.targets {
 		if !t.tagged {
 			continue
@@ -578,7 +622,7 @@ func (im *importer) pushManifests(ctx context.Context) error {
 func (im *importer) check(ctx context.Context) error {
 	images := make([]ImportedImage, len(im.targets))
 	eg, gctx := errgroup.WithContext(ctx)
-	eg.SetLimit(2 * im.opts.Jobs)
+	eg.SetLimit(metaJobs(im.opts.Jobs))
 	for i, t := range im.targets {
 		eg.Go(func() error {
 			ref := t.root.Digest.String()

@@ -95,6 +95,18 @@ func (f ProgressFunc) emit(e Event) {
 // ProgressFunc receives progress events.
 type ProgressFunc func(Event)
 
+// metaJobs is how many small requests (manifests, configs, mounts, tags,
+// checks) run at once beside Jobs blob transfers: their time is the round
+// trip to the registry, not bandwidth, so a link with latency wants more of
+// them in flight. Jobs 1 keeps everything to one request at a time, for the
+// most fragile links.
+func metaJobs(jobs int) int {
+	if jobs == 1 {
+		return 1
+	}
+	return 4 * jobs
+}
+
 func defaultJobs(n int) int {
 	if n <= 0 {
 		return 8
