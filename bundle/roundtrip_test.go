@@ -568,20 +568,27 @@ func openStream(t *testing.T, path string) *bundle.Reader {
 	return r
 }
 
-// A registry without token authentication is pinged once by ferry and once
-// by the library's transport, however many repositories the jobs open at
-// the same time (it was twice per repository).
+// A registry is pinged once per run, however many repositories the jobs
+// open at the same time and however many token scopes they need (it was
+// twice per repository: ferry's ping and the library transport's).
 func TestOnePingPerRegistry(t *testing.T) {
 	f := newFixture(t)
 	f.src.Pings.Store(0) // pushing the sample pinged it
 	path, _ := f.export(t, bundle.ExportOptions{Jobs: 16})
-	if n := f.src.Pings.Load(); n != 2 {
-		t.Errorf("export pinged the source %d times, want 2", n)
+	if n := f.src.Pings.Load(); n != 1 {
+		t.Errorf("export pinged the source %d times, want 1", n)
 	}
 	if _, err := bundle.ImportFile(context.Background(), path, f.dst.Host+"/mirror", bundle.ImportOptions{Jobs: 16}); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.dst.Pings.Load(); n != 2 {
-		t.Errorf("import pinged the destination %d times, want 2", n)
+	if n := f.dst.Pings.Load(); n != 1 {
+		t.Errorf("import pinged the destination %d times, want 1", n)
+	}
+	tok := registrytest.New(t, tokenOptions)
+	if _, err := bundle.ImportFile(context.Background(), path, tok.Host+"/mirror", bundle.ImportOptions{Jobs: 16, Registry: bundle.RegistryOptions{Keychain: tokenKeys}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := tok.Pings.Load(); n != 1 {
+		t.Errorf("import pinged a registry with token authentication %d times, want 1 (%d tokens issued)", n, tok.TokensIssued())
 	}
 }

@@ -121,6 +121,7 @@ func New(opts Options) *Client {
 		opts.RetryBase = 500 * time.Millisecond
 	}
 	opts.Transport = &retryTransport{inner: opts.Transport, retries: opts.Retries, base: opts.RetryBase}
+	opts.Transport = &pingCache{inner: opts.Transport}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ferry"
 	}

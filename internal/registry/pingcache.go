@@ -1,0 +1,96 @@
+package registry
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"sync"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// pingCache answers the version check (GET /v2/) of a registry from the
+// first answer it got: the library pings again for every transport it makes
+// (one per repository and mount source on a registry with token
+// authentication), and each ping is a round trip on the critical path.
+// Only answers are kept (200, 401), never errors, so a failed ping is tried
+// again.
+type pingCache struct {
+	inner   http.RoundTripper
+	mu      sync.Mutex
+	answers map[string]*pingAnswer // by scheme://host
+	flight  singleflight.Group
+}
+
+type pingAnswer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// maxPingBody bounds what is kept of a ping's body (registries send {} or
+// an error document).
+const maxPingBody = 64 << 10
+
+func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet || req.URL.Path != "/v2/" {
+		return p.inner.RoundTrip(req)
+	}
+	key := req.URL.Scheme + "://" + req.URL.Host
+	p.mu.Lock()
+	a, ok := p.answers[key]
+	p.mu.Unlock()
+	if ok {
+		return a.response(req), nil
+	}
+	v, err, shared := p.flight.Do(key, func() (any, error) {
+		resp, err := p.inner.RoundTrip(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
+			return resp, nil // not kept, passed on as it is
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxPingBody))
+		if err != nil {
+			return nil, err
+		}
+		a := &pingAnswer{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
+		p.mu.Lock()
+		if p.answers == nil {
+			p.answers = map[string]*pingAnswer{}
+		}
+		p.answers[key] = a
+		p.mu.Unlock()
+		return a, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch v := v.(type) {
+	case *pingAnswer:
+		return v.response(req), nil
+	case *http.Response:
+		if shared {
+			// Another caller got this response and its body: ping again.
+			return p.inner.RoundTrip(req)
+		}
+		return v, nil
+	}
+	return p.inner.RoundTrip(req)
+}
+
+func (a *pingAnswer) response(req *http.Request) *http.Response {
+	return &http.Response{
+		Status:        http.StatusText(a.status),
+		StatusCode:    a.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        a.header.Clone(),
+		Body:          io.NopCloser(bytes.NewReader(a.body)),
+		ContentLength: int64(len(a.body)),
+		Request:       req,
+	}
+}
