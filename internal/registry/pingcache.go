@@ -14,7 +14,7 @@ import (
 // (one per repository and mount source on a registry with token
 // authentication), and each ping is a round trip on the critical path.
 // Only answers are kept (200, 401), never errors, so a failed ping is tried
-// again.
+// again; a ping that carries credentials is always sent.
 type pingCache struct {
 	inner   http.RoundTripper
 	mu      sync.Mutex
@@ -33,7 +33,9 @@ type pingAnswer struct {
 const maxPingBody = 64 << 10
 
 func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method != http.MethodGet || req.URL.Path != "/v2/" {
+	// A ping with credentials (ferry login checks them so) is a question of
+	// its own.
+	if req.Method != http.MethodGet || req.URL.Path != "/v2/" || req.Header.Get("Authorization") != "" {
 		return p.inner.RoundTrip(req)
 	}
 	key := req.URL.Scheme + "://" + req.URL.Host

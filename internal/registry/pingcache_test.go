@@ -53,6 +53,17 @@ func TestPingCache(t *testing.T) {
 	if n := pings.Load(); n != 3 {
 		t.Errorf("%d pings after three asks of a 401, want 3 (2 + 1)", n)
 	}
+	// With credentials (ferry login), the ping is always sent.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/", nil)
+	req.Header.Set("Authorization", "Basic eDp5")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := pings.Load(); n != 4 {
+		t.Errorf("a ping with credentials was answered from the cache: %d pings, want 4", n)
+	}
 	get("/v2/library/x/manifests/1")
 	get("/v2/library/x/manifests/1")
 	if n := other.Load(); n != 2 {
