@@ -131,6 +131,7 @@ type exporter struct {
 	blobSrc   map[digest.Digest]source
 	configs   map[digest.Digest][]byte
 	inflight  singleflight.Group // child manifests being fetched
+	large     chan struct{}      // one per blob over memSpoolLimit being fetched: Jobs
 }
 
 // ExportFile exports refs to a bundle at path. The bundle is written under
@@ -253,18 +254,25 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	for _, b := range blobs {
 		total += b.Size
 	}
-	split := len(blobs)
-	for split > 0 && opts.Encoder.stores(blobs[split-1], nil) {
-		split--
+	stored := 0
+	for stored < len(blobs) && opts.Encoder.stores(blobs[stored], nil) {
+		stored++
 	}
-	if f, pos, ok := seekableFile(w); ok {
+	e.large = make(chan struct{}, opts.Jobs)
+	if f, pos, ok := seekableFile(w); ok && stored > 0 {
 		base := pos - bw.Size() // where the archive starts in f
-		// Stored layers have a length known in advance: reserve their place
-		// and fetch them in parallel straight into it, with no spool.
-		if err := e.writeBlobs(ctx, bw, g, blobs[:split], total); err != nil {
+		// Stored layers come first and have a length known in advance:
+		// reserve their place, then fetch them in parallel straight into
+		// it, with no spool, while the other blobs are fetched, compressed
+		// and appended after them.
+		places, err := reserve(bw, blobs[:stored])
+		if err != nil {
 			return nil, err
 		}
-		if err := e.placeBlobs(ctx, bw, f, base, g, blobs[split:], total); err != nil {
+		eg, gctx := errgroup.WithContext(ctx)
+		eg.Go(func() error { return e.placeBlobs(gctx, f, base, g, blobs[:stored], places, total) })
+		eg.Go(func() error { return e.writeBlobs(gctx, bw, g, blobs[stored:], total) })
+		if err := eg.Wait(); err != nil {
 			return nil, err
 		}
 	} else if err := e.writeBlobs(ctx, bw, g, blobs, total); err != nil {
@@ -755,7 +763,7 @@ func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph, blobs [
 	// ones, spooled to disk.
 	small := metaJobs(e.opts.Jobs)
 	window := make(chan struct{}, 2*e.opts.Jobs+small)
-	large := make(chan struct{}, e.opts.Jobs)
+	large := e.large
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	encoders := sync.Pool{New: func() any { return NewEncoder(e.opts.Encoder) }}
@@ -843,18 +851,10 @@ func (s *spooled) prepare(tempDir string, size int64) func() (io.Writer, error) 
 	}
 }
 
-// placeBlobs reserves the place of every stored blob in the archive, then
-// fetches them in parallel, largest first, each straight into its place in
-// f (whose offset base is where the archive starts).
-func (e *exporter) placeBlobs(ctx context.Context, bw *Writer, f *os.File, base int64, g *graph, blobs []ocispec.Descriptor, total int64) error {
-	offsets := make([]int64, len(blobs))
-	lengths := make([]int64, len(blobs))
-	for i, desc := range blobs {
-		var err error
-		if offsets[i], lengths[i], err = bw.reserveStored(desc); err != nil {
-			return fmt.Errorf("writing the bundle: %w", err)
-		}
-	}
+// placeBlobs fetches the stored blobs in parallel, largest first, each
+// straight into its reserved place in f (whose offset base is where the
+// archive starts).
+func (e *exporter) placeBlobs(ctx context.Context, f *os.File, base int64, g *graph, blobs []ocispec.Descriptor, places []place, total int64) error {
 	order := make([]int, len(blobs))
 	for i := range order {
 		order[i] = i
@@ -865,21 +865,43 @@ func (e *exporter) placeBlobs(ctx context.Context, bw *Writer, f *os.File, base 
 	eg.SetLimit(e.opts.Jobs)
 	for _, i := range order {
 		eg.Go(func() error {
+			select {
+			case e.large <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			defer func() { <-e.large }()
 			enc := encoders.Get().(*Encoder)
 			defer encoders.Put(enc)
-			at := func() (io.Writer, error) { return io.NewOffsetWriter(f, base+offsets[i]), nil }
+			p := places[i]
+			at := func() (io.Writer, error) { return io.NewOffsetWriter(f, base+p.offset), nil }
 			entry, err := e.fetchBlob(ctx, enc, blobs[i], g, total, at)
 			if err != nil {
 				return err
 			}
-			if entry.Length != lengths[i] {
-				return fmt.Errorf("writing blob %s to the bundle: frame is %d bytes, %d were reserved", blobs[i].Digest, entry.Length, lengths[i])
+			if entry.Length != p.length {
+				return fmt.Errorf("writing blob %s to the bundle: frame is %d bytes, %d were reserved", blobs[i].Digest, entry.Length, p.length)
 			}
-			startWriteback(f, base+offsets[i], lengths[i])
+			startWriteback(f, base+p.offset, p.length)
 			return nil
 		})
 	}
 	return eg.Wait()
+}
+
+// place is where a stored frame goes in the archive.
+type place struct{ offset, length int64 }
+
+// reserve reserves the place of each stored blob in the archive, in order.
+func reserve(bw *Writer, blobs []ocispec.Descriptor) ([]place, error) {
+	places := make([]place, len(blobs))
+	for i, desc := range blobs {
+		var err error
+		if places[i].offset, places[i].length, err = bw.reserveStored(desc); err != nil {
+			return nil, fmt.Errorf("writing the bundle: %w", err)
+		}
+	}
+	return places, nil
 }
 
 // fetchBlob downloads one blob, verifying it, and encodes it into what

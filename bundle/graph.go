@@ -231,25 +231,27 @@ func sameMediaType(a, b string) bool {
 	return a == b
 }
 
-// orderedBlobs returns non-manifest blobs in archive order: configs, then
-// the layers that are compressed in the bundle, then the stored layers
-// (see storedBlob), each in order of first reference. Stored frames have a
-// length known in advance, so an exporter writing to a file can place them
-// at their final offsets in parallel.
+// orderedBlobs returns non-manifest blobs in archive order: first the
+// layers that are stored in the bundle (see storedBlob), then configs, then
+// the layers that are compressed, each in order of first reference. Stored
+// frames have a length known in advance, so an exporter writing to a file
+// reserves their place right after the manifests and fetches them straight
+// into it, in parallel, while it compresses and appends the others after
+// them.
 func (g *graph) orderedBlobs() []ocispec.Descriptor {
 	out := make([]ocispec.Descriptor, 0, len(g.configOrder)+len(g.layerOrder))
+	var compressed []ocispec.Descriptor
+	for _, d := range g.layerOrder {
+		if desc := g.blobs[d].desc; storedBlob(desc) {
+			out = append(out, desc)
+		} else {
+			compressed = append(compressed, desc)
+		}
+	}
 	for _, d := range g.configOrder {
 		out = append(out, g.blobs[d].desc)
 	}
-	var stored []ocispec.Descriptor
-	for _, d := range g.layerOrder {
-		if desc := g.blobs[d].desc; storedBlob(desc) {
-			stored = append(stored, desc)
-		} else {
-			out = append(out, desc)
-		}
-	}
-	return append(out, stored...)
+	return append(out, compressed...)
 }
 
 // closure calls visit for root and every digest below it, each once,

@@ -47,15 +47,28 @@ func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string
 	if from, ok := t.repos[fromName]; ok && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
 		src = from
 	}
+	// Until the registry has shown it honours mount requests, its 202 does
+	// not mean the blob is missing (some registries ignore mount): ask too,
+	// at the same time, so a re-run does not upload everything again.
+	type answer struct {
+		exists bool
+		err    error
+	}
+	var asked chan answer
+	if !t.client.Mounts(repo) {
+		asked = make(chan answer, 1)
+		go func() {
+			exists, err := t.client.BlobExists(ctx, repo, desc.Digest)
+			asked <- answer{exists, err}
+		}()
+	}
 	mounted, loc, err := t.client.StartUpload(ctx, repo, src, desc.Digest)
 	if err != nil {
 		return 0, fmt.Errorf("starting the upload: %w", err)
 	}
-	if !mounted && !t.client.Mounts(repo) {
-		// Until the registry has shown it honours mount requests, its 202
-		// does not mean the blob is missing (some registries ignore mount):
-		// ask, so a re-run does not upload everything again.
-		exists, err := t.client.BlobExists(ctx, repo, desc.Digest)
+	if !mounted && asked != nil {
+		a := <-asked
+		exists, err := a.exists, a.err
 		if err != nil {
 			t.client.CancelUpload(ctx, repo, loc)
 			return 0, fmt.Errorf("checking for the blob: %w", err)
