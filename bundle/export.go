@@ -318,7 +318,7 @@ func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, err
 		}
 	}
 	for _, s := range refs {
-		if dir, tag, ok := ParseLayoutRef(s); ok {
+		if dir, tag, ok := parseLayoutRef(s); ok {
 			imgs, err := layoutImages(dir, tag)
 			if err != nil {
 				failures = append(failures, &RefError{Ref: s, Err: err})

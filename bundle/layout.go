@@ -171,10 +171,10 @@ func layoutImages(dir, tag string) ([]layoutImage, error) {
 	return out, nil
 }
 
-// ParseLayoutRef splits oci:DIR[:REF] at the first colon after the scheme,
+// parseLayoutRef splits oci:DIR[:REF] at the first colon after the scheme,
 // as skopeo does: REF is a tag or a full image name as the layout lists it,
 // and DIR cannot hold a colon.
-func ParseLayoutRef(s string) (dir, ref string, ok bool) {
+func parseLayoutRef(s string) (dir, ref string, ok bool) {
 	rest, ok := strings.CutPrefix(s, LayoutScheme)
 	if !ok {
 		return "", "", false

@@ -71,30 +71,6 @@ func storedFrameLength(hdrLen int, size int64) (int64, error) {
 // arithmetic cannot overflow whatever a manifest claims.
 const maxStoredSize = 1 << 50
 
-// EncodeStored writes the archive entry for the blob desc, with content
-// read from r, to dst as one stored frame (raw zstd blocks), verifying the
-// content against the descriptor while it streams. The frame is always
-// storedFrameLength bytes long; on an error what was written to dst must be
-// discarded.
-func (e *Encoder) EncodeStored(dst io.Writer, desc ocispec.Descriptor, r io.Reader) (EncodedEntry, error) {
-	if err := validateDigest(desc.Digest); err != nil {
-		return EncodedEntry{}, err
-	}
-	name := BlobPath(desc.Digest)
-	hdr, err := tarHeader(name, desc.Size, false)
-	if err != nil {
-		return EncodedEntry{}, fmt.Errorf("tar header for %s: %w", name, err)
-	}
-	if e.block == nil {
-		e.block = make([]byte, 3+rawBlockMax)
-	}
-	cw := &countingWriter{w: dst}
-	if err := storeFrame(cw, e.block, hdr, NewVerifyReader(r, desc), desc.Size, padding(desc.Size)); err != nil {
-		return EncodedEntry{}, err
-	}
-	return EncodedEntry{Name: name, Digest: desc.Digest, Size: desc.Size, Length: cw.n}, nil
-}
-
 // compressedMagic reports whether p starts like a gzip or zstd stream.
 func compressedMagic(p []byte) bool {
 	return len(p) >= 4 && (p[0] == 0x1f && p[1] == 0x8b && p[2] == 0x08 || binary.LittleEndian.Uint32(p) == zstdMagic)

@@ -122,11 +122,11 @@ func TestStoredFrames(t *testing.T) {
 // longer or other than its descriptor says fails with ErrDigestMismatch.
 func TestStoredFrameBadContent(t *testing.T) {
 	layer := gzipBlob(t, 300<<10, 3)
-	desc := ocispec.Descriptor{Digest: digest.FromBytes(layer), Size: int64(len(layer))}
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(layer), Size: int64(len(layer))}
 	flipped := append([]byte(nil), layer...)
 	flipped[len(flipped)/2] ^= 1
 	// An empty blob with a digest that is not the empty one.
-	if _, err := NewEncoder(EncoderOptions{}).EncodeStored(io.Discard, ocispec.Descriptor{Digest: desc.Digest, Size: 0}, bytes.NewReader(nil)); !errors.Is(err, ErrDigestMismatch) {
+	if _, err := NewEncoder(EncoderOptions{}).EncodeBlob(io.Discard, ocispec.Descriptor{Digest: desc.Digest, Size: 0}, bytes.NewReader(nil)); !errors.Is(err, ErrDigestMismatch) {
 		t.Errorf("empty content under a non-empty digest: err = %v, want ErrDigestMismatch", err)
 	}
 	for name, content := range map[string][]byte{
@@ -134,11 +134,13 @@ func TestStoredFrameBadContent(t *testing.T) {
 		"long":    append(append([]byte(nil), layer...), 1, 2, 3),
 		"flipped": flipped,
 	} {
-		_, err := NewEncoder(EncoderOptions{}).EncodeBlob(io.Discard, desc, bytes.NewReader(content))
+		plain := desc
+		plain.MediaType = ocispec.MediaTypeImageLayer
+		_, err := NewEncoder(EncoderOptions{}).EncodeBlob(io.Discard, plain, bytes.NewReader(content))
 		if !errors.Is(err, ErrDigestMismatch) {
 			t.Errorf("%s content: err = %v, want ErrDigestMismatch", name, err)
 		}
-		_, err = NewEncoder(EncoderOptions{}).EncodeStored(io.Discard, desc, io.MultiReader(bytes.NewReader(content), &zeroOnce{}))
+		_, err = NewEncoder(EncoderOptions{}).EncodeBlob(io.Discard, desc, io.MultiReader(bytes.NewReader(content), &zeroOnce{}))
 		if !errors.Is(err, ErrDigestMismatch) {
 			t.Errorf("%s content, stored: err = %v, want ErrDigestMismatch", name, err)
 		}

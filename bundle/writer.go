@@ -65,8 +65,7 @@ func NewEncoder(opts EncoderOptions) *Encoder {
 	return &Encoder{opts: opts}
 }
 
-// EncodedEntry describes a frame produced by Encoder.EncodeBlob or
-// Encoder.EncodeStored.
+// EncodedEntry describes a frame produced by Encoder.EncodeBlob.
 type EncodedEntry struct {
 	Name   string
 	Digest digest.Digest
@@ -134,7 +133,9 @@ func (e *Encoder) encode(dst io.Writer, name, mediaType string, size int64, dir 
 	if _, err := e.enc.Write(hdr); err != nil {
 		return cw.n, err
 	}
-	if size > 0 {
+	if r != nil {
+		// Read to the end even when size is 0: the verifying reader checks
+		// the digest there (an empty blob under another digest is refused).
 		n, err := io.CopyBuffer(e.enc, r, e.buf)
 		if err == nil && n != size {
 			err = fmt.Errorf("%s: %w: got %d bytes, want %d", name, ErrDigestMismatch, n, size)
@@ -200,7 +201,7 @@ func (w *Writer) WriteBlob(desc ocispec.Descriptor, r io.Reader) error {
 	return w.add(SeekEntry{Name: BlobPath(desc.Digest), Digest: desc.Digest, Size: desc.Size}, desc.MediaType, false, NewVerifyReader(r, desc))
 }
 
-// AppendEncoded appends a frame made by Encoder.EncodeBlob or EncodeStored; frame yields
+// AppendEncoded appends a frame made by Encoder.EncodeBlob; frame yields
 // exactly e.Length bytes. This lets callers compress blobs in parallel and
 // still write them in a deterministic order.
 func (w *Writer) AppendEncoded(e EncodedEntry, frame io.Reader) error {
@@ -230,7 +231,7 @@ func (w *Writer) AppendEncoded(e EncodedEntry, frame io.Reader) error {
 // reserveStored appends the entry of the stored blob desc (see storedBlob)
 // without writing it: the output, which must be an io.WriteSeeker, skips the
 // frame's length, and the caller writes the frame at the returned offset
-// with Encoder.EncodeStored before the file is used. This lets blobs be
+// with Encoder.EncodeBlob before the file is used. This lets blobs be
 // fetched in parallel straight into their place in the file.
 func (w *Writer) reserveStored(desc ocispec.Descriptor) (offset, length int64, err error) {
 	if w.err != nil {
