@@ -425,6 +425,7 @@ func (e *exporter) expand(ctx context.Context, repo source, r Reference, m *regi
 		img.desc.Size = int64(len(body))
 	}
 	e.addManifest(img.desc.Digest, body, repo)
+	e.opts.Progress.emit(Event{Kind: EventManifest, Ref: r.String(), Digest: img.desc.Digest.String()})
 	if !IsIndex(mt) {
 		p, err := e.platformOf(ctx, repo, children)
 		if err != nil {
@@ -503,6 +504,7 @@ func (e *exporter) fetchManifest(ctx context.Context, repo source, desc ocispec.
 			return nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 		}
 		e.addManifest(desc.Digest, m.Bytes, repo)
+		e.opts.Progress.emit(Event{Kind: EventManifest, Ref: repo.String() + "@" + desc.Digest.String(), Digest: desc.Digest.String()})
 		return nil, e.fetchChildren(ctx, repo, grand, depth+1)
 	})
 	return err

@@ -70,7 +70,8 @@ const (
 	EventBlobDone
 	// EventBlobSkipped: the destination already had the blob (or it was mounted).
 	EventBlobSkipped
-	// EventManifest: a manifest or tag was pushed (Ref, Digest).
+	// EventManifest: export read a manifest, or import pushed one or set a
+	// tag (Ref, Digest): one event each.
 	EventManifest
 )
 

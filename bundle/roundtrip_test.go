@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -590,5 +591,44 @@ func TestOnePingPerRegistry(t *testing.T) {
 	}
 	if n := tok.Pings.Load(); n != 1 {
 		t.Errorf("import pinged a registry with token authentication %d times, want 1 (%d tokens issued)", n, tok.TokensIssued())
+	}
+}
+
+// Export reports every manifest it reads, and import every manifest it
+// pushes and every tag it sets, one event each.
+func TestManifestProgressEvents(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	count := map[bundle.EventKind]int{}
+	progress := func(e bundle.Event) {
+		mu.Lock()
+		count[e.Kind]++
+		mu.Unlock()
+	}
+	path, _ := f.export(t, bundle.ExportOptions{Progress: progress})
+	r, err := bundle.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifests := len(r.Manifests())
+	r.Close()
+	if count[bundle.EventManifest] != manifests {
+		t.Errorf("export reported %d manifests, the bundle holds %d", count[bundle.EventManifest], manifests)
+	}
+	count = map[bundle.EventKind]int{}
+	res, err := bundle.ImportFile(context.Background(), path, f.dst.Host+"/mirror", bundle.ImportOptions{Progress: progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := 0
+	for _, img := range res.Images {
+		if strings.Contains(img.Destination[strings.LastIndex(img.Destination, "/"):], ":") {
+			tags++
+		}
+	}
+	// Each manifest pushed by digest is one event, each tag one more; a
+	// manifest pushed only by its tag is counted once among the manifests.
+	if n := count[bundle.EventManifest]; n == 0 || n < res.Manifests || n < tags || n > res.Manifests+tags {
+		t.Errorf("import reported %d manifest events for %d manifests and %d tags", n, res.Manifests, tags)
 	}
 }

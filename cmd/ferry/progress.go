@@ -13,19 +13,20 @@ import (
 // progress turns library events into lines on stderr: a line rewritten in
 // place on a terminal, a line every few seconds otherwise.
 type progress struct {
-	w        io.Writer
-	verb     string
-	tty      bool
-	start    time.Time
-	total    atomic.Int64
-	bytes    atomic.Int64
-	blobs    atomic.Int64
-	skipped  atomic.Int64
-	refs     atomic.Int64
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	lastLine int
+	w         io.Writer
+	verb      string
+	tty       bool
+	start     time.Time
+	total     atomic.Int64
+	bytes     atomic.Int64
+	blobs     atomic.Int64
+	skipped   atomic.Int64
+	refs      atomic.Int64
+	manifests atomic.Int64
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	lastLine  int
 }
 
 func newProgress(w io.Writer, verb string, quiet bool) *progress {
@@ -63,6 +64,8 @@ func (p *progress) Func() bundle.ProgressFunc {
 		switch e.Kind {
 		case bundle.EventResolved:
 			p.refs.Add(1)
+		case bundle.EventManifest:
+			p.manifests.Add(1)
 		case bundle.EventBlobStart:
 			if e.Total > 0 {
 				p.total.Store(e.Total)
@@ -87,8 +90,11 @@ func (p *progress) print() {
 	b := p.bytes.Load()
 	line := fmt.Sprintf("%s: %d blobs (%d skipped), %s of %s, %s/s", p.verb, p.blobs.Load(), p.skipped.Load(),
 		humanBytes(b), humanBytes(p.total.Load()), humanBytes(int64(float64(b)/max(el, 0.001))))
+	if m := p.manifests.Load(); m > 0 {
+		line += fmt.Sprintf(", %d manifests", m)
+	}
 	if p.blobs.Load() == 0 && p.skipped.Load() == 0 && b == 0 {
-		line = fmt.Sprintf("%s: resolving images (%d resolved)", p.verb, p.refs.Load())
+		line = fmt.Sprintf("%s: resolving images (%d resolved, %d manifests read)", p.verb, p.refs.Load(), p.manifests.Load())
 	}
 	if p.tty {
 		pad := max(0, p.lastLine-len(line))
