@@ -120,6 +120,13 @@ func (s registrySource) blob(ctx context.Context, d digest.Digest) (io.ReadClose
 	return s.client.GetBlob(ctx, s.repo, d)
 }
 
+// overNetwork reports whether a read that failed midway is worth trying again:
+// a transfer over the network is, a local file is not.
+func overNetwork(s source) bool {
+	_, ok := s.(registrySource)
+	return ok
+}
+
 // exporter holds the state of one export.
 type exporter struct {
 	opts      ExportOptions
@@ -520,7 +527,7 @@ func (e *exporter) fetchConfig(ctx context.Context, repo source, desc ocispec.De
 		}
 		defer rc.Close()
 		b, err := io.ReadAll(NewVerifyReader(rc, desc))
-		return b, true, err
+		return b, overNetwork(repo), err
 	})
 }
 
@@ -929,15 +936,15 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 			rc, err := repo.blob(ctx, desc.Digest)
 			if err != nil {
 				final := errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied)
-				return EncodedEntry{}, !final, err
+				return EncodedEntry{}, overNetwork(repo) && !final, err
 			}
 			defer rc.Close()
 			src = &progressReader{r: rc, emit: e.opts.Progress, digest: desc.Digest.String()}
 		}
 		entry, err := enc.EncodeBlob(&destWriter{w: dst}, desc, src)
 		// The output failing (disk full, read-only) is not helped by
-		// downloading again.
-		return entry, !errors.As(err, &werr) && ctx.Err() == nil, err
+		// downloading again, nor a local file by reading it again.
+		return entry, overNetwork(repo) && !errors.As(err, &werr) && ctx.Err() == nil, err
 	})
 	switch {
 	case err == nil:

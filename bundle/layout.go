@@ -29,10 +29,23 @@ func blobFile(dir string, d digest.Digest) string {
 	return filepath.Join(dir, BlobsDir, string(d.Algorithm()), d.Encoded())
 }
 
+// openRegular opens a file of a layout for reading, refusing anything but a
+// regular file (a FIFO or a device would block or never end).
+func openRegular(path string) (*os.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return os.Open(path)
+}
+
 // readLayoutIndex reads DIR/index.json, capped at MaxManifestBytes; a
 // missing file is an empty index when missingOK.
 func readLayoutIndex(dir string, missingOK bool) (*ocispec.Index, error) {
-	f, err := os.Open(filepath.Join(dir, IndexFile))
+	f, err := openRegular(filepath.Join(dir, IndexFile))
 	if errors.Is(err, os.ErrNotExist) && missingOK {
 		return &ocispec.Index{Versioned: specsVersioned(), MediaType: ocispec.MediaTypeImageIndex}, nil
 	}
@@ -73,7 +86,7 @@ func (s layoutSource) manifest(_ context.Context, ref string, limit int64) (*reg
 	if err := validateDigest(d); err != nil {
 		return nil, fmt.Errorf("%w: a manifest in an OCI layout is found by digest, not %q", ErrInvalidReference, ref)
 	}
-	f, err := os.Open(blobFile(s.dir, d))
+	f, err := openRegular(blobFile(s.dir, d))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: manifest %s is not in %s", registry.ErrNotFound, d, s)
 	}
@@ -99,11 +112,14 @@ func (s layoutSource) manifest(_ context.Context, ref string, limit int64) (*reg
 }
 
 func (s layoutSource) blob(_ context.Context, d digest.Digest) (io.ReadCloser, error) {
-	f, err := os.Open(blobFile(s.dir, d))
+	f, err := openRegular(blobFile(s.dir, d))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: blob %s is not in %s", registry.ErrNotFound, d, s)
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // layoutImage is an image of a layout, with the reference it gets in a bundle.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -214,5 +215,27 @@ func TestLayoutErrors(t *testing.T) {
 	}
 	if _, err := bundle.ParseDestination("oci:"); !errors.Is(err, bundle.ErrInvalidReference) {
 		t.Errorf("oci: without a directory: got %v", err)
+	}
+}
+
+// A blob of a source layout that is a FIFO is refused, not waited on.
+func TestLayoutSourceFIFO(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	first, _ := f.export(t, bundle.ExportOptions{})
+	dir := filepath.Join(t.TempDir(), "layout")
+	if _, err := bundle.ImportFile(context.Background(), first, "oci:"+dir, bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	layer := filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(f.sample.SharedLayer, "sha256:"))
+	if err := os.Remove(layer); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(layer, 0o644); err != nil {
+		t.Skipf("cannot make a FIFO here: %v", err)
+	}
+	_, err := bundle.ExportFile(context.Background(), []string{"oci:" + dir}, filepath.Join(t.TempDir(), "b.tar.zst"), bundle.ExportOptions{})
+	if err == nil || !strings.Contains(err.Error(), layer+" is not a regular file") {
+		t.Errorf("got %v, want the FIFO refused", err)
 	}
 }
