@@ -175,10 +175,12 @@ func (rep *report) targets() []target {
 		ar := float64(f.Archive) / float64(s.UniqueBytes)
 		out = append(out, target{What: s.Spec.Name + ": archive size / unique blob bytes", Want: "<= 0.980", Got: fmt.Sprintf("%.3f", ar), Met: ar <= 0.98})
 		if e, i, ok := s.latencyRatios(); ok {
+			// Against the same proxy with no delay, not plain loopback:
+			// the proxy's own CPU is the benchmark's cost, not the link's.
 			d := s.Latency.Delay
 			out = append(out,
-				target{What: fmt.Sprintf("%s: export time at %v per request / loopback", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", e), Met: e <= 1.25},
-				target{What: fmt.Sprintf("%s: import time at %v per request / loopback", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", i), Met: i <= 1.25})
+				target{What: fmt.Sprintf("%s: export time at %v per request / through the proxy with no delay", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", e.Link), Met: e.Link <= 1.25},
+				target{What: fmt.Sprintf("%s: import time at %v per request / through the proxy with no delay", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", i.Link), Met: i.Link <= 1.25})
 		}
 		if len(s.Inspect) > 0 {
 			in := summarize(s.Inspect)
