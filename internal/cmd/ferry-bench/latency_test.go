@@ -109,8 +109,8 @@ func TestLatencyReport(t *testing.T) {
 		}
 	}
 	want := map[string]target{
-		"small: export time at 20ms per request / through the proxy with no delay": {Want: "<= 1.25x", Got: "1.20x", Met: true},
-		"small: import time at 20ms per request / through the proxy with no delay": {Want: "<= 1.25x", Got: "1.50x", Met: false},
+		"small: export time at 20ms per request / same proxy, no delay": {Want: "<= 1.25x", Got: "1.20x", Met: true},
+		"small: import time at 20ms per request / same proxy, no delay": {Want: "<= 1.25x", Got: "1.50x", Met: false},
 	}
 	if len(got) != len(want) {
 		t.Errorf("latency targets %+v, want %+v", got, want)
