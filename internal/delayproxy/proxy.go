@@ -20,7 +20,7 @@ var ErrNotLoopback = errors.New("the proxy only connects to 127.0.0.1")
 // Options configure a Proxy. The zero value forwards every request at once.
 type Options struct {
 	// Delay is how long each request waits, once its header has arrived,
-	// before it is forwarded.
+	// before it is forwarded. SetDelay changes it while the proxy runs.
 	Delay time.Duration
 	// OnRequest, when set, is called for every request once its delay is
 	// over, just before it is forwarded. It must be safe for concurrent use.
@@ -47,7 +47,7 @@ func (s Stats) Sub(o Stats) Stats {
 type Proxy struct {
 	addr   string
 	target string
-	delay  time.Duration
+	delay  atomic.Int64 // a time.Duration, read once per request
 	srv    *http.Server
 	tr     *http.Transport
 
@@ -77,7 +77,8 @@ func Start(target string, opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{addr: ln.Addr().String(), target: target, delay: opts.Delay}
+	p := &Proxy{addr: ln.Addr().String(), target: target}
+	p.delay.Store(int64(opts.Delay))
 	var dialer net.Dialer
 	p.tr = &http.Transport{
 		Proxy: nil, // never an HTTP_PROXY from the environment
@@ -127,12 +128,14 @@ func Start(target string, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// wait sleeps for the delay; false if ctx ended first.
+// wait sleeps for the delay in force when the request arrived; false if
+// ctx ended first.
 func (p *Proxy) wait(ctx context.Context) bool {
-	if p.delay == 0 {
+	d := p.Delay()
+	if d == 0 {
 		return true
 	}
-	t := time.NewTimer(p.delay)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -149,7 +152,19 @@ func (p *Proxy) Addr() string { return p.addr }
 func (p *Proxy) Target() string { return p.target }
 
 // Delay is the wait before each request.
-func (p *Proxy) Delay() time.Duration { return p.delay }
+func (p *Proxy) Delay() time.Duration { return time.Duration(p.delay.Load()) }
+
+// SetDelay changes the wait before each request, for the requests that
+// arrive from now on; a request already waiting keeps the delay it got. It
+// is safe to call while requests go through, so that one proxy (and the
+// CPU it costs) can be measured with and without the delay.
+func (p *Proxy) SetDelay(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("proxy delay %s is negative", d)
+	}
+	p.delay.Store(int64(d))
+	return nil
+}
 
 // Stats returns the counts so far.
 func (p *Proxy) Stats() Stats {

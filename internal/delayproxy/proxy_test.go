@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -299,5 +300,75 @@ func TestClientGoneDuringDelay(t *testing.T) {
 	}
 	if st := p.Stats(); st.Requests != 0 {
 		t.Errorf("%d requests forwarded, want 0", st.Requests)
+	}
+}
+
+// A changed delay applies to the next request: a proxy started with an
+// hour's delay forwards at once after SetDelay(0), and holds the next
+// request back again after SetDelay(time.Hour). Only counters are checked.
+func TestSetDelayAppliesToNextRequest(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int64
+	srv, _ := backend(t, func(w http.ResponseWriter, r *http.Request) { reached.Add(1) })
+	var forwarded atomic.Int64
+	p := start(t, srv.Listener.Addr().String(), delayproxy.Options{Delay: time.Hour, OnRequest: func(*http.Request) { forwarded.Add(1) }})
+	if got := p.Delay(); got != time.Hour {
+		t.Fatalf("Delay() %s, want 1h", got)
+	}
+	if err := p.SetDelay(-time.Second); err == nil {
+		t.Error("SetDelay(-1s): no error")
+	}
+	if err := p.SetDelay(0); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Delay(); got != 0 {
+		t.Fatalf("Delay() %s after SetDelay(0)", got)
+	}
+	c := client(t)
+	// With the hour still in force this would hang: deadlock only guards
+	// the test run.
+	ctx, cancel := context.WithTimeout(context.Background(), deadlock)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr()+"/now", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("request after SetDelay(0): %v (the old delay still applies)", err)
+	}
+	resp.Body.Close()
+	if forwarded.Load() != 1 || reached.Load() != 1 || p.Stats().Requests != 1 {
+		t.Fatalf("forwarded %d, reached %d, stats %+v; want 1 each", forwarded.Load(), reached.Load(), p.Stats())
+	}
+
+	// Back to an hour: the next request waits, and is dropped when its
+	// client goes away, never forwarded.
+	if err := p.SetDelay(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	written := make(chan struct{})
+	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(written) }}
+	req, _ = http.NewRequestWithContext(httptrace.WithClientTrace(ctx2, trace), http.MethodGet, "http://"+p.Addr()+"/later", nil)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-written:
+	case <-time.After(deadlock):
+		t.Fatal("the request was never written")
+	}
+	cancel2()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("request after SetDelay(1h): %v, want context.Canceled (it was not held back)", err)
+	}
+	// With the hour applied the request is never forwarded, so this cannot
+	// flake; without it the proxy would race the cancellation, and usually
+	// answer or count the request first.
+	if forwarded.Load() != 1 || reached.Load() != 1 || p.Stats().Requests != 1 {
+		t.Errorf("forwarded %d, reached %d, stats %+v after SetDelay(1h); want still 1 each", forwarded.Load(), reached.Load(), p.Stats())
 	}
 }

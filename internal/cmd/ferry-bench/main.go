@@ -11,9 +11,10 @@
 // measurements on the same data give the machine's limits: a parallel GET
 // of every unique blob, `zstd -T0 -3` of the unique blobs, and a parallel
 // monolithic upload of every unique blob. A latency scenario measures
-// every tool again through loopback proxies that delay each request
-// (internal/delayproxy): in front of the source for exports and of the
-// destination for imports.
+// every tool twice more through loopback proxies (internal/delayproxy), in
+// front of the source for exports and of the destination for imports:
+// once with no delay (what the proxy itself costs) and once with a delay
+// before each request (what the link costs, against the run with no delay).
 //
 // Generated sets are kept under -dir and reused by later runs.
 package main

@@ -175,10 +175,12 @@ func (rep *report) targets() []target {
 		ar := float64(f.Archive) / float64(s.UniqueBytes)
 		out = append(out, target{What: s.Spec.Name + ": archive size / unique blob bytes", Want: "<= 0.980", Got: fmt.Sprintf("%.3f", ar), Met: ar <= 0.98})
 		if e, i, ok := s.latencyRatios(); ok {
+			// Against the same proxy with no delay, not plain loopback:
+			// the proxy's own CPU is the benchmark's cost, not the link's.
 			d := s.Latency.Delay
 			out = append(out,
-				target{What: fmt.Sprintf("%s: export time at %v per request / loopback", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", e), Met: e <= 1.25},
-				target{What: fmt.Sprintf("%s: import time at %v per request / loopback", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", i), Met: i <= 1.25})
+				target{What: fmt.Sprintf("%s: export time at %v per request / same proxy, no delay", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", e.Link), Met: e.Link <= 1.25},
+				target{What: fmt.Sprintf("%s: import time at %v per request / same proxy, no delay", s.Spec.Name, d), Want: "<= 1.25x", Got: fmt.Sprintf("%.2fx", i.Link), Met: i.Link <= 1.25})
 		}
 		if len(s.Inspect) > 0 {
 			in := summarize(s.Inspect)
@@ -398,19 +400,27 @@ whose loopback runs it compares with), 5 repetitions:
   with ?digest=, 8 at once) of every unique blob once, into an empty registry.
 - **Latency**: the registry across the air gap is often not next to the
   import host. On one set (` + "`-latency-set`" + `, default small: about 150 MB,
-  26 images), every tool's export and import is measured a second time
-  through a reverse proxy on 127.0.0.1 (internal/delayproxy) that waits
-  ` + "`-latency`" + ` (default 20 ms) before forwarding each HTTP request: in front
-  of the source registry for EXPORT, of the destination for IMPORT (the same
-  archive as the loopback import). The delayed run comes right after the
-  loopback run of the same tool in the same repetition, and the ratio is
-  delayed over loopback, median against median. Bodies stream through the
-  proxy and connections are kept alive on both sides, so the delay is paid
-  once per request, as a round trip is, and never per connection or per
-  byte: TCP handshakes, slow start and bandwidth are not modelled, which
-  makes the ratios a lower bound of a real link's. The proxy counts the
-  requests of each run; (delayed - loopback) / delay is how many round trips
-  lay on the tool's critical path. ferry's export and import are then run
+  26 images), every tool's export and import is measured twice more
+  through a reverse proxy on 127.0.0.1 (internal/delayproxy): in front of
+  the source registry for EXPORT, of the destination for IMPORT (the same
+  archive as the loopback import, into an emptied registry, every digest
+  checked after each run). Both runs come right after the loopback run of
+  the same tool in the same repetition: first the proxy forwards every
+  request at once, then it waits ` + "`-latency`" + ` (default 20 ms) before
+  forwarding each HTTP request. The run with no delay is there because the
+  proxy is not free: it runs inside ferry-bench, on the same cores as the
+  tool and the registries, and every byte of the set goes through it, so on
+  a small machine it slows a run down by itself. Delayed over no delay,
+  median against median, is therefore what the link costs, and is the
+  figure the targets use; delayed over loopback (link and proxy together)
+  is kept for reference, and no delay over loopback is what the proxy
+  costs. Bodies stream through the proxy and connections are kept alive on
+  both sides, so the delay is paid once per request, as a round trip is,
+  and never per connection or per byte: TCP handshakes, slow start and
+  bandwidth are not modelled, which makes the ratios a lower bound of a
+  real link's. The proxy counts the requests of each delayed run;
+  (delayed - no delay) / delay is how many round trips lay on the tool's
+  critical path. ferry's export and import are then run
   once more on each side with ` + "`--debug`" + `, and the report lists each kind of
   request with when the first started and the last ended, to show which
   phases wait on the link. ` + "`-latency 0`" + ` skips the scenario.
@@ -437,10 +447,10 @@ whose loopback runs it compares with), 5 repetitions:
   resolving every tag again at the end. That CPU competes with the registry's, so the ratio
   depends on how busy the machine is; see the import CPU column and the profile.
 - **Latency.** The delay adds a fixed cost per round trip on a tool's critical path, so the
-  ratio is that cost over the loopback time: it gets worse as the loopback run gets faster, and
-  on a busy machine it moves with the loopback time. "added / delay" (round trips on the
-  critical path) moves less; at 20 ms, 1.25x allows 12.5 per second of loopback time
-  (8 for a 0.7 s export, 21 for a 1.7 s import). The table of ferry's requests shows which
+  ratio is that cost over the time of the same run through the proxy with no delay: it gets
+  worse as that run gets faster, and on a busy machine it moves with it. "added / delay" (round
+  trips on the critical path) moves less; at 20 ms, 1.25x allows 12.5 per second of the run
+  with no delay (10 for a 0.8 s export, 25 for a 2 s import). The table of ferry's requests shows which
   phases wait on the link: a phase whose end moves by several delays while its request count
   stays the same is bound by round trips, not by bytes or CPU.
 - **Peers** run one image after the other, as their documentation shows for several images;

@@ -139,6 +139,9 @@ func (b *bench) traceFerry(ctx context.Context, l *latency, res *setResult, setD
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := l.setDelay(l.delay); err != nil { // the runs at zero delay set it back, but do not rely on it
+		return err
+	}
 	loop := job{src: src.addr, dst: dst.addr, dir: filepath.Join(setDir, "ferry")}
 	for _, op := range []string{"export", "import"} {
 		ft := ferryTrace{Op: op}
