@@ -487,9 +487,10 @@ func (e *exporter) fetchChildren(ctx context.Context, repo source, children []ch
 }
 
 // fetchManifest fetches a child manifest and, in parallel, the manifests
-// below it; images that share it wait for the one fetch.
+// below it; images of one source that share it wait for the one fetch.
 func (e *exporter) fetchManifest(ctx context.Context, repo source, desc ocispec.Descriptor, depth int) error {
-	_, err, _ := e.inflight.Do(desc.Digest.String(), func() (any, error) {
+	// Keyed by source too: a failure of one repository is not another's.
+	_, err, _ := e.inflight.Do(repo.String()+"@"+desc.Digest.String(), func() (any, error) {
 		e.mu.Lock()
 		_, have := e.manifests[desc.Digest]
 		e.mu.Unlock()

@@ -278,6 +278,12 @@ type frameStream struct {
 	tableOff int64
 	ended    bool
 	noData   bool // past the end-of-archive marker: no data frame may start
+	// maxFrames is how many frames a stream that matches a seek table can
+	// have met so far (one per entry read, plus the one being read and the
+	// end-of-archive frame); frames beyond it are not recorded, so memory
+	// follows the entries, not the frames, and a table then cannot match.
+	maxFrames int
+	dropped   bool
 }
 
 // frameSpan is one data frame: where it lies in the file and in the
@@ -373,8 +379,16 @@ func (s *frameStream) endFrame() error {
 		// stream.
 		return fmt.Errorf("%w: the stream ends inside the frame at offset %d; copy the bundle again", ErrTruncated, s.cur.off)
 	}
+	if s.out == s.cur.start {
+		// Work follows the content: a frame must hold some.
+		return fmt.Errorf("%w: the zstd frame at offset %d holds nothing; bundles have no empty frames", ErrCorrupt, s.cur.off)
+	}
 	s.cur.length, s.cur.end, s.cur.fcs = fr.n, s.out, fr.hdr.fcs
-	s.frames = append(s.frames, s.cur)
+	if len(s.frames) < max(s.maxFrames, 2) {
+		s.frames = append(s.frames, s.cur)
+	} else {
+		s.dropped = true
+	}
 	s.lastTail = append(s.lastTail[:0], fr.tail[:fr.tailLen]...)
 	s.off += fr.n
 	s.fr = nil

@@ -160,6 +160,9 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	} else {
 		dst = &registryTarget{client: opts.Registry.client(), repos: map[string]name.Repository{}}
 	}
+	if c, ok := dst.(io.Closer); ok {
+		defer c.Close()
+	}
 	im := &importer{r: r, opts: opts, dst: dst, res: &ImportResult{}}
 	if err := im.plan(dest); err != nil {
 		return nil, err

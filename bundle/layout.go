@@ -3,11 +3,14 @@ package bundle
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -204,9 +207,12 @@ func parseLayoutRef(s string) (dir, ref string, ok bool) {
 // layoutTarget writes an OCI image layout directory: each blob and manifest
 // to a temporary file in its blobs/ directory, renamed to its digest only
 // once verified; index.json last, merged with what the directory already
-// lists (an image of the same name is replaced).
+// lists (an image of the same name is replaced). Every file is opened
+// through an os.Root, so a symbolic link cannot lead a write outside the
+// directory.
 type layoutTarget struct {
-	dir string
+	dir  string
+	root *os.Root
 
 	mu    sync.Mutex
 	named map[string]ocispec.Descriptor // ref name -> root
@@ -228,18 +234,67 @@ func newLayoutTarget(dir string) (*layoutTarget, error) {
 	case !st.IsDir():
 		return nil, fmt.Errorf("OCI layout %s is not a directory", dir)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, LayoutFile)); err == nil {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	}
+	t := &layoutTarget{dir: dir, root: root, named: map[string]ocispec.Descriptor{}}
+	if b, err := t.readFile(LayoutFile); err == nil {
 		if err := checkLayout(b); err != nil {
+			root.Close()
 			return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		root.Close()
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 	}
 	// Refuse a directory whose index.json cannot be merged, before any work.
-	if _, err := readLayoutIndex(dir, true); err != nil {
+	if _, err := t.readIndex(); err != nil {
+		root.Close()
 		return nil, err
 	}
-	return &layoutTarget{dir: dir, named: map[string]ocispec.Descriptor{}}, nil
+	return t, nil
+}
+
+// Close releases the directory.
+func (t *layoutTarget) Close() error { return t.root.Close() }
+
+// readFile reads a small regular file of the layout (at most
+// MaxManifestBytes).
+func (t *layoutTarget) readFile(name string) ([]byte, error) {
+	st, err := t.root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", filepath.Join(t.dir, name))
+	}
+	if st.Size() > MaxManifestBytes {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrTooLarge, filepath.Join(t.dir, name), MaxManifestBytes)
+	}
+	return t.root.ReadFile(name)
+}
+
+// readIndex reads index.json of the layout, or an empty index when there is
+// none yet.
+func (t *layoutTarget) readIndex() (*ocispec.Index, error) {
+	b, err := t.readFile(IndexFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return &ocispec.Index{Versioned: specsVersioned(), MediaType: ocispec.MediaTypeImageIndex}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the OCI layout %s: %w", t.dir, err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("the OCI layout %s: index.json is not valid JSON: %v", t.dir, err)
+	}
+	for _, d := range idx.Manifests {
+		if err := validateDescriptor(d); err != nil {
+			return nil, fmt.Errorf("the OCI layout %s: index.json: %w", t.dir, err)
+		}
+	}
+	return &idx, nil
 }
 
 func (t *layoutTarget) repository(name string) (string, error) { return name, nil }
@@ -254,12 +309,16 @@ func (t *layoutTarget) display(repo, ref string) string {
 	return LayoutScheme + t.dir + ":" + repo + ":" + ref
 }
 
+func blobName(d digest.Digest) string {
+	return path.Join(BlobsDir, string(d.Algorithm()), d.Encoded())
+}
+
 func (t *layoutTarget) pushBlob(_ context.Context, _, from string, desc ocispec.Descriptor, open opener) (blobOutcome, error) {
 	if from != "" {
 		return blobMounted, nil // one blob store for every repository
 	}
-	path := blobFile(t.dir, desc.Digest)
-	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Size() == desc.Size {
+	name := blobName(desc.Digest)
+	if t.holds(name, desc) {
 		return blobPresent, nil
 	}
 	rc, err := open()
@@ -267,16 +326,39 @@ func (t *layoutTarget) pushBlob(_ context.Context, _, from string, desc ocispec.
 		return 0, err
 	}
 	defer rc.Close()
-	return blobUploaded, t.write(path, rc)
+	return blobUploaded, t.write(name, rc)
 }
 
-// write stores r (verified as it is read) at path through a temporary file.
-func (t *layoutTarget) write(path string, r io.Reader) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// holds reports whether the layout has blob desc at name: a regular file
+// (not a link) of the right size whose content hashes to the digest. Any
+// other file there is replaced.
+func (t *layoutTarget) holds(name string, desc ocispec.Descriptor) bool {
+	st, err := t.root.Lstat(name)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != desc.Size {
+		return false
+	}
+	f, err := t.root.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, NewVerifyReader(f, desc))
+	return err == nil
+}
+
+// write stores r (verified as it is read) at name through a temporary file
+// in the same directory, renamed once complete.
+func (t *layoutTarget) write(name string, r io.Reader) error {
+	dir := path.Dir(name)
+	if err := t.root.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".ferry-*")
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	tmp := path.Join(dir, ".ferry-"+hex.EncodeToString(rnd[:]))
+	f, err := t.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
@@ -288,13 +370,10 @@ func (t *layoutTarget) write(path string, r io.Reader) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = t.root.Rename(tmp, name)
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		t.root.Remove(tmp)
 	}
 	return err
 }
@@ -330,7 +409,7 @@ func (t *layoutTarget) name(ref string, desc ocispec.Descriptor) {
 // commit writes oci-layout if missing and index.json: the images of this
 // import, after those already listed under other names.
 func (t *layoutTarget) commit(context.Context) error {
-	idx, err := readLayoutIndex(t.dir, true)
+	idx, err := t.readIndex()
 	if err != nil {
 		return err
 	}
@@ -351,12 +430,12 @@ func (t *layoutTarget) commit(context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(t.dir, LayoutFile)); errors.Is(err, os.ErrNotExist) {
-		if err := t.write(filepath.Join(t.dir, LayoutFile), strings.NewReader(layoutContent)); err != nil {
+	if _, err := t.root.Lstat(LayoutFile); errors.Is(err, os.ErrNotExist) {
+		if err := t.write(LayoutFile, strings.NewReader(layoutContent)); err != nil {
 			return fmt.Errorf("writing %s/%s: %w", t.dir, LayoutFile, err)
 		}
 	}
-	if err := t.write(filepath.Join(t.dir, IndexFile), bytes.NewReader(b)); err != nil {
+	if err := t.write(IndexFile, bytes.NewReader(b)); err != nil {
 		return fmt.Errorf("writing %s/%s: %w", t.dir, IndexFile, err)
 	}
 	t.index = map[string]digest.Digest{}
@@ -370,7 +449,7 @@ func (t *layoutTarget) commit(context.Context) error {
 // tag, or a manifest present by digest.
 func (t *layoutTarget) resolve(_ context.Context, repo, ref string) (digest.Digest, error) {
 	if d := digest.Digest(ref); validateDigest(d) == nil {
-		if _, err := os.Stat(blobFile(t.dir, d)); err != nil {
+		if _, err := t.root.Lstat(blobName(d)); err != nil {
 			return "", err
 		}
 		return d, nil

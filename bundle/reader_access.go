@@ -58,6 +58,7 @@ func (s *streamSource) next() (*tar.Header, error) {
 		}
 	}
 	r.spans = append(r.spans, entrySpan{name: h.Name, size: h.Size, end: r.fs.out + h.Size + padding(h.Size)})
+	r.fs.maxFrames = len(r.spans) + 2
 	return h, nil
 }
 
@@ -166,6 +167,9 @@ func (r *Reader) checkMetaDigests(table map[string]SeekEntry) error {
 // for a file.
 func (r *Reader) checkStreamTable() error {
 	t, frames := r.fs.table, r.fs.frames
+	if r.fs.dropped {
+		return seekCorrupt("the archive has more zstd frames than entries; each entry must be one frame")
+	}
 	if len(t.Entries) != len(r.spans) {
 		return seekCorrupt("lists %d entries; the archive holds %d", len(t.Entries), len(r.spans))
 	}

@@ -45,13 +45,10 @@ func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ok {
 		return a.response(req), nil
 	}
-	v, err, shared := p.flight.Do(key, func() (any, error) {
+	v, err, _ := p.flight.Do(key, func() (any, error) {
 		resp, err := p.inner.RoundTrip(req)
 		if err != nil {
 			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
-			return resp, nil // not kept, passed on as it is
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxPingBody))
@@ -59,28 +56,22 @@ func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		a := &pingAnswer{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
-		p.mu.Lock()
-		if p.answers == nil {
-			p.answers = map[string]*pingAnswer{}
+		// Every caller waiting on this ping gets a copy of the answer; only
+		// 200 and 401 are kept for later ones.
+		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
+			p.mu.Lock()
+			if p.answers == nil {
+				p.answers = map[string]*pingAnswer{}
+			}
+			p.answers[key] = a
+			p.mu.Unlock()
 		}
-		p.answers[key] = a
-		p.mu.Unlock()
 		return a, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	switch v := v.(type) {
-	case *pingAnswer:
-		return v.response(req), nil
-	case *http.Response:
-		if shared {
-			// Another caller got this response and its body: ping again.
-			return p.inner.RoundTrip(req)
-		}
-		return v, nil
-	}
-	return p.inner.RoundTrip(req)
+	return v.(*pingAnswer).response(req), nil
 }
 
 func (a *pingAnswer) response(req *http.Request) *http.Response {

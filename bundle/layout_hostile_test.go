@@ -1,17 +1,18 @@
 package bundle_test
 
-// Security review (branch review): holes found in OCI layout directories as
-// import targets and export sources. Each test fails on the code reviewed.
+// OCI layout directories as import targets, attacked as a hostile
+// co-tenant of the directory would (found by a security review of the
+// first version of the layout target; each test failed on it).
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
 	"path/filepath"
-	"syscall"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/ferryproject/ferry/bundle"
 )
@@ -43,7 +44,7 @@ func largestBlob(t *testing.T, dir string) (string, os.FileInfo) {
 // and index.json lists an image whose layer does not hash to its digest.
 // A registry verifies what it stores; a layout target must check the file
 // (or overwrite it) before listing an image that uses it.
-func TestReviewLayoutTargetTrustsSizeOnly(t *testing.T) {
+func TestLayoutTargetRewritesDamagedBlob(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
@@ -58,20 +59,23 @@ func TestReviewLayoutTargetTrustsSizeOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := bundle.ImportFile(ctx, path, "oci:"+dir, bundle.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	content, rerr := os.ReadFile(blob)
 	if rerr != nil {
 		t.Fatal(rerr)
 	}
-	sum := sha256.Sum256(content)
-	if hex.EncodeToString(sum[:]) != filepath.Base(blob) && err == nil {
-		t.Errorf("import into oci:%s succeeded (%d blobs skipped as present), but %s still holds other content: index.json lists images whose blob is damaged",
-			dir, res.BlobsSkipped, filepath.Base(blob))
+	// The damaged file is written again, the others are checked and kept.
+	if sum := sha256.Sum256(content); hex.EncodeToString(sum[:]) != filepath.Base(blob) || res.BlobsUploaded != 1 {
+		t.Errorf("import into oci:%s wrote %d blobs and left %s with other content; want that one written again",
+			dir, res.BlobsUploaded, filepath.Base(blob))
 	}
 }
 
 // A blob path that is a symbolic link to a file outside the layout of the
 // right size is also taken as present (os.Stat follows it).
-func TestReviewLayoutTargetFollowsBlobSymlink(t *testing.T) {
+func TestLayoutTargetReplacesBlobSymlink(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
@@ -89,16 +93,22 @@ func TestReviewLayoutTargetFollowsBlobSymlink(t *testing.T) {
 	if err := os.Symlink(outside, blob); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bundle.ImportFile(ctx, path, "oci:"+dir, bundle.ImportOptions{}); err == nil {
-		if fi, _ := os.Lstat(blob); fi.Mode()&os.ModeSymlink != 0 {
-			t.Errorf("import into oci:%s succeeded with %s a symbolic link to %s (other content)", dir, filepath.Base(blob), outside)
-		}
+	if _, err := bundle.ImportFile(ctx, path, "oci:"+dir, bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The link is replaced by the verified blob; the file it pointed at is
+	// left alone.
+	if fi, err := os.Lstat(blob); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("%s after the import: %v, %v; want the verified blob in its place", filepath.Base(blob), fi, err)
+	}
+	if b, err := os.ReadFile(outside); err != nil || len(b) != int(st.Size()) || bytes.ContainsFunc(b, func(r rune) bool { return r != 0 }) {
+		t.Errorf("the file outside the layout was changed: %v", err)
 	}
 }
 
 // blobs/ (or blobs/sha256/) of the target being a symbolic link makes the
 // import write outside DIR: MkdirAll, CreateTemp and Rename follow it.
-func TestReviewLayoutTargetWritesThroughSymlinkedBlobs(t *testing.T) {
+func TestLayoutTargetStaysInside(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
@@ -114,48 +124,10 @@ func TestReviewLayoutTargetWritesThroughSymlinkedBlobs(t *testing.T) {
 	_, err := bundle.ImportFile(ctx, path, "oci:"+dir, bundle.ImportOptions{})
 	written, _ := filepath.Glob(filepath.Join(elsewhere, "sha256", "*"))
 	if len(written) > 0 {
-		t.Errorf("import into oci:%s (err %v) wrote %d files under %s, outside the layout, through the symbolic link %s/blobs",
-			dir, err, len(written), elsewhere, dir)
+		t.Errorf("import into oci:%s wrote %d files under %s, outside the layout, through the symbolic link %s/blobs",
+			dir, len(written), elsewhere, dir)
 	}
-}
-
-// A blob of an OCI layout source that is a FIFO (or a manifest, or
-// index.json) blocks the export in open(2) for ever: the context is not
-// seen, the stall timeout covers only HTTP. Expected: refuse anything but a
-// regular file (open with O_NONBLOCK, or Lstat/Stat first and check
-// Mode().IsRegular()).
-func TestReviewLayoutSourceFIFOHangs(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	ctx := context.Background()
-	path, _ := f.export(t, bundle.ExportOptions{})
-	dir := filepath.Join(t.TempDir(), "layout")
-	if _, err := bundle.ImportFile(ctx, path, "oci:"+dir, bundle.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	blob, _ := largestBlob(t, dir)
-	os.Remove(blob)
-	if err := syscall.Mkfifo(blob, 0o644); err != nil {
-		t.Skip("mkfifo:", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := bundle.ExportFile(ctx, []string{"oci:" + dir}, filepath.Join(t.TempDir(), "out.tar.zst"), bundle.ExportOptions{})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("export of a layout whose blob is a FIFO succeeded")
-		}
-	case <-time.After(10 * time.Second):
-		// Unblock the open so the goroutine ends.
-		if w, err := os.OpenFile(blob, os.O_WRONLY, 0); err == nil {
-			w.Close()
-		}
-		t.Errorf("export of oci:%s with %s a FIFO still runs 7s after its context ended: open(2) blocks and ignores the context", dir, filepath.Base(blob))
-		<-done
+	if err == nil || !strings.Contains(err.Error(), "path escapes from parent") {
+		t.Errorf("import through a symbolic link out of the layout: got %v, want it refused", err)
 	}
 }

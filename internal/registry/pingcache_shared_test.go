@@ -1,6 +1,6 @@
 package registry
 
-// Security review (branch review): the ping cache leaks the body of a ping
+// Found by a security review: the ping cache leaked the body of a ping
 // answer it does not keep (a 5xx, a 404) when other pings of the same
 // registry joined the flight. singleflight reports shared=true to every
 // caller, the one that made the request included, so every caller pings
@@ -40,7 +40,7 @@ func (s *slowPing) RoundTrip(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-func TestReviewPingCacheClosesSharedUnkeptAnswer(t *testing.T) {
+func TestPingCacheSharedUnkeptAnswer(t *testing.T) {
 	inner := &slowPing{}
 	p := &pingCache{inner: inner}
 	const n = 4

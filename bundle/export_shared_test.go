@@ -1,6 +1,6 @@
 package bundle_test
 
-// Security review (branch review): export fetches a child manifest once for
+// Found by a security review: export fetches a child manifest once for
 // every image that lists it (singleflight keyed by digest alone), so the
 // fetch from one repository decides for images of other repositories, or
 // other registries: its failure is reported as theirs.
@@ -20,7 +20,7 @@ import (
 	"github.com/ferryproject/ferry/internal/registrytest"
 )
 
-func TestReviewSharedChildFetchMisattributesFailure(t *testing.T) {
+func TestSharedChildFetchBlamesItsOwnSource(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
