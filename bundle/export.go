@@ -317,10 +317,16 @@ func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, err
 		desc   ocispec.Descriptor
 	}
 	var jobs []job
+	// One reference named twice is one image; named by a layout and by a
+	// registry (or by two layouts), it is two sources that must agree.
 	seen := map[string]bool{}
 	add := func(j job) {
-		if !seen[j.r.String()] {
-			seen[j.r.String()] = true
+		key := j.r.String()
+		if j.layout != nil {
+			key += " " + j.layout.String()
+		}
+		if !seen[key] {
+			seen[key] = true
 			jobs = append(jobs, j)
 		}
 	}
@@ -372,7 +378,27 @@ func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, err
 	if len(failures) > 0 {
 		return nil, &ResolveError{Failures: failures}
 	}
-	return images, nil
+	// Keep each reference once; two sources that give it different digests
+	// are an error, not a choice.
+	byRef := map[string]int{}
+	out := images[:0]
+	for i, img := range images {
+		ref := img.ref.String()
+		j, dup := byRef[ref]
+		if !dup {
+			byRef[ref] = i
+			out = append(out, img)
+			continue
+		}
+		if prev := images[j]; prev.desc.Digest != img.desc.Digest {
+			failures = append(failures, &RefError{Ref: ref, Err: fmt.Errorf("%w: it is %s in %s but %s in %s; export them separately, or name one otherwise",
+				ErrConflict, prev.desc.Digest, prev.src, img.desc.Digest, img.src)})
+		}
+	}
+	if len(failures) > 0 {
+		return nil, &ResolveError{Failures: failures}
+	}
+	return out, nil
 }
 
 func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {

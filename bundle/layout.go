@@ -147,6 +147,7 @@ func layoutImages(dir, tag string) ([]layoutImage, error) {
 	}
 	var out []layoutImage
 	var unnamed []string
+	named := map[string]digest.Digest{}
 	for _, d := range idx.Manifests {
 		refName := d.Annotations[AnnotationRefName]
 		full := d.Annotations[annotationContainerdName]
@@ -175,6 +176,13 @@ func layoutImages(dir, tag string) ([]layoutImage, error) {
 			r.Tag = "latest"
 		}
 		d.Annotations = nil
+		if prev, ok := named[r.String()]; ok {
+			if prev != d.Digest {
+				return nil, fmt.Errorf("%w: OCI layout %s names %s twice: %s and %s", ErrConflict, dir, r, prev, d.Digest)
+			}
+			continue
+		}
+		named[r.String()] = d.Digest
 		out = append(out, layoutImage{ref: r, desc: d})
 	}
 	if len(unnamed) > 0 {

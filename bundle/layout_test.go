@@ -199,6 +199,11 @@ func TestLayoutErrors(t *testing.T) {
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed export left %s", out)
 	}
+	write("index.json", `{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:`+strings.Repeat("a", 64)+`","size":10,"annotations":{"org.opencontainers.image.ref.name":"registry.example/team/app:1.0"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:`+strings.Repeat("b", 64)+`","size":10,"annotations":{"org.opencontainers.image.ref.name":"registry.example/team/app:1.0"}}]}`)
+	_, err = bundle.ExportFile(ctx, []string{"oci:" + dir}, out, bundle.ExportOptions{})
+	if !errors.Is(err, bundle.ErrConflict) || !strings.Contains(err.Error(), "names registry.example/team/app:1.0 twice: sha256:"+strings.Repeat("a", 64)+" and sha256:"+strings.Repeat("b", 64)) {
+		t.Errorf("one name twice in a layout: got %v", err)
+	}
 	_, err = bundle.ExportFile(ctx, []string{"oci:" + filepath.Join(dir, "missing")}, out, bundle.ExportOptions{})
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing directory: got %v", err)
@@ -237,5 +242,54 @@ func TestLayoutSourceFIFO(t *testing.T) {
 	_, err := bundle.ExportFile(context.Background(), []string{"oci:" + dir}, filepath.Join(t.TempDir(), "b.tar.zst"), bundle.ExportOptions{})
 	if err == nil || !strings.Contains(err.Error(), layer+" is not a regular file") {
 		t.Errorf("got %v, want the FIFO refused", err)
+	}
+}
+
+// One reference from two sources (a layout and its registry) that disagree
+// is refused naming both; when they agree it is exported once.
+func TestLayoutAndRegistryName(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	first, _ := f.export(t, bundle.ExportOptions{})
+	dir := filepath.Join(t.TempDir(), "layout")
+	if _, err := bundle.ImportFile(ctx, first, "oci:"+dir, bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	app, web := f.src.Host+"/team/app:1.0", f.src.Host+"/team/web:2.0"
+	out := filepath.Join(t.TempDir(), "b.tar.zst")
+	sum, err := bundle.ExportFile(ctx, []string{"oci:" + dir + ":" + app, app}, out, bundle.ExportOptions{})
+	if err != nil || sum.Images != 1 {
+		t.Fatalf("the same image from the layout and the registry: %v, %+v", err, sum)
+	}
+	// Point the layout's name at another image.
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	var kept []ocispec.Descriptor
+	for _, d := range idx.Manifests {
+		switch d.Annotations[ocispec.AnnotationRefName] {
+		case app:
+			continue
+		case web:
+			d.Annotations = map[string]string{ocispec.AnnotationRefName: app}
+		}
+		kept = append(kept, d)
+	}
+	idx.Manifests = kept
+	if b, err = json.Marshal(idx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bundle.ExportFile(ctx, []string{"oci:" + dir + ":" + app, app}, out, bundle.ExportOptions{})
+	if !errors.Is(err, bundle.ErrConflict) || !strings.Contains(err.Error(), "it is "+f.sample.Digests[web]) || !strings.Contains(err.Error(), "but "+f.sample.Digests[app]+" in "+f.src.Host+"/team/app") {
+		t.Errorf("a layout and a registry that disagree: got %v", err)
 	}
 }
