@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -139,6 +140,10 @@ type exporter struct {
 	configs   map[digest.Digest][]byte
 	inflight  singleflight.Group // child manifests being fetched
 	large     chan struct{}      // one per blob over memSpoolLimit being fetched: Jobs
+	// compressors are the encoders that compress (each holds a zstd
+	// window): at most Jobs, however many small blobs are fetched at once.
+	compressors chan *Encoder
+	made        atomic.Int64
 }
 
 // ExportFile exports refs to a bundle at path. The bundle is written under
@@ -266,6 +271,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		stored++
 	}
 	e.large = make(chan struct{}, opts.Jobs)
+	e.compressors = make(chan *Encoder, opts.Jobs)
 	if f, pos, ok := seekableFile(w); ok && stored > 0 {
 		base := pos - bw.Size() // where the archive starts in f
 		// Stored layers come first and have a length known in advance:
@@ -968,7 +974,26 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 			defer rc.Close()
 			src = &progressReader{r: rc, emit: e.opts.Progress, digest: desc.Digest.String()}
 		}
-		entry, err := enc.EncodeBlob(&destWriter{w: dst}, desc, src)
+		use := enc
+		if !e.opts.Encoder.stores(desc, nil) {
+			// Compressed: a small blob is fetched first (many at once, it
+			// costs a round trip), then compressed by one of Jobs
+			// encoders; a large one streams through one.
+			if desc.Size <= memSpoolLimit {
+				b, err := io.ReadAll(io.LimitReader(src, desc.Size+1))
+				if err != nil {
+					return EncodedEntry{}, overNetwork(repo), err
+				}
+				src = bytes.NewReader(b)
+			}
+			c, err := e.compressor(ctx)
+			if err != nil {
+				return EncodedEntry{}, false, err
+			}
+			defer func() { e.compressors <- c }()
+			use = c
+		}
+		entry, err := use.EncodeBlob(&destWriter{w: dst}, desc, src)
 		// The output failing (disk full, read-only) is not helped by
 		// downloading again, nor a local file by reading it again.
 		return entry, overNetwork(repo) && !errors.As(err, &werr) && ctx.Err() == nil, err
@@ -983,6 +1008,25 @@ func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Des
 		return EncodedEntry{}, fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, werr.err)
 	}
 	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo, err)}
+}
+
+// compressor returns a free compressing encoder, making one while fewer
+// than Jobs exist, else waiting for one.
+func (e *exporter) compressor(ctx context.Context) (*Encoder, error) {
+	select {
+	case c := <-e.compressors:
+		return c, nil
+	default:
+	}
+	if e.made.Add(1) <= int64(cap(e.compressors)) {
+		return NewEncoder(e.opts.Encoder), nil
+	}
+	select {
+	case c := <-e.compressors:
+		return c, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // destWriter marks the errors of the output, so they are not taken for a

@@ -112,9 +112,6 @@ func (e *Encoder) encode(dst io.Writer, name, mediaType string, size int64, dir 
 	}
 	cw := &countingWriter{w: dst}
 	pad := padding(size)
-	if e.enc == nil {
-		e.enc, e.buf = e.opts.newZstd(), make([]byte, 256<<10)
-	}
 	if !dir && size >= storeMinSize {
 		var head [4]byte
 		n, err := io.ReadFull(r, head[:])
@@ -128,6 +125,11 @@ func (e *Encoder) encode(dst io.Writer, name, mediaType string, size int64, dir 
 			}
 			return cw.n, storeFrame(cw, e.block, hdr, r, size, pad)
 		}
+	}
+	// A zstd encoder holds its window (several MiB): made only when
+	// something is compressed.
+	if e.enc == nil {
+		e.enc, e.buf = e.opts.newZstd(), make([]byte, 256<<10)
 	}
 	e.enc.ResetContentSize(cw, int64(len(hdr))+size+pad)
 	if _, err := e.enc.Write(hdr); err != nil {
