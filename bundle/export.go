@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -897,38 +896,34 @@ func (s *spooled) prepare(tempDir string, size int64) func() (io.Writer, error) 
 // straight into its reserved place in f (whose offset base is where the
 // archive starts).
 func (e *exporter) placeBlobs(ctx context.Context, f *os.File, base int64, g *graph, blobs []ocispec.Descriptor, places []place, total int64) error {
-	order := make([]int, len(blobs))
-	for i := range order {
-		order[i] = i
+	at := make(map[digest.Digest]place, len(blobs))
+	for i, desc := range blobs {
+		at[desc.Digest] = places[i]
 	}
-	sort.SliceStable(order, func(a, b int) bool { return blobs[order[a]].Size > blobs[order[b]].Size })
 	encoders := sync.Pool{New: func() any { return NewEncoder(e.opts.Encoder) }}
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.SetLimit(e.opts.Jobs)
-	for _, i := range order {
-		eg.Go(func() error {
+	return transferAll(ctx, e.opts.Jobs, blobs, func(ctx context.Context, desc ocispec.Descriptor) error {
+		if desc.Size > memSpoolLimit {
 			select {
-			case e.large <- struct{}{}:
+			case e.large <- struct{}{}: // shared with writeBlobs
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 			defer func() { <-e.large }()
-			enc := encoders.Get().(*Encoder)
-			defer encoders.Put(enc)
-			p := places[i]
-			at := func() (io.Writer, error) { return io.NewOffsetWriter(f, base+p.offset), nil }
-			entry, err := e.fetchBlob(ctx, enc, blobs[i], g, total, at)
-			if err != nil {
-				return err
-			}
-			if entry.Length != p.length {
-				return fmt.Errorf("writing blob %s to the bundle: frame is %d bytes, %d were reserved", blobs[i].Digest, entry.Length, p.length)
-			}
-			startWriteback(f, base+p.offset, p.length)
-			return nil
-		})
-	}
-	return eg.Wait()
+		}
+		enc := encoders.Get().(*Encoder)
+		defer encoders.Put(enc)
+		p := at[desc.Digest]
+		dst := func() (io.Writer, error) { return io.NewOffsetWriter(f, base+p.offset), nil }
+		entry, err := e.fetchBlob(ctx, enc, desc, g, total, dst)
+		if err != nil {
+			return err
+		}
+		if entry.Length != p.length {
+			return fmt.Errorf("writing blob %s to the bundle: frame is %d bytes, %d were reserved", desc.Digest, entry.Length, p.length)
+		}
+		startWriteback(f, base+p.offset, p.length)
+		return nil
+	})
 }
 
 // place is where a stored frame goes in the archive.

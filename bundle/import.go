@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -301,14 +300,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	}
 	defer im.tally()
 	if im.r.RandomAccess() {
-		// Largest first, so the run does not end waiting on one big layer
-		// that started late: Jobs at once. Small blobs (configs, mostly)
-		// cost round trips, not bandwidth: more of them at once, beside.
-		blobs := slices.Clone(im.r.Blobs())
-		sort.SliceStable(blobs, func(i, j int) bool { return blobs[i].Size > blobs[j].Size })
-		split := sort.Search(len(blobs), func(i int) bool { return blobs[i].Size <= memSpoolLimit })
-		eg, ctx := errgroup.WithContext(ctx)
-		push := func(ctx context.Context, desc ocispec.Descriptor) error {
+		return transferAll(ctx, im.opts.Jobs, im.r.Blobs(), func(ctx context.Context, desc ocispec.Descriptor) error {
 			var once sync.Once
 			opened := false
 			open := func() (io.ReadCloser, error) {
@@ -322,29 +314,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 			// copy, so a file imports only if every blob of it verifies,
 			// whatever the destination holds.
 			return im.verifyBlob(desc, open)
-		}
-		type part struct {
-			blobs []ocispec.Descriptor
-			limit int
-		}
-		parts := []part{{blobs[:split], im.opts.Jobs}, {blobs[split:], metaJobs(im.opts.Jobs)}}
-		if im.opts.Jobs == 1 {
-			parts = []part{{blobs, 1}} // one at a time, largest first
-		}
-		for _, part := range parts {
-			eg.Go(func() error {
-				g, ctx := errgroup.WithContext(ctx)
-				g.SetLimit(part.limit)
-				for _, desc := range part.blobs {
-					if ctx.Err() != nil {
-						break // a blob failed: start no more
-					}
-					g.Go(func() error { return push(ctx, desc) })
-				}
-				return g.Wait()
-			})
-		}
-		return eg.Wait()
+		})
 	}
 	for {
 		desc, rd, err := im.r.Next()
