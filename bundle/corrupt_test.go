@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,5 +172,18 @@ func TestImportRefusedCorruptedUpload(t *testing.T) {
 	}
 	if d, err := remote.Head(ref); err != nil || d.Digest != img.manifest {
 		t.Errorf("after the re-run the destination has %v (%v), want %s", d, err, img.manifest)
+	}
+}
+
+// A child manifest that a registry serves damaged fails the export as a
+// digest mismatch (exit 3), said once, naming the manifest.
+func TestExportCorruptedChildManifest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ref := f.src.Host + "/multi/tool:1.0"
+	f.src.InjectFaults(&registrytest.Fault{Method: http.MethodGet, Path: "/multi/tool/manifests/sha256:", Corrupt: true, Times: 1000})
+	_, err := bundle.Export(context.Background(), []string{ref}, io.Discard, bundle.ExportOptions{Registry: bundle.RegistryOptions{RetryBase: time.Millisecond}})
+	if !errors.Is(err, bundle.ErrDigestMismatch) || strings.Count(err.Error(), "digest mismatch") != 1 || !strings.Contains(err.Error(), "resolving "+ref+": fetching manifest sha256:") {
+		t.Errorf("got %v, want one digest mismatch naming the manifest", err)
 	}
 }

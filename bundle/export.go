@@ -120,6 +120,16 @@ func (s registrySource) blob(ctx context.Context, d digest.Digest) (io.ReadClose
 	return s.client.GetBlob(ctx, s.repo, d)
 }
 
+// asDigestMismatch makes a registry's digest mismatch also this package's
+// ErrDigestMismatch, without saying "digest mismatch" twice.
+func asDigestMismatch(err error) error { return &sentinelError{sentinel: ErrDigestMismatch, err: err} }
+
+type sentinelError struct{ sentinel, err error }
+
+func (e *sentinelError) Error() string        { return e.err.Error() }
+func (e *sentinelError) Unwrap() error        { return e.err }
+func (e *sentinelError) Is(target error) bool { return target == e.sentinel }
+
 // overNetwork reports whether a read that failed midway is worth trying again:
 // a transfer over the network is, a local file is not.
 func overNetwork(s source) bool {
@@ -414,7 +424,7 @@ func (e *exporter) resolve(ctx context.Context, r Reference) (*image, error) {
 	src := registrySource{client: e.client, repo: repo}
 	m, err := src.manifest(ctx, r.Identifier(), MaxManifestBytes)
 	if errors.Is(err, registry.ErrDigestMismatch) {
-		return nil, fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+		return nil, asDigestMismatch(err)
 	}
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
@@ -530,7 +540,7 @@ func (e *exporter) fetchManifest(ctx context.Context, repo source, desc ocispec.
 		}
 		m, err := repo.manifest(ctx, desc.Digest.String(), MaxManifestBytes)
 		if errors.Is(err, registry.ErrDigestMismatch) {
-			err = fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+			err = asDigestMismatch(err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("fetching manifest %s: %w", desc.Digest, err)
