@@ -149,6 +149,9 @@ type exporter struct {
 	configs   map[digest.Digest][]byte
 	inflight  singleflight.Group // child manifests being fetched
 	large     chan struct{}      // one per blob over memSpoolLimit being fetched: Jobs
+	// encoders store blobs (they hold a block buffer, no zstd window); one
+	// pool for the ordered writer and the placement running beside it.
+	encoders sync.Pool
 	// compressors are the encoders that compress (each holds a zstd
 	// window): at most Jobs, however many small blobs are fetched at once.
 	compressors chan *Encoder
@@ -281,6 +284,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	}
 	e.large = make(chan struct{}, opts.Jobs)
 	e.compressors = make(chan *Encoder, opts.Jobs)
+	e.encoders.New = func() any { return NewEncoder(opts.Encoder) }
 	if f, pos, ok := seekableFile(w); ok && stored > 0 {
 		base := pos - bw.Size() // where the archive starts in f
 		// Stored layers come first and have a length known in advance:
@@ -817,7 +821,6 @@ func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph, blobs [
 	large := e.large
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	encoders := sync.Pool{New: func() any { return NewEncoder(e.opts.Encoder) }}
 	jobs := make(chan int)
 	for range e.opts.Jobs + small {
 		wg.Add(1)
@@ -827,10 +830,10 @@ func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph, blobs [
 				if blobs[i].Size > memSpoolLimit {
 					large <- struct{}{}
 				}
-				enc := encoders.Get().(*Encoder)
+				enc := e.encoders.Get().(*Encoder)
 				s := slots[i]
 				s.entry, s.err = e.fetchBlob(ctx, enc, blobs[i], g, total, s.prepare(e.opts.TempDir, blobs[i].Size))
-				encoders.Put(enc)
+				e.encoders.Put(enc)
 				if blobs[i].Size > memSpoolLimit {
 					<-large
 				}
@@ -910,7 +913,6 @@ func (e *exporter) placeBlobs(ctx context.Context, f *os.File, base int64, g *gr
 	for i, desc := range blobs {
 		at[desc.Digest] = places[i]
 	}
-	encoders := sync.Pool{New: func() any { return NewEncoder(e.opts.Encoder) }}
 	return transferAll(ctx, e.opts.Jobs, blobs, func(ctx context.Context, desc ocispec.Descriptor) error {
 		if desc.Size > memSpoolLimit {
 			select {
@@ -920,8 +922,8 @@ func (e *exporter) placeBlobs(ctx context.Context, f *os.File, base int64, g *gr
 			}
 			defer func() { <-e.large }()
 		}
-		enc := encoders.Get().(*Encoder)
-		defer encoders.Put(enc)
+		enc := e.encoders.Get().(*Encoder)
+		defer e.encoders.Put(enc)
 		p := at[desc.Digest]
 		dst := func() (io.Writer, error) { return io.NewOffsetWriter(f, base+p.offset), nil }
 		entry, err := e.fetchBlob(ctx, enc, desc, g, total, dst)

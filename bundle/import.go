@@ -395,7 +395,7 @@ func (s *streamSpool) release() {
 	}
 }
 
-func (im *importer) verifyBlob(desc ocispec.Descriptor, open func() (io.ReadCloser, error)) error {
+func (im *importer) verifyBlob(desc ocispec.Descriptor, open opener) error {
 	rc, err := open()
 	if err == nil {
 		_, err = io.Copy(io.Discard, rc)

@@ -45,13 +45,10 @@ func openRegular(path string) (*os.File, error) {
 	return os.Open(path)
 }
 
-// readLayoutIndex reads DIR/index.json, capped at MaxManifestBytes; a
-// missing file is an empty index when missingOK.
-func readLayoutIndex(dir string, missingOK bool) (*ocispec.Index, error) {
+// readLayoutIndex reads DIR/index.json of a source layout, capped at
+// MaxManifestBytes.
+func readLayoutIndex(dir string) (*ocispec.Index, error) {
 	f, err := openRegular(filepath.Join(dir, IndexFile))
-	if errors.Is(err, os.ErrNotExist) && missingOK {
-		return &ocispec.Index{Versioned: specsVersioned(), MediaType: ocispec.MediaTypeImageIndex}, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the OCI layout %s: %w", dir, err)
 	}
@@ -63,6 +60,12 @@ func readLayoutIndex(dir string, missingOK bool) (*ocispec.Index, error) {
 	if len(b) > MaxManifestBytes {
 		return nil, fmt.Errorf("%w: %s/index.json is larger than %d bytes", ErrTooLarge, dir, MaxManifestBytes)
 	}
+	return parseLayoutIndex(dir, b)
+}
+
+// parseLayoutIndex parses index.json of the layout at dir (a source or a
+// target) and checks its descriptors.
+func parseLayoutIndex(dir string, b []byte) (*ocispec.Index, error) {
 	var idx ocispec.Index
 	if err := json.Unmarshal(b, &idx); err != nil {
 		return nil, fmt.Errorf("the OCI layout %s: index.json is not valid JSON: %v", dir, err)
@@ -141,7 +144,7 @@ func layoutImages(dir, tag string) ([]layoutImage, error) {
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("OCI layout %s is not a directory", dir)
 	}
-	idx, err := readLayoutIndex(dir, false)
+	idx, err := readLayoutIndex(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -293,16 +296,7 @@ func (t *layoutTarget) readIndex() (*ocispec.Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the OCI layout %s: %w", t.dir, err)
 	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, fmt.Errorf("the OCI layout %s: index.json is not valid JSON: %v", t.dir, err)
-	}
-	for _, d := range idx.Manifests {
-		if err := validateDescriptor(d); err != nil {
-			return nil, fmt.Errorf("the OCI layout %s: index.json: %w", t.dir, err)
-		}
-	}
-	return &idx, nil
+	return parseLayoutIndex(t.dir, b)
 }
 
 func (t *layoutTarget) repository(name string) (string, error) { return name, nil }

@@ -148,9 +148,6 @@ func (p *Proxy) wait(ctx context.Context) bool {
 // Addr is the host:port (on 127.0.0.1) the proxy listens on.
 func (p *Proxy) Addr() string { return p.addr }
 
-// Target is the host:port requests are forwarded to.
-func (p *Proxy) Target() string { return p.target }
-
 // Delay is the wait before each request.
 func (p *Proxy) Delay() time.Duration { return time.Duration(p.delay.Load()) }
 
