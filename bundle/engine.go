@@ -1,21 +1,341 @@
 package bundle
 
+// The copy engine: the one loop that moves blobs for export (a registry or
+// an OCI layout into the bundle archive) and for import (the bundle archive
+// into a registry or an OCI layout). Sources and targets only read, check,
+// put and commit; the engine owns the job limits, the order (largest first,
+// or the target's order), the one retry helper, progress events, the
+// counts and the BlobError that names the images of a failed blob.
+
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ferryproject/ferry/internal/registry"
 )
 
-// transferAll is the one scheduler of blob transfers, for export (stored
-// layers fetched into their place) and import (blobs pushed to the
-// destination): largest first, so a run does not end waiting on one big
-// blob that started late; Jobs blobs over memSpoolLimit at once, and
-// metaJobs small ones beside them, whose time is round trips rather than
-// bandwidth (Jobs 1: one at a time in all). The first failure stops the
+// source is where the engine reads blobs.
+type source interface {
+	// fetch opens blob desc, verified as it is read: content that does not
+	// match desc fails a Read.
+	fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
+	// failed says how a failure to read desc is reported (the BlobError
+	// operation and cause) and whether reading again may help: it may over
+	// a network, not from a local file.
+	failed(desc ocispec.Descriptor, err error) (op string, cause error, again bool)
+}
+
+// sequentialSource is a source read once, in its own order (a bundle on
+// standard input): the engine copies its blobs as they come.
+type sequentialSource interface {
+	source
+	// next returns the next blob, an opener that may be called again (it
+	// spools what it reads) and done, which reads what is left of the blob
+	// (so it is verified whole) and releases the spool. io.EOF after the
+	// last blob.
+	next() (desc ocispec.Descriptor, open opener, done func() error, err error)
+}
+
+// opener opens the content of a blob, verified as it is read; it may be
+// called again to send the blob again.
+type opener func() (io.ReadCloser, error)
+
+// fetcher opens a blob for the engine, with the context of one attempt.
+type fetcher func(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
+
+// blobOutcome is how a target came to hold a blob.
+type blobOutcome int
+
+const (
+	blobUploaded blobOutcome = iota // sent (or written) in full
+	blobMounted                     // from another repository of the target
+	blobPresent                     // the repository had it
+)
+
+// blobTarget is where the engine puts blobs.
+type blobTarget interface {
+	// pushBlob makes blob desc present in repo. from, when not empty, is a
+	// repository of the same target known to hold it (a mount source).
+	pushBlob(ctx context.Context, repo, from string, desc ocispec.Descriptor, open opener) (blobOutcome, error)
+	// display names repo and ref for messages and results.
+	display(repo, ref string) string
+}
+
+// orderedTarget is a target that takes some blobs in a fixed order: the
+// bundle archive written to a stream.
+type orderedTarget interface {
+	blobTarget
+	// inOrder splits blobs into those put in any order and those that must
+	// be appended in the order returned. pushBlob prepares one of the
+	// latter (in parallel with others); flush appends it, once every blob
+	// before it is appended.
+	inOrder(blobs []ocispec.Descriptor) (anyOrder, ordered []ocispec.Descriptor)
+	flush(desc ocispec.Descriptor) error
+}
+
+// copier is one run of the engine.
+type copier struct {
+	verb     string // "export" or "import", for what the operator re-runs
+	jobs     int
+	client   *registry.Client // the retry budget and backoff
+	progress ProgressFunc
+	users    func(digest.Digest) []string // images that use a blob, for errors
+	// repos returns the repositories of the target that need a blob; the
+	// first gets it, the others mount it from there.
+	repos func(digest.Digest) []string
+	total int64
+	large chan struct{} // one per blob over memSpoolLimit in flight: Jobs
+
+	uploaded, mounted, present, bytesUp atomic.Int64
+}
+
+func newCopier(verb string, jobs int, client *registry.Client, progress ProgressFunc, users func(digest.Digest) []string) *copier {
+	return &copier{
+		verb: verb, jobs: jobs, client: client, progress: progress, users: users,
+		repos: func(digest.Digest) []string { return []string{""} },
+		large: make(chan struct{}, jobs),
+	}
+}
+
+// copyBlobs copies blobs from src to dst. The first failure stops the
 // scheduling of the rest and is returned.
+func (c *copier) copyBlobs(ctx context.Context, src source, dst blobTarget, blobs []ocispec.Descriptor) error {
+	for _, b := range blobs {
+		c.total += b.Size
+	}
+	if s, ok := src.(sequentialSource); ok {
+		for {
+			desc, open, done, err := s.next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			// done reads what the target did not, so every blob is
+			// verified whole whatever the target holds.
+			_, err = c.copyBlob(ctx, src, dst, desc, func(context.Context, ocispec.Descriptor) (io.ReadCloser, error) { return open() })
+			if derr := done(); err == nil && derr != nil {
+				err = c.readFailed(src, desc, derr)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	copyOne := func(ctx context.Context, desc ocispec.Descriptor) error {
+		opened, err := c.copyBlob(ctx, src, dst, desc, src.fetch)
+		if err != nil || opened {
+			return err
+		}
+		// The target had it everywhere: still read it from the source, so
+		// a copy succeeds only if every blob of its source verifies,
+		// whatever the target holds.
+		rc, err := src.fetch(ctx, desc)
+		if err == nil {
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+		}
+		if err != nil {
+			return c.readFailed(src, desc, err)
+		}
+		return nil
+	}
+	o, ok := dst.(orderedTarget)
+	if !ok {
+		return transferAll(ctx, c.jobs, blobs, copyOne)
+	}
+	anyOrder, ordered := o.inOrder(blobs)
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return transferAll(ctx, c.jobs, anyOrder, copyOne) })
+	eg.Go(func() error { return transferInOrder(ctx, c.jobs, ordered, copyOne, o.flush) })
+	return eg.Wait()
+}
+
+// copyBlob makes desc present in every repository of dst that needs it:
+// the first gets it from src, the others mount it from there, all at once.
+// It reports whether it opened the source.
+func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc ocispec.Descriptor, open fetcher) (opened bool, err error) {
+	if desc.Size > memSpoolLimit {
+		select {
+		case c.large <- struct{}{}:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+		defer func() { <-c.large }()
+	}
+	var started sync.Once
+	var was atomic.Bool
+	start := func() {
+		was.Store(true)
+		started.Do(func() { c.emit(EventBlobStart, desc) })
+	}
+	repos := c.repos(desc.Digest)
+	if len(repos) == 0 {
+		return false, nil
+	}
+	if err := c.put(ctx, src, dst, repos[0], "", desc, open, start); err != nil {
+		return was.Load(), err
+	}
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(metaJobs(c.jobs))
+	for _, repo := range repos[1:] {
+		eg.Go(func() error { return c.put(gctx, src, dst, repo, repos[0], desc, open, start) })
+	}
+	err = eg.Wait()
+	return was.Load(), err
+}
+
+// put makes desc present in repo with the one retry helper: --retries N
+// means at most N+1 requests, whether the source or the target failed.
+func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from string, desc ocispec.Descriptor, open fetcher, start func()) error {
+	// readErr is what the source failed with in the last attempt: only
+	// this attempt's reads, not those of the other repositories.
+	var mu sync.Mutex
+	var readErr error
+	failed := func(err error) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if readErr == nil {
+			readErr = err
+		}
+		return err
+	}
+	how, err := withRetries(ctx, c.client, func(ctx context.Context) (blobOutcome, bool, error) {
+		mu.Lock()
+		readErr = nil
+		mu.Unlock()
+		// Opened with this attempt's context, which carries the retry
+		// budget the transport's own retries draw on.
+		counted := func() (io.ReadCloser, error) {
+			rc, err := open(ctx, desc)
+			if err != nil {
+				return nil, failed(err)
+			}
+			start()
+			return &sourceReader{rc: rc, failed: failed, progress: c.progress, digest: desc.Digest.String()}, nil
+		}
+		how, err := dst.pushBlob(ctx, repo, from, desc, counted)
+		if err == nil || ctx.Err() != nil {
+			return how, false, err
+		}
+		mu.Lock()
+		rerr := readErr
+		mu.Unlock()
+		if rerr != nil {
+			_, _, again := src.failed(desc, rerr)
+			return how, again, &sourceError{rerr}
+		}
+		return how, registry.IsTemporary(err), err
+	})
+	var se *sourceError
+	var we *writeError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.As(err, &se):
+		return c.readFailed(src, desc, se.err)
+	case errors.As(err, &we):
+		return fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, we.err)
+	default:
+		op := "push"
+		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTruncated) {
+			op = "verify"
+		}
+		if registry.IsTemporary(err) {
+			retries, _ := c.client.RetryPolicy()
+			err = fmt.Errorf("giving up after %d retries (re-run the %s to continue; --retries raises the limit): %w", retries, c.verb, err)
+		}
+		return c.blobErr(op, desc.Digest, fmt.Errorf("to %s: %w", dst.display(repo, ""), err))
+	}
+	switch how {
+	case blobUploaded:
+		c.uploaded.Add(1)
+		c.bytesUp.Add(desc.Size)
+		c.emit(EventBlobDone, desc)
+	case blobMounted:
+		c.mounted.Add(1)
+		c.emit(EventBlobSkipped, desc)
+	case blobPresent:
+		c.present.Add(1)
+		c.emit(EventBlobSkipped, desc)
+	}
+	return nil
+}
+
+// readFailed reports a failure to read desc from src.
+func (c *copier) readFailed(src source, desc ocispec.Descriptor, err error) error {
+	op, cause, _ := src.failed(desc, err)
+	return c.blobErr(op, desc.Digest, cause)
+}
+
+func (c *copier) blobErr(op string, d digest.Digest, err error) error {
+	var be *BlobError
+	if errors.As(err, &be) {
+		return err
+	}
+	return &BlobError{Op: op, Digest: d, Images: c.users(d), Err: err}
+}
+
+func (c *copier) emit(kind EventKind, desc ocispec.Descriptor) {
+	c.progress.emit(Event{Kind: kind, Digest: desc.Digest.String(), Size: desc.Size, Total: c.total})
+}
+
+// sourceError marks a failure to read the source, as opposed to a failure
+// of the target.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// writeError marks a failure of the bundle output (disk full, read-only),
+// which reading the source again does not help.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// sourceReader reads a blob from its source, recording a failure as the
+// source's and reporting progress in steps of at least 1 MiB.
+type sourceReader struct {
+	rc       io.ReadCloser
+	failed   func(error) error
+	progress ProgressFunc
+	digest   string
+	pending  int64
+}
+
+func (s *sourceReader) Read(b []byte) (int, error) {
+	n, err := s.rc.Read(b)
+	if err != nil && err != io.EOF {
+		err = s.failed(err)
+	}
+	s.pending += int64(n)
+	if s.progress != nil && (s.pending >= 1<<20 || (err != nil && s.pending > 0)) {
+		s.progress(Event{Kind: EventBlobBytes, Digest: s.digest, Bytes: s.pending})
+		s.pending = 0
+	}
+	return n, err
+}
+
+func (s *sourceReader) Close() error { return s.rc.Close() }
+
+// transferAll schedules transfers in any order: largest first, so a run
+// does not end waiting on one big blob that started late; Jobs blobs over
+// memSpoolLimit at once, and metaJobs small ones beside them, whose time
+// is round trips rather than bandwidth (Jobs 1: one at a time in all). The
+// first failure stops the scheduling of the rest and is returned.
 func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, transfer func(ctx context.Context, desc ocispec.Descriptor) error) error {
 	blobs = slices.Clone(blobs)
 	sort.SliceStable(blobs, func(i, j int) bool { return blobs[i].Size > blobs[j].Size })
@@ -48,4 +368,66 @@ func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, tran
 		})
 	}
 	return eg.Wait()
+}
+
+// transferInOrder schedules transfers whose results are committed in the
+// order given: Jobs+metaJobs transfers at once, each committed as soon as
+// it and every one before it are done; at most 2×Jobs+metaJobs done and
+// waiting, which bounds the memory and temporary disk they hold. The first
+// failure stops the rest and is returned.
+func transferInOrder(ctx context.Context, jobs int, blobs []ocispec.Descriptor, transfer func(ctx context.Context, desc ocispec.Descriptor) error, commit func(desc ocispec.Descriptor) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	small := metaJobs(jobs)
+	window := make(chan struct{}, 2*jobs+small)
+	errs := make([]error, len(blobs))
+	done := make([]chan struct{}, len(blobs))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		cancel() // stop the dispatch, which may wait for the window
+		wg.Wait()
+	}()
+	next := make(chan int)
+	for range jobs + small {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = transfer(ctx, blobs[i])
+				close(done[i])
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for i := range blobs {
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for i, desc := range blobs {
+		select {
+		case <-done[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if errs[i] != nil {
+			return errs[i]
+		}
+		if err := commit(desc); err != nil {
+			return err
+		}
+		<-window
+	}
+	return nil
 }

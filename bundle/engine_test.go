@@ -79,3 +79,77 @@ func TestTransferAll(t *testing.T) {
 		t.Errorf("after a failure %d transfers started (%v), want 1", started.Load(), err)
 	}
 }
+
+// transferInOrder: commits in the order given, whatever order transfers
+// finish in; at most 2×Jobs+metaJobs transferred and not yet committed;
+// nothing committed after a failure, and no transfer started after it.
+func TestTransferInOrder(t *testing.T) {
+	const jobs = 2
+	sizes := make([]int64, 60)
+	for i := range sizes {
+		sizes[i] = int64(1000 + i)
+	}
+	blobs := blobsOfSizes(sizes...)
+	window := 2*jobs + metaJobs(jobs)
+	var mu sync.Mutex
+	var committed []int64
+	ahead, maxAhead := 0, 0
+	// The first blob finishes only once a whole window has started: the
+	// others finish first and wait for it.
+	full := make(chan struct{})
+	var fill sync.Once
+	deadlock := time.After(time.Minute) // a guard, not a measurement
+	err := transferInOrder(context.Background(), jobs, blobs, func(_ context.Context, d ocispec.Descriptor) error {
+		mu.Lock()
+		ahead++
+		maxAhead = max(maxAhead, ahead)
+		if ahead == window {
+			fill.Do(func() { close(full) })
+		}
+		mu.Unlock()
+		if d.Size == 1000 {
+			select {
+			case <-full:
+			case <-deadlock:
+				return errors.New("the window never filled")
+			}
+		}
+		return nil
+	}, func(d ocispec.Descriptor) error {
+		mu.Lock()
+		defer mu.Unlock()
+		committed = append(committed, d.Size)
+		ahead--
+		return nil
+	})
+	if err != nil || len(committed) != len(sizes) {
+		t.Fatalf("committed %d of %d: %v", len(committed), len(sizes), err)
+	}
+	for i, s := range committed {
+		if s != sizes[i] {
+			t.Fatalf("commit %d is blob %d, want %d: out of order", i, s, sizes[i])
+		}
+	}
+	if maxAhead > window {
+		t.Errorf("%d blobs transferred ahead of their commit, want at most %d", maxAhead, window)
+	}
+
+	// A failure: nothing after it is committed, no transfer starts after
+	// it, and it is returned.
+	boom := errors.New("boom")
+	var started atomic.Int64
+	committed = nil
+	err = transferInOrder(context.Background(), 1, blobs, func(_ context.Context, d ocispec.Descriptor) error {
+		started.Add(1)
+		if d.Size == 1003 {
+			return boom
+		}
+		return nil
+	}, func(d ocispec.Descriptor) error {
+		committed = append(committed, d.Size)
+		return nil
+	})
+	if !errors.Is(err, boom) || len(committed) != 3 || started.Load() > int64(3+1+2+metaJobs(1)) {
+		t.Errorf("after a failure at blob 3: %v, committed %v, %d started; want boom, 3 committed, at most a window started", err, committed, started.Load())
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -75,7 +74,7 @@ type RewrittenIndex struct {
 // image is a resolved reference.
 type image struct {
 	ref  Reference
-	src  source
+	src  upstream
 	desc ocispec.Descriptor
 	// original digest when the platform filter rewrote the index
 	original digest.Digest
@@ -83,12 +82,12 @@ type image struct {
 
 type fetched struct {
 	bytes []byte
-	src   source
+	src   upstream
 }
 
-// source is where Export reads content: a repository of a registry, or an
+// upstream is where Export resolves references and reads content: a repository of a registry, or an
 // OCI image layout directory.
-type source interface {
+type upstream interface {
 	// manifest fetches a manifest by tag or digest, at most limit bytes,
 	// verified when ref is a digest.
 	manifest(ctx context.Context, ref string, limit int64) (*registry.Manifest, error)
@@ -103,7 +102,7 @@ type registrySource struct {
 	repo   name.Repository
 }
 
-var _ source = registrySource{}
+var _ upstream = registrySource{}
 
 func (s registrySource) String() string { return s.repo.Name() }
 
@@ -132,9 +131,34 @@ func (e *sentinelError) Is(target error) bool { return target == e.sentinel }
 
 // overNetwork reports whether a read that failed midway is worth trying again:
 // a transfer over the network is, a local file is not.
-func overNetwork(s source) bool {
+func overNetwork(s upstream) bool {
 	_, ok := s.(registrySource)
 	return ok
+}
+
+// exportSource is what the engine copies from on export: each blob from
+// the repository (or layout) of the image that first named it; configs,
+// read to learn platforms, from memory.
+type exportSource struct{ e *exporter }
+
+func (s exportSource) fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if b, ok := s.e.configs[desc.Digest]; ok {
+		return io.NopCloser(bytes.NewReader(b)), nil // verified when read
+	}
+	rc, err := s.e.blobSrc[desc.Digest].blob(ctx, desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{NewVerifyReader(rc, desc), rc}, nil
+}
+
+func (s exportSource) failed(desc ocispec.Descriptor, err error) (string, error, bool) {
+	repo := s.e.blobSrc[desc.Digest]
+	final := errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied)
+	return "fetch", fmt.Errorf("from %s (re-run the export to try again): %w", repo, err), overNetwork(repo) && !final
 }
 
 // exporter holds the state of one export.
@@ -144,18 +168,10 @@ type exporter struct {
 	platforms []ocispec.Platform
 
 	mu        sync.Mutex
-	manifests map[digest.Digest]fetched // every manifest, with a source to fetch its children from
-	blobSrc   map[digest.Digest]source
+	manifests map[digest.Digest]fetched // every manifest, with the upstream to fetch its children from
+	blobSrc   map[digest.Digest]upstream
 	configs   map[digest.Digest][]byte
 	inflight  singleflight.Group // child manifests being fetched
-	large     chan struct{}      // one per blob over memSpoolLimit being fetched: Jobs
-	// encoders store blobs (they hold a block buffer, no zstd window); one
-	// pool for the ordered writer and the placement running beside it.
-	encoders sync.Pool
-	// compressors are the encoders that compress (each holds a zstd
-	// window): at most Jobs, however many small blobs are fetched at once.
-	compressors chan *Encoder
-	made        atomic.Int64
 }
 
 // ExportFile exports refs to a bundle at path. The bundle is written under
@@ -220,7 +236,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		opts:      opts,
 		client:    opts.Registry.client(),
 		manifests: map[digest.Digest]fetched{},
-		blobSrc:   map[digest.Digest]source{},
+		blobSrc:   map[digest.Digest]upstream{},
 		configs:   map[digest.Digest][]byte{},
 	}
 	for _, p := range opts.Platforms {
@@ -253,61 +269,19 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 			return nil, fmt.Errorf("signing index.json: %w", err)
 		}
 	}
-	bw := NewWriter(w, opts.Encoder)
-	if err := bw.WriteFile(LayoutFile, []byte(layoutContent)); err != nil {
+	at, err := newArchiveTarget(w, g, indexBytes, sigs, opts)
+	if err != nil {
 		return nil, err
 	}
-	if err := bw.WriteFile(IndexFile, indexBytes); err != nil {
+	defer at.Close()
+	c := newCopier("export", opts.Jobs, e.client, opts.Progress, g.Users)
+	if err := c.copyBlobs(ctx, exportSource{e}, at, at.blobs); err != nil {
 		return nil, err
 	}
-	for _, n := range []string{SignatureFile, SigstoreBundleFile} {
-		if b, ok := sigs[n]; ok {
-			if err := bw.WriteFile(n, b); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, d := range g.manifestOrder {
-		m := g.manifests[d]
-		if err := bw.WriteBlob(m.Descriptor, bytes.NewReader(m.Bytes)); err != nil {
-			return nil, err
-		}
-	}
-	blobs := g.orderedBlobs()
-	var total int64
-	for _, b := range blobs {
-		total += b.Size
-	}
-	stored := 0
-	for stored < len(blobs) && opts.Encoder.stores(blobs[stored], nil) {
-		stored++
-	}
-	e.large = make(chan struct{}, opts.Jobs)
-	e.compressors = make(chan *Encoder, opts.Jobs)
-	e.encoders.New = func() any { return NewEncoder(opts.Encoder) }
-	if f, pos, ok := seekableFile(w); ok && stored > 0 {
-		base := pos - bw.Size() // where the archive starts in f
-		// Stored layers come first and have a length known in advance:
-		// reserve their place, then fetch them in parallel straight into
-		// it, with no spool, while the other blobs are fetched, compressed
-		// and appended after them.
-		places, err := reserve(bw, blobs[:stored])
-		if err != nil {
-			return nil, err
-		}
-		eg, gctx := errgroup.WithContext(ctx)
-		eg.Go(func() error { return e.placeBlobs(gctx, f, base, g, blobs[:stored], places, total) })
-		eg.Go(func() error { return e.writeBlobs(gctx, bw, g, blobs[stored:], total) })
-		if err := eg.Wait(); err != nil {
-			return nil, err
-		}
-	} else if err := e.writeBlobs(ctx, bw, g, blobs, total); err != nil {
+	if err := at.commit(); err != nil {
 		return nil, err
 	}
-	if err := bw.Close(); err != nil {
-		return nil, fmt.Errorf("writing the bundle: %w", err)
-	}
-	sum.ArchiveBytes = bw.Size()
+	sum.ArchiveBytes = at.bw.Size()
 	// Statistics from the graph.
 	for _, m := range g.manifests {
 		sum.Blobs++
@@ -457,7 +431,7 @@ func (e *exporter) resolveLayout(ctx context.Context, src layoutSource, r Refere
 
 // expand parses the manifest m that r resolved to, applies the platform
 // filter and fetches every manifest below it.
-func (e *exporter) expand(ctx context.Context, repo source, r Reference, m *registry.Manifest) (*image, error) {
+func (e *exporter) expand(ctx context.Context, repo upstream, r Reference, m *registry.Manifest) (*image, error) {
 	if isSchema1(m.MediaType) {
 		return nil, errSchema1()
 	}
@@ -496,7 +470,7 @@ func (e *exporter) expand(ctx context.Context, repo source, r Reference, m *regi
 	return img, nil
 }
 
-func (e *exporter) addManifest(d digest.Digest, b []byte, repo source) {
+func (e *exporter) addManifest(d digest.Digest, b []byte, repo upstream) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, ok := e.manifests[d]; !ok {
@@ -506,7 +480,7 @@ func (e *exporter) addManifest(d digest.Digest, b []byte, repo source) {
 
 // fetchChildren fetches the manifests below a manifest and records where
 // each blob can be fetched from.
-func (e *exporter) fetchChildren(ctx context.Context, repo source, children []child, depth int) error {
+func (e *exporter) fetchChildren(ctx context.Context, repo upstream, children []child, depth int) error {
 	if depth > maxGraphDepth {
 		return fmt.Errorf("%w: manifests nested deeper than %d levels", ErrCorrupt, maxGraphDepth)
 	}
@@ -532,9 +506,9 @@ func (e *exporter) fetchChildren(ctx context.Context, repo source, children []ch
 }
 
 // fetchManifest fetches a child manifest and, in parallel, the manifests
-// below it; images of one source that share it wait for the one fetch.
-func (e *exporter) fetchManifest(ctx context.Context, repo source, desc ocispec.Descriptor, depth int) error {
-	// Keyed by source too: a failure of one repository is not another's.
+// below it; images of one repository that share it wait for the one fetch.
+func (e *exporter) fetchManifest(ctx context.Context, repo upstream, desc ocispec.Descriptor, depth int) error {
+	// Keyed by repository too: a failure of one repository is not another's.
 	_, err, _ := e.inflight.Do(repo.String()+"@"+desc.Digest.String(), func() (any, error) {
 		e.mu.Lock()
 		_, have := e.manifests[desc.Digest]
@@ -565,7 +539,7 @@ func (e *exporter) fetchManifest(ctx context.Context, repo source, desc ocispec.
 
 // fetchConfig downloads a small config blob, verified, trying again when
 // the transfer breaks, as blobs are.
-func (e *exporter) fetchConfig(ctx context.Context, repo source, desc ocispec.Descriptor) ([]byte, error) {
+func (e *exporter) fetchConfig(ctx context.Context, repo upstream, desc ocispec.Descriptor) ([]byte, error) {
 	return withRetries(ctx, e.client, func(ctx context.Context) ([]byte, bool, error) {
 		rc, err := repo.blob(ctx, desc.Digest)
 		if err != nil {
@@ -597,7 +571,7 @@ func withRetries[T any](ctx context.Context, c *registry.Client, fn func(ctx con
 }
 
 // platformOf reads the platform of an image manifest from its config.
-func (e *exporter) platformOf(ctx context.Context, repo source, children []child) (*ocispec.Platform, error) {
+func (e *exporter) platformOf(ctx context.Context, repo upstream, children []child) (*ocispec.Platform, error) {
 	for _, c := range children {
 		if !c.config || (c.desc.MediaType != ocispec.MediaTypeImageConfig && c.desc.MediaType != "application/vnd.docker.container.image.v1+json") || c.desc.Size > MaxManifestBytes {
 			continue
@@ -740,335 +714,6 @@ func (e *exporter) buildIndex(images []*image) (*graph, ocispec.Index, []byte, e
 		return nil, index, nil, err
 	}
 	return g, index, b, nil
-}
-
-// spooled is a compressed entry waiting for its turn.
-type spooled struct {
-	entry EncodedEntry
-	mem   *bytes.Buffer
-	file  *os.File
-	err   error
-	done  chan struct{}
-}
-
-func (s *spooled) reader() (io.Reader, error) {
-	if s.mem != nil {
-		return s.mem, nil
-	}
-	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	return s.file, nil
-}
-
-func (s *spooled) release() {
-	if s.file != nil {
-		s.file.Close()
-		os.Remove(s.file.Name())
-		s.file = nil
-	}
-	s.mem = nil
-}
-
-// memSpoolLimit: blobs up to this size are compressed into memory, larger
-// ones into a temporary file.
-const memSpoolLimit = 1 << 20
-
-// seekableFile returns w as a regular file and its current offset, when it
-// is one.
-func seekableFile(w io.Writer) (*os.File, int64, bool) {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil, 0, false
-	}
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		return nil, 0, false
-	}
-	base, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, 0, false
-	}
-	// A file opened for appending cannot be written at an offset, and on a
-	// file system without sparse files (FAT, exFAT: the usual USB disk)
-	// writing past the end first fills the gap with zeros.
-	if _, err := f.WriteAt(nil, base); err != nil || !sparseFiles(f) {
-		return nil, 0, false
-	}
-	return f, base, true
-}
-
-// writeBlobs downloads and compresses blobs in parallel and appends them to
-// the archive in the given order. At most 2×Jobs compressed blobs wait to be
-// written, which bounds memory and temporary disk use.
-func (e *exporter) writeBlobs(ctx context.Context, bw *Writer, g *graph, blobs []ocispec.Descriptor, total int64) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	slots := make([]*spooled, len(blobs))
-	for i := range slots {
-		slots[i] = &spooled{done: make(chan struct{})}
-	}
-	defer func() {
-		for _, s := range slots {
-			s.release()
-		}
-	}()
-	// Small blobs (configs, mostly) cost a round trip each, not bandwidth:
-	// more of them are fetched at once, held in memory; at most Jobs large
-	// ones, spooled to disk.
-	small := metaJobs(e.opts.Jobs)
-	window := make(chan struct{}, 2*e.opts.Jobs+small)
-	large := e.large
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	jobs := make(chan int)
-	for range e.opts.Jobs + small {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if blobs[i].Size > memSpoolLimit {
-					large <- struct{}{}
-				}
-				enc := e.encoders.Get().(*Encoder)
-				s := slots[i]
-				s.entry, s.err = e.fetchBlob(ctx, enc, blobs[i], g, total, s.prepare(e.opts.TempDir, blobs[i].Size))
-				e.encoders.Put(enc)
-				if blobs[i].Size > memSpoolLimit {
-					<-large
-				}
-				close(s.done)
-			}
-		}()
-	}
-	go func() {
-		defer close(jobs)
-		for i := range blobs {
-			select {
-			case window <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			select {
-			case jobs <- i:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	for i, s := range slots {
-		select {
-		case <-s.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if s.err != nil {
-			cancel()
-			return s.err
-		}
-		r, err := s.reader()
-		if err == nil {
-			err = bw.AppendEncoded(s.entry, r)
-		}
-		s.release()
-		if err != nil {
-			cancel()
-			return fmt.Errorf("writing blob %s to the bundle: %w", blobs[i].Digest, err)
-		}
-		<-window
-	}
-	return nil
-}
-
-// prepare returns the function that gives fetchBlob an empty spool for
-// each attempt: memory for small blobs, a temporary file for larger ones.
-func (s *spooled) prepare(tempDir string, size int64) func() (io.Writer, error) {
-	return func() (io.Writer, error) {
-		if size <= memSpoolLimit {
-			s.mem = new(bytes.Buffer)
-			return s.mem, nil
-		}
-		if s.file == nil {
-			f, err := os.CreateTemp(tempDir, ".ferry-spool-*")
-			if err != nil {
-				return nil, fmt.Errorf("creating a temporary file in %s: %w", tempDir, err)
-			}
-			s.file = f
-		}
-		if err := s.file.Truncate(0); err != nil {
-			return nil, err
-		}
-		if _, err := s.file.Seek(0, io.SeekStart); err != nil {
-			return nil, err
-		}
-		return s.file, nil
-	}
-}
-
-// placeBlobs fetches the stored blobs in parallel, largest first, each
-// straight into its reserved place in f (whose offset base is where the
-// archive starts).
-func (e *exporter) placeBlobs(ctx context.Context, f *os.File, base int64, g *graph, blobs []ocispec.Descriptor, places []place, total int64) error {
-	at := make(map[digest.Digest]place, len(blobs))
-	for i, desc := range blobs {
-		at[desc.Digest] = places[i]
-	}
-	return transferAll(ctx, e.opts.Jobs, blobs, func(ctx context.Context, desc ocispec.Descriptor) error {
-		if desc.Size > memSpoolLimit {
-			select {
-			case e.large <- struct{}{}: // shared with writeBlobs
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			defer func() { <-e.large }()
-		}
-		enc := e.encoders.Get().(*Encoder)
-		defer e.encoders.Put(enc)
-		p := at[desc.Digest]
-		dst := func() (io.Writer, error) { return io.NewOffsetWriter(f, base+p.offset), nil }
-		entry, err := e.fetchBlob(ctx, enc, desc, g, total, dst)
-		if err != nil {
-			return err
-		}
-		if entry.Length != p.length {
-			return fmt.Errorf("writing blob %s to the bundle: frame is %d bytes, %d were reserved", desc.Digest, entry.Length, p.length)
-		}
-		startWriteback(f, base+p.offset, p.length)
-		return nil
-	})
-}
-
-// place is where a stored frame goes in the archive.
-type place struct{ offset, length int64 }
-
-// reserve reserves the place of each stored blob in the archive, in order.
-func reserve(bw *Writer, blobs []ocispec.Descriptor) ([]place, error) {
-	places := make([]place, len(blobs))
-	for i, desc := range blobs {
-		var err error
-		if places[i].offset, places[i].length, err = bw.reserveStored(desc); err != nil {
-			return nil, fmt.Errorf("writing the bundle: %w", err)
-		}
-	}
-	return places, nil
-}
-
-// fetchBlob downloads one blob, verifying it, and encodes it into what
-// prepare returns (called again for every attempt), stored or compressed as
-// EncoderOptions.stores decides. A download that breaks is tried again with
-// the one retry helper, so --retries N means at most N+1 requests.
-func (e *exporter) fetchBlob(ctx context.Context, enc *Encoder, desc ocispec.Descriptor, g *graph, total int64, prepare func() (io.Writer, error)) (EncodedEntry, error) {
-	if err := ctx.Err(); err != nil {
-		return EncodedEntry{}, err
-	}
-	repo := e.blobSrc[desc.Digest]
-	e.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-	var werr *writeError
-	entry, err := withRetries(ctx, e.client, func(ctx context.Context) (EncodedEntry, bool, error) {
-		dst, err := prepare()
-		if err != nil {
-			return EncodedEntry{}, false, err
-		}
-		var src io.Reader
-		if b, ok := e.configs[desc.Digest]; ok {
-			src = bytes.NewReader(b)
-		} else {
-			rc, err := repo.blob(ctx, desc.Digest)
-			if err != nil {
-				final := errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrDenied)
-				return EncodedEntry{}, overNetwork(repo) && !final, err
-			}
-			defer rc.Close()
-			src = &progressReader{r: rc, emit: e.opts.Progress, digest: desc.Digest.String()}
-		}
-		use := enc
-		if !e.opts.Encoder.stores(desc, nil) {
-			// Compressed: a small blob is fetched first (many at once, it
-			// costs a round trip), then compressed by one of Jobs
-			// encoders; a large one streams through one.
-			if desc.Size <= memSpoolLimit {
-				b, err := io.ReadAll(io.LimitReader(src, desc.Size+1))
-				if err != nil {
-					return EncodedEntry{}, overNetwork(repo), err
-				}
-				src = bytes.NewReader(b)
-			}
-			c, err := e.compressor(ctx)
-			if err != nil {
-				return EncodedEntry{}, false, err
-			}
-			defer func() { e.compressors <- c }()
-			use = c
-		}
-		entry, err := use.EncodeBlob(&destWriter{w: dst}, desc, src)
-		// The output failing (disk full, read-only) is not helped by
-		// downloading again, nor a local file by reading it again.
-		return entry, overNetwork(repo) && !errors.As(err, &werr) && ctx.Err() == nil, err
-	})
-	switch {
-	case err == nil:
-		e.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		return entry, nil
-	case ctx.Err() != nil:
-		return EncodedEntry{}, ctx.Err()
-	case errors.As(err, &werr):
-		return EncodedEntry{}, fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, werr.err)
-	}
-	return EncodedEntry{}, &BlobError{Op: "fetch", Digest: desc.Digest, Images: g.Users(desc.Digest), Err: fmt.Errorf("from %s (re-run the export to try again): %w", repo, err)}
-}
-
-// compressor returns a free compressing encoder, making one while fewer
-// than Jobs exist, else waiting for one.
-func (e *exporter) compressor(ctx context.Context) (*Encoder, error) {
-	select {
-	case c := <-e.compressors:
-		return c, nil
-	default:
-	}
-	if e.made.Add(1) <= int64(cap(e.compressors)) {
-		return NewEncoder(e.opts.Encoder), nil
-	}
-	select {
-	case c := <-e.compressors:
-		return c, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// destWriter marks the errors of the output, so they are not taken for a
-// failed download.
-type destWriter struct{ w io.Writer }
-
-type writeError struct{ err error }
-
-func (e *writeError) Error() string { return e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }
-
-func (d *destWriter) Write(p []byte) (int, error) {
-	n, err := d.w.Write(p)
-	if err != nil {
-		err = &writeError{err}
-	}
-	return n, err
-}
-
-// progressReader reports bytes read in steps of at least 1 MiB.
-type progressReader struct {
-	r       io.Reader
-	emit    ProgressFunc
-	digest  string
-	pending int64
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.pending += int64(n)
-	if p.emit != nil && (p.pending >= 1<<20 || (err != nil && p.pending > 0)) {
-		p.emit(Event{Kind: EventBlobBytes, Digest: p.digest, Bytes: p.pending})
-		p.pending = 0
-	}
-	return n, err
 }
 
 // ParsePlatform parses "os/arch[/variant]".

@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -167,7 +165,7 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 		return nil, err
 	}
 	if err := im.pushBlobs(ctx); err != nil {
-		n := im.uploaded.Load() + im.mounted.Load()
+		n := im.res.BlobsUploaded + im.res.BlobsMounted
 		return im.res, &noteError{err: err, note: fmt.Sprintf("; no manifest or tag was pushed (%d blob(s) already pushed are content-addressed and harmless)", n)}
 	}
 	if err := im.pushManifests(ctx); err != nil {
@@ -183,37 +181,20 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	return im.res, nil
 }
 
-// opener opens the content of a blob, verified as it is read; it may be
-// called again to send the blob again.
-type opener func() (io.ReadCloser, error)
-
-// blobOutcome is how a target came to hold a blob.
-type blobOutcome int
-
-const (
-	blobUploaded blobOutcome = iota
-	blobMounted              // from another repository of the target
-	blobPresent              // the repository had it
-)
-
 // target is where Import puts content: a registry, or an OCI image layout
 // directory. The importer decides what goes where and in which order; a
 // target only checks, puts and commits.
 type target interface {
+	blobTarget
 	// repository validates a destination repository name and returns the
 	// key the other methods take.
 	repository(name string) (string, error)
-	// pushBlob makes blob desc present in repo. from, when not empty, is a
-	// repository of the same target known to hold it (a mount source).
-	pushBlob(ctx context.Context, repo, from string, desc ocispec.Descriptor, open opener) (blobOutcome, error)
 	// pushManifest stores m in repo by digest, or under tag when not empty.
 	pushManifest(ctx context.Context, repo, tag string, m *Manifest) error
 	// commit makes what was pushed visible where that is a separate step.
 	commit(ctx context.Context) error
 	// resolve returns the digest ref (a tag or a digest) has in repo.
 	resolve(ctx context.Context, repo, ref string) (digest.Digest, error)
-	// display names repo and ref for messages and results.
-	display(repo, ref string) string
 }
 
 type importer struct {
@@ -228,9 +209,6 @@ type importer struct {
 	// manifests each repository needs, children first
 	repoManifests map[string][]*Manifest
 	repoBlobs     map[string]map[digest.Digest]bool
-
-	uploaded, mounted, skipped atomic.Int64
-	bytesUp                    atomic.Int64
 }
 
 func (im *importer) plan(dest Destination) error {
@@ -293,202 +271,24 @@ func (im *importer) addClosure(repo string, root digest.Digest) {
 	})
 }
 
+// pushBlobs copies every blob of the bundle to the repositories that need
+// it, with the engine: a bundle read from a file in any order, largest
+// first; one read from a stream as it comes.
 func (im *importer) pushBlobs(ctx context.Context) error {
-	var total int64
-	for _, b := range im.r.Blobs() {
-		total += b.Size
+	c := newCopier("import", im.opts.Jobs, im.opts.Registry.client(), im.opts.Progress, im.r.Users)
+	c.repos = func(d digest.Digest) []string { return im.blobRepos[d] }
+	defer func() {
+		im.res.BlobsUploaded = int(c.uploaded.Load())
+		im.res.BlobsMounted = int(c.mounted.Load())
+		im.res.BlobsSkipped = int(c.present.Load())
+		im.res.BytesUploaded = c.bytesUp.Load()
+	}()
+	var src source = bundleSource{im.r}
+	if !im.r.RandomAccess() {
+		src = &bundleStream{bundleSource{im.r}, im.opts.TempDir}
 	}
-	defer im.tally()
-	if im.r.RandomAccess() {
-		return transferAll(ctx, im.opts.Jobs, im.r.Blobs(), func(ctx context.Context, desc ocispec.Descriptor) error {
-			var once sync.Once
-			opened := false
-			open := func() (io.ReadCloser, error) {
-				once.Do(func() { opened = true })
-				return im.r.OpenBlob(desc)
-			}
-			if err := im.pushBlob(ctx, desc, open, total); err != nil || opened {
-				return err
-			}
-			// The destination had it everywhere: still check the bundle's
-			// copy, so a file imports only if every blob of it verifies,
-			// whatever the destination holds.
-			return im.verifyBlob(desc, open)
-		})
-	}
-	for {
-		desc, rd, err := im.r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			if desc.Digest == "" {
-				return fmt.Errorf("reading the bundle: %w", err)
-			}
-			return im.blobErr("read", desc.Digest, err)
-		}
-		sp := &streamSpool{stream: rd, desc: desc, dir: im.opts.TempDir}
-		err = im.pushBlob(ctx, desc, sp.open, total)
-		if err == nil {
-			err = sp.finish()
-		}
-		sp.release()
-		if err != nil {
-			return im.blobErr("verify", desc.Digest, err)
-		}
-	}
+	return c.copyBlobs(ctx, src, im.dst, im.r.Blobs())
 }
-
-// streamSpool opens a blob of a sequential read: the stream the first
-// time, kept in a temporary file as it streams, so that a broken upload can
-// be sent again and other repositories can get it when the destination
-// cannot mount it. One blob at a time: the disk budget is the largest blob
-// of the bundle.
-type streamSpool struct {
-	mu     sync.Mutex // open is called by the uploads to several repositories at once
-	stream io.Reader
-	desc   ocispec.Descriptor
-	dir    string
-	tee    io.Reader
-	file   *os.File
-}
-
-func (s *streamSpool) open() (io.ReadCloser, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.file == nil {
-		f, err := os.CreateTemp(s.dir, ".ferry-import-*")
-		if err != nil {
-			return nil, fmt.Errorf("creating a temporary file in %s: %w", s.dir, err)
-		}
-		s.file, s.tee = f, io.TeeReader(s.stream, f)
-		return io.NopCloser(s.tee), nil
-	}
-	// Finish reading (and verifying) the blob into the spool first.
-	if err := s.drain(); err != nil {
-		return nil, err
-	}
-	return io.NopCloser(NewVerifyReader(io.NewSectionReader(s.file, 0, s.desc.Size), s.desc)), nil
-}
-
-// finish reads what the first reader left of the stream, so the blob is
-// verified whole even when the destination did not need all of it.
-func (s *streamSpool) finish() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.drain()
-}
-
-func (s *streamSpool) drain() error {
-	if s.tee == nil {
-		return nil
-	}
-	_, err := io.Copy(io.Discard, s.tee)
-	s.tee = nil
-	return err
-}
-
-func (s *streamSpool) release() {
-	if s.file != nil {
-		s.file.Close()
-		os.Remove(s.file.Name())
-	}
-}
-
-func (im *importer) verifyBlob(desc ocispec.Descriptor, open opener) error {
-	rc, err := open()
-	if err == nil {
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-	}
-	if err != nil {
-		return im.blobErr("verify", desc.Digest, err)
-	}
-	return nil
-}
-
-func (im *importer) tally() {
-	im.res.BlobsUploaded = int(im.uploaded.Load())
-	im.res.BlobsMounted = int(im.mounted.Load())
-	im.res.BlobsSkipped = int(im.skipped.Load())
-	im.res.BytesUploaded = im.bytesUp.Load()
-}
-
-func (im *importer) blobErr(op string, d digest.Digest, err error) error {
-	var be *BlobError
-	if errors.As(err, &be) {
-		return err
-	}
-	return &BlobError{Op: op, Digest: d, Images: im.r.Users(d), Err: err}
-}
-
-// pushBlob makes desc present in every repository that needs it.
-func (im *importer) pushBlob(ctx context.Context, desc ocispec.Descriptor, open opener, total int64) error {
-	var started sync.Once
-	counted := func() (io.ReadCloser, error) {
-		rc, err := open()
-		if err != nil {
-			return nil, &sourceError{err}
-		}
-		started.Do(func() {
-			im.opts.Progress.emit(Event{Kind: EventBlobStart, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-		})
-		return struct {
-			io.Reader
-			io.Closer
-		}{&progressReader{r: rc, emit: im.opts.Progress, digest: desc.Digest.String()}, rc}, nil
-	}
-	repos := im.blobRepos[desc.Digest]
-	if len(repos) == 0 {
-		return nil
-	}
-	// The first repository gets the blob; the others then mount it from
-	// there, all at once.
-	if err := im.pushBlobTo(ctx, repos[0], "", desc, counted, total); err != nil || len(repos) == 1 {
-		return err
-	}
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.SetLimit(metaJobs(im.opts.Jobs))
-	for _, repo := range repos[1:] {
-		eg.Go(func() error { return im.pushBlobTo(ctx, repo, repos[0], desc, counted, total) })
-	}
-	return eg.Wait()
-}
-
-// pushBlobTo makes desc present in repo, mounting it from from if not empty.
-func (im *importer) pushBlobTo(ctx context.Context, repo, from string, desc ocispec.Descriptor, counted opener, total int64) error {
-	how, err := im.dst.pushBlob(ctx, repo, from, desc, counted)
-	if err != nil {
-		var se *sourceError
-		switch {
-		case errors.As(err, &se):
-			return im.blobErr("read", desc.Digest, se.err)
-		case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrCorrupt), errors.Is(err, ErrTruncated):
-			return im.blobErr("verify", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
-		}
-		return im.blobErr("push", desc.Digest, fmt.Errorf("to %s: %w", im.dst.display(repo, ""), err))
-	}
-	switch how {
-	case blobUploaded:
-		im.uploaded.Add(1)
-		im.bytesUp.Add(desc.Size)
-		im.opts.Progress.emit(Event{Kind: EventBlobDone, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-	case blobMounted:
-		im.mounted.Add(1)
-		im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-	case blobPresent:
-		im.skipped.Add(1)
-		im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: desc.Digest.String(), Size: desc.Size, Total: total})
-	}
-	return nil
-}
-
-// sourceError marks a failure to read the bundle, as opposed to a failure
-// of the destination.
-type sourceError struct{ err error }
-
-func (e *sourceError) Error() string { return e.err.Error() }
-func (e *sourceError) Unwrap() error { return e.err }
 
 func (im *importer) pushManifests(ctx context.Context) error {
 	// A tagged root that nothing else in its repository refers to is pushed

@@ -78,12 +78,12 @@ func parseLayoutIndex(dir string, b []byte) (*ocispec.Index, error) {
 	return &idx, nil
 }
 
-// ---- source ----
+// ---- upstream ----
 
 // layoutSource reads an OCI image layout directory.
 type layoutSource struct{ dir string }
 
-var _ source = layoutSource{}
+var _ upstream = layoutSource{}
 
 func (s layoutSource) String() string { return LayoutScheme + s.dir }
 

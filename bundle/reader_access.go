@@ -233,7 +233,11 @@ func (r *Reader) openEntry(e SeekEntry) (*entryReader, error) {
 		if err == io.EOF || errors.Is(err, ErrTruncated) {
 			return fail(seekCorrupt("entry %q (offset %d, length %d) holds no complete tar header", truncate(e.Name, 100), e.Offset, e.Length))
 		}
-		return fail(classifyErr("reading entry "+e.Name+" through the seek table", err))
+		what := "entry " + truncate(e.Name, 100)
+		if e.Digest != "" {
+			what = "blob " + e.Digest.String()
+		}
+		return fail(fmt.Errorf("%s: %w", what, classifyErr("reading it through the seek table", err)))
 	}
 	if err := checkHeader(h); err != nil {
 		return fail(err)

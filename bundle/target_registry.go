@@ -40,7 +40,7 @@ func (t *registryTarget) display(repo, ref string) string {
 
 // pushBlob checks, mounts or uploads with one request (a mount request
 // from the repository itself, or from one that has the blob), then sends
-// the content; a broken upload is read again and sent again.
+// the content. The engine tries again when the upload breaks.
 func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string, desc ocispec.Descriptor, open opener) (blobOutcome, error) {
 	repo := t.repos[repoName]
 	src := repo
@@ -86,26 +86,13 @@ func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string
 		}
 		return blobMounted, nil
 	}
-	first := true
-	_, err = withRetries(ctx, t.client, func(ctx context.Context) (struct{}, bool, error) {
-		rc, err := open()
-		if err != nil {
-			return struct{}{}, false, err
-		}
-		defer rc.Close()
-		if first {
-			first = false
-			err = t.client.PutUpload(ctx, repo, loc, desc.Digest, desc.Size, rc)
-		} else {
-			err = t.client.PushBlob(ctx, repo, desc.Digest, desc.Size, rc)
-		}
-		return struct{}{}, registry.IsTemporary(err), err
-	})
-	if err != nil && registry.IsTemporary(err) {
-		retries, _ := t.client.RetryPolicy()
-		err = fmt.Errorf("giving up after %d retries (re-run the import to continue; --retries raises the limit): %w", retries, err)
-	}
+	rc, err := open()
 	if err != nil {
+		t.client.CancelUpload(ctx, repo, loc)
+		return 0, err
+	}
+	defer rc.Close()
+	if err := t.client.PutUpload(ctx, repo, loc, desc.Digest, desc.Size, rc); err != nil {
 		return 0, err
 	}
 	return blobUploaded, nil

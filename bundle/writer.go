@@ -97,11 +97,17 @@ var zeros [1024]byte
 // descriptor's digest and size while it streams; on a mismatch the error
 // wraps ErrDigestMismatch and what was written to dst must be discarded.
 func (e *Encoder) EncodeBlob(dst io.Writer, desc ocispec.Descriptor, r io.Reader) (EncodedEntry, error) {
+	return e.encodeVerified(dst, desc, NewVerifyReader(r, desc))
+}
+
+// encodeVerified is EncodeBlob for content its reader already verifies
+// against desc (the engine's sources do), hashed once rather than twice.
+func (e *Encoder) encodeVerified(dst io.Writer, desc ocispec.Descriptor, r io.Reader) (EncodedEntry, error) {
 	if err := validateDigest(desc.Digest); err != nil {
 		return EncodedEntry{}, err
 	}
 	name := BlobPath(desc.Digest)
-	n, err := e.encode(dst, name, desc.MediaType, desc.Size, false, NewVerifyReader(r, desc))
+	n, err := e.encode(dst, name, desc.MediaType, desc.Size, false, r)
 	return EncodedEntry{Name: name, Digest: desc.Digest, Size: desc.Size, Length: n}, err
 }
 

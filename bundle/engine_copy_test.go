@@ -1,0 +1,100 @@
+package bundle_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/archivetest"
+	"github.com/ferryproject/ferry/internal/registrytest"
+	"github.com/ferryproject/ferry/internal/testimages"
+)
+
+// TestImportVerifiesBlobsTheDestinationHolds: a blob the destination
+// already has is still read from the bundle and verified, from a file
+// (read through the seek table) and from a stream, and a damaged copy is
+// refused naming the blob and its image.
+func TestImportVerifiesBlobsTheDestinationHolds(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	img := pushImage(t, src.Host, "team/app:1.0", testimages.Layer("held", 64<<10))
+	var good bytes.Buffer
+	if _, err := bundle.Export(context.Background(), []string{img.ref}, &good, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := registrytest.New(t, registrytest.Options{})
+	r, err := bundle.NewReader(bytes.NewReader(good.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundle.Import(context.Background(), r, dst.Host+"/m", bundle.ImportOptions{}); err != nil {
+		t.Fatalf("first import: %v", err)
+	}
+	layer := img.layers[0]
+	entries, eoa := archivetest.Split(t, good.Bytes())
+	bad := archivetest.Flipped(t, entries, "blobs/sha256/"+layer.Hex)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		open func(path string) (*bundle.Reader, error)
+	}{
+		{"file", archivetest.Framed(t, bad, eoa), func(p string) (*bundle.Reader, error) { return bundle.Open(p) }},
+		{"stream", archivetest.Stream(t, bad), func(p string) (*bundle.Reader, error) {
+			f, err := os.Open(p)
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { f.Close() })
+			return bundle.NewReader(f)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "b.tar.zst")
+			if err := os.WriteFile(path, tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := tc.open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if r.RandomAccess() != (tc.name == "file") {
+				t.Fatalf("random access %v for the %s", r.RandomAccess(), tc.name)
+			}
+			res, err := bundle.Import(context.Background(), r, dst.Host+"/m", bundle.ImportOptions{})
+			want := "verify blob " + layer.String() + " (used by " + img.ref + "): digest mismatch: content of blob " + layer.String() + " hashes to sha256:"
+			if !errors.Is(err, bundle.ErrDigestMismatch) || !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("got %v, want ErrDigestMismatch starting %q", err, want)
+			}
+			if res.BlobsUploaded != 0 || res.BlobsSkipped == 0 {
+				t.Errorf("uploaded %d, present %d: want nothing uploaded, the blobs found present", res.BlobsUploaded, res.BlobsSkipped)
+			}
+		})
+	}
+}
+
+// TestExportSpoolFailureNamesTheBlob: a blob that cannot be spooled (the
+// temporary directory is gone) fails the export as a failure of the
+// bundle output, naming the blob, not as a failed download.
+func TestExportSpoolFailureNamesTheBlob(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	img := pushImage(t, src.Host, "team/app:1.0", testimages.Layer("spool", 3<<20))
+	missing := filepath.Join(t.TempDir(), "gone")
+	var out bytes.Buffer
+	_, err := bundle.Export(context.Background(), []string{img.ref}, &out, bundle.ExportOptions{TempDir: missing})
+	want := "writing blob " + img.layers[0].String() + " to the bundle: creating a temporary file in " + missing + ": open " + missing + "/.ferry-spool-"
+	if !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got %v, want fs.ErrNotExist starting %q", err, want)
+	}
+	var be *bundle.BlobError
+	if errors.As(err, &be) {
+		t.Errorf("a failure of the output reported as %s blob", be.Op)
+	}
+}
