@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -112,12 +113,30 @@ func exitCode(ctx context.Context, err error) int {
 func message(err error) string {
 	var u usageError
 	if errors.As(err, &u) {
-		return u.err.Error() + " (see 'ferry --help')"
+		return printable(u.err.Error() + " (see 'ferry --help')")
 	}
 	if errors.Is(err, context.Canceled) {
 		return "interrupted; no partial output was left under the final name"
 	}
-	return strings.TrimSpace(err.Error())
+	return printable(strings.TrimSpace(err.Error()))
+}
+
+// printable makes msg safe for the terminal: control characters escaped on
+// each line (see termtext), and every line after the first indented, as
+// the list items of several failures are. Text a registry or a bundle
+// supplied can then neither move the cursor nor start a line at the left
+// margin, where ferry's own output (the export summary) is; the registry
+// client already puts its errors on one line.
+func printable(msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		l = termtext.Escape(l)
+		if i > 0 && !strings.HasPrefix(l, "  ") {
+			l = "  " + l
+		}
+		lines[i] = l
+	}
+	return strings.Join(lines, "\n")
 }
 
 func isTerminal(w io.Writer) bool {
