@@ -111,7 +111,7 @@ Examples:
 			}
 			printExportSummary(e, out, sum)
 			if so := c.String(flagSignatureOut); so != "" {
-				if err := os.WriteFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
+				if err := replaceFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing the signature: %w", err)
 				}
 			}
