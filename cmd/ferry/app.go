@@ -85,6 +85,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
+	var bp *brokenPipeError
+	if errors.As(err, &bp) || errors.As(context.Cause(ctx), &bp) {
+		// Said on standard error, which may be the broken one.
+		fmt.Fprintf(stderr, "ferry: %s\n", bp.Error())
+		return exitFailure
+	}
 	code := exitCode(ctx, err)
 	fmt.Fprintf(stderr, "ferry: %s\n", message(err))
 	return code

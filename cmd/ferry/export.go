@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -102,6 +105,10 @@ Examples:
 			var sum *bundle.ExportSummary
 			if out == "-" {
 				sum, err = bundle.Export(c.Context, refs, e.stdout, opts)
+				var bp *brokenPipeError
+				if errors.Is(err, syscall.EPIPE) || (errors.As(context.Cause(c.Context), &bp) && bp.stream == "standard output") {
+					err = &brokenPipeError{stream: "standard output", what: "the bundle"}
+				}
 			} else {
 				sum, err = bundle.ExportFile(c.Context, refs, out, opts)
 			}
