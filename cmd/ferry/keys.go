@@ -18,11 +18,23 @@ import (
 // password returns the key password from FERRY_PASSWORD or COSIGN_PASSWORD,
 // or asks on the terminal.
 func password(e *env, confirm bool) ([]byte, error) {
+	p, _, err := passwordFrom(e, confirm)
+	return p, err
+}
+
+// passwordFrom is password, also saying where the password came from: the
+// name of the variable, or "the terminal".
+func passwordFrom(e *env, confirm bool) ([]byte, string, error) {
 	for _, v := range []string{"FERRY_PASSWORD", "COSIGN_PASSWORD"} {
 		if p, ok := os.LookupEnv(v); ok {
-			return []byte(p), nil
+			return []byte(p), v, nil
 		}
 	}
+	p, err := askPassword(e, confirm)
+	return p, "the terminal", err
+}
+
+func askPassword(e *env, confirm bool) ([]byte, error) {
 	f, ok := e.stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil, usagef("no password: set FERRY_PASSWORD (or COSIGN_PASSWORD), or run on a terminal to be asked")
@@ -53,16 +65,28 @@ func loadSigner(e *env, path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("reading the private key: %w", err)
 	}
 	var pw []byte
+	var from string
 	if strings.Contains(string(data), "ENCRYPTED") {
-		if pw, err = password(e, false); err != nil {
+		if pw, from, err = passwordFrom(e, false); err != nil {
 			return nil, err
 		}
 	}
 	k, err := bundle.LoadPrivateKey(data, pw)
+	if errors.Is(err, bundle.ErrWrongPassword) {
+		return nil, fmt.Errorf("loading private key %s: %w: the password from %s does not decrypt it%s", path, bundle.ErrWrongPassword, from, passwordHint(from))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("loading private key %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// passwordHint points out that FERRY_PASSWORD hides COSIGN_PASSWORD.
+func passwordHint(from string) string {
+	if _, both := os.LookupEnv("COSIGN_PASSWORD"); both && from == "FERRY_PASSWORD" {
+		return " (FERRY_PASSWORD is used before COSIGN_PASSWORD, which is also set)"
+	}
+	return ""
 }
 
 // publicKeys loads --key files and the files listed in FERRY_PUBLIC_KEYS
