@@ -104,8 +104,8 @@ func TestExportLeftovers(t *testing.T) {
 		pw.Close()
 		line, err := bufio.NewReader(pr).ReadString('\n') // | head -1
 		pr.Close()
-		if err != nil || !strings.HasPrefix(line, "--> ") {
-			t.Fatalf("first line %q, %v; want a --debug request line", line, err)
+		if err != nil || line != unsignedNote {
+			t.Fatalf("first line %q, %v; want %q", line, err, unsignedNote)
 		}
 		var none bytes.Buffer
 		if code := waitExit(t, cmd, &none); code != exitFailure {
@@ -131,7 +131,7 @@ func TestExportLeftovers(t *testing.T) {
 		}
 		pr.Close()
 		code := waitExit(t, cmd, &stderr)
-		want := "ferry: standard output was closed by the program reading it before the bundle was complete (broken pipe): what it received is not usable\n"
+		want := unsignedNote + "ferry: standard output was closed by the program reading it before the bundle was complete (broken pipe): what it received is not usable\n"
 		if code != exitFailure || stderr.String() != want {
 			t.Errorf("exit code %d, stderr %q; want %d, %q", code, stderr.String(), exitFailure, want)
 		}
