@@ -189,7 +189,10 @@ func ExportFile(ctx context.Context, refs []string, path string, opts ExportOpti
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("output %s is a directory; name a file such as %s", path, filepath.Join(path, "images.tar.zst"))
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*")
+	// Leftovers of an export of the same output that was killed (see
+	// partial.go); a running export's partial file is locked and kept.
+	removeStalePartials(dir, filepath.Base(path))
+	tmp, err := createPartial(dir, filepath.Base(path))
 	if err != nil {
 		return nil, fmt.Errorf("cannot write to output directory %s (check its permissions and free space): %w", dir, err)
 	}
@@ -210,16 +213,24 @@ func ExportFile(ctx context.Context, refs []string, path string, opts ExportOpti
 	if err := tmp.Sync(); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", path, err)
+	if !renameOpen {
+		if err := tmp.Close(); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", path, err)
+		}
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return nil, err
 	}
+	// Where the partial file is locked, it is renamed before it is closed:
+	// the lock keeps another export's cleanup (partial.go) away from it
+	// until it has its final name.
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return nil, fmt.Errorf("renaming the finished bundle to %s: %w", path, err)
 	}
 	done = true
+	if renameOpen {
+		_ = tmp.Close() // synced above; the bundle is complete under its name
+	}
 	return sum, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -104,6 +105,8 @@ func LoadPrivateKey(data, password []byte) (crypto.Signer, error) {
 			return nil, err
 		}
 		return checkSigner(k)
+	case "RSA PRIVATE KEY":
+		return nil, errRSA
 	default:
 		return nil, fmt.Errorf("unsupported PEM block %q: want an (ENCRYPTED SIGSTORE) PRIVATE KEY", b.Type)
 	}
@@ -135,8 +138,15 @@ func checkPublic(pub crypto.PublicKey) (crypto.PublicKey, error) {
 	case ed25519.PublicKey:
 		return k, nil
 	}
-	return nil, fmt.Errorf("unsupported key type %T: only ECDSA P-256 and Ed25519", pub)
+	if _, ok := pub.(*rsa.PublicKey); ok {
+		return nil, errRSA
+	}
+	return nil, errors.New("unsupported key type: only ECDSA P-256 and Ed25519 keys are supported")
 }
+
+// errRSA: cosign can make RSA keys (from a KMS, or imported), ferry signs
+// and verifies only ECDSA P-256 and Ed25519.
+var errRSA = errors.New("RSA keys are not supported; use 'ferry keygen' or 'cosign generate-key-pair'")
 
 // LoadPublicKey reads a PKIX PEM public key (cosign.pub, ferry keygen's P.pub).
 func LoadPublicKey(data []byte) (crypto.PublicKey, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -84,6 +85,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
+	var bp *brokenPipeError
+	if errors.As(err, &bp) || errors.As(context.Cause(ctx), &bp) {
+		// Said on standard error, which may be the broken one.
+		fmt.Fprintf(stderr, "ferry: %s\n", bp.Error())
+		return exitFailure
+	}
 	code := exitCode(ctx, err)
 	fmt.Fprintf(stderr, "ferry: %s\n", message(err))
 	return code
@@ -112,12 +119,30 @@ func exitCode(ctx context.Context, err error) int {
 func message(err error) string {
 	var u usageError
 	if errors.As(err, &u) {
-		return u.err.Error() + " (see 'ferry --help')"
+		return printable(u.err.Error() + " (see 'ferry --help')")
 	}
 	if errors.Is(err, context.Canceled) {
 		return "interrupted; no partial output was left under the final name"
 	}
-	return strings.TrimSpace(err.Error())
+	return printable(strings.TrimSpace(err.Error()))
+}
+
+// printable makes msg safe for the terminal: control characters escaped on
+// each line (see termtext), and every line after the first indented, as
+// the list items of several failures are. Text a registry or a bundle
+// supplied can then neither move the cursor nor start a line at the left
+// margin, where ferry's own output (the export summary) is; the registry
+// client already puts its errors on one line.
+func printable(msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		l = termtext.Escape(l)
+		if i > 0 && !strings.HasPrefix(l, "  ") {
+			l = "  " + l
+		}
+		lines[i] = l
+	}
+	return strings.Join(lines, "\n")
 }
 
 func isTerminal(w io.Writer) bool {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -24,13 +27,17 @@ oci:DIR takes every named image of an OCI image layout directory (as buildkit,
 ko or jib write them), oci:DIR:REF one of them; each needs a full name in
 io.containerd.image.name or org.opencontainers.image.ref.name.
 
+Without --key the bundle is unsigned, and importing it needs
+--insecure-skip-verify; make a key pair once with 'ferry keygen'.
+
 Examples:
-  ferry export nginx:1.27 alpine:3.20 -o images.tar.zst
-  ferry export oci:./build/layout -o app.tar.zst
-  ferry export -f images.txt -o - | ssh diode 'cat > images.tar.zst'`,
+  ferry export nginx:1.27 alpine:3.20 --key ferry.key -o images.tar.zst
+  ferry export oci:./build/layout --key ferry.key -o app.tar.zst
+  ferry export -f images.txt --key ferry.key -o - | ssh diode 'cat > images.tar.zst'
+  grep -v '^#' images.txt | ferry export -f - --key ferry.key -o images.tar.zst`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
-			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE`, one per line, '#' comments (repeatable)"},
+			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE` ('-' for standard input), one per line, '#' comments (repeatable)"},
 			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
 			&cli.StringFlag{Name: flagKey, Usage: "sign index.json with the private key `FILE` (password from FERRY_PASSWORD or COSIGN_PASSWORD)"},
 			&cli.StringFlag{Name: flagSignatureOut, Usage: "also write the signature (base64, as cosign sign-blob) to `FILE`"},
@@ -39,8 +46,18 @@ Examples:
 		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
 			refs := c.Args().Slice()
+			stdinList := false
 			for _, f := range c.StringSlice(flagImagesFile) {
-				more, err := readImagesFile(f)
+				if f == "-" {
+					if stdinList {
+						return usagef("--images-file - given twice: standard input can be read only once")
+					}
+					if c.Bool(flagPasswordStdin) {
+						return usagef("--images-file - and --password-stdin both read standard input; put the references in a file")
+					}
+					stdinList = true
+				}
+				more, err := readImagesFile(e, f)
 				if err != nil {
 					return err
 				}
@@ -85,11 +102,13 @@ Examples:
 				opts.Created = time.Unix(sec, 0)
 			}
 			var sigs map[string][]byte
+			signature := "unsigned (no --key)"
 			if kf := c.String(flagKey); kf != "" {
 				k, err := loadSigner(e, kf)
 				if err != nil {
 					return err
 				}
+				signature = "key " + bundle.Fingerprint(k.Public())
 				sign := bundle.Signer(k)
 				opts.Sign = func(index []byte) (map[string][]byte, error) {
 					s, err := sign(index)
@@ -98,10 +117,16 @@ Examples:
 				}
 			} else if c.String(flagSignatureOut) != "" {
 				return usagef("--signature-out needs --key")
+			} else {
+				fmt.Fprintln(e.stderr, "ferry: note: no --key: the bundle will be unsigned, and importing it will need --insecure-skip-verify (make a key with 'ferry keygen')")
 			}
 			var sum *bundle.ExportSummary
 			if out == "-" {
 				sum, err = bundle.Export(c.Context, refs, e.stdout, opts)
+				var bp *brokenPipeError
+				if errors.Is(err, syscall.EPIPE) || (errors.As(context.Cause(c.Context), &bp) && bp.stream == "standard output") {
+					err = &brokenPipeError{stream: "standard output", what: "the bundle"}
+				}
 			} else {
 				sum, err = bundle.ExportFile(c.Context, refs, out, opts)
 			}
@@ -109,9 +134,9 @@ Examples:
 			if err != nil {
 				return err
 			}
-			printExportSummary(e, out, sum)
+			printExportSummary(e, out, sum, signature)
 			if so := c.String(flagSignatureOut); so != "" {
-				if err := os.WriteFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
+				if err := replaceFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing the signature: %w", err)
 				}
 			}
@@ -120,7 +145,7 @@ Examples:
 	}
 }
 
-func printExportSummary(e *env, out string, s *bundle.ExportSummary) {
+func printExportSummary(e *env, out string, s *bundle.ExportSummary, signature string) {
 	w := e.stderr
 	if out == "-" {
 		out = "standard output"
@@ -135,6 +160,7 @@ func printExportSummary(e *env, out string, s *bundle.ExportSummary) {
 	}
 	fmt.Fprintf(w, "  archive:        %s (%.3f of unique bytes)\n", humanBytes(s.ArchiveBytes), ratio)
 	fmt.Fprintf(w, "  time:           %.2fs, %s/s\n", secs, humanBytes(int64(float64(s.UniqueBytes)/max(secs, 0.001))))
+	fmt.Fprintf(w, "  signature:      %s\n", signature)
 	for _, r := range s.Rewritten {
 		fmt.Fprintf(w, "  note: %s: --platform rewrote the index, digest %s (source %s)\n", r.Ref, r.Rewritten, r.Original)
 	}

@@ -172,16 +172,20 @@ type staticKeychain struct{ auth authn.Authenticator }
 
 func (s staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return s.auth, nil }
 
-// readImagesFile reads references from a list file: one per line, blank
-// lines and '#' comments ignored.
-func readImagesFile(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the images file: %w", err)
+// readImagesFile reads references from a list file, or standard input for
+// "-": one per line, blank lines and '#' comments ignored.
+func readImagesFile(e *env, path string) ([]string, error) {
+	var r io.Reader = e.stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading the images file: %w", err)
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
 	var refs []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
 		if i := strings.IndexByte(line, '#'); i >= 0 {
@@ -192,7 +196,7 @@ func readImagesFile(path string) ([]string, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", displayName(path), err)
 	}
 	return refs, nil
 }

@@ -129,7 +129,8 @@ func printImportResult(e *env, res *bundle.ImportResult) {
 		len(res.Images), res.BlobsUploaded, humanBytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
 }
 
-// writeMapping writes the mapping file under a temporary name, then renames it.
+// writeMapping writes the mapping file under a temporary name, then renames
+// it (see replaceFile).
 func writeMapping(path string, res *bundle.ImportResult) error {
 	var b strings.Builder
 	for _, img := range res.Images {
@@ -139,12 +140,7 @@ func writeMapping(path string, res *bundle.ImportResult) error {
 		}
 		fmt.Fprintf(&b, "%s=%s@%s\n", img.Source, dst, img.DestinationDigest)
 	}
-	tmp := path + ".partial"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("writing the mapping file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := replaceFile(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("writing the mapping file: %w", err)
 	}
 	return nil

@@ -2,7 +2,9 @@ package main
 
 import (
 	"crypto"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,11 +18,23 @@ import (
 // password returns the key password from FERRY_PASSWORD or COSIGN_PASSWORD,
 // or asks on the terminal.
 func password(e *env, confirm bool) ([]byte, error) {
+	p, _, err := passwordFrom(e, confirm)
+	return p, err
+}
+
+// passwordFrom is password, also saying where the password came from: the
+// name of the variable, or "the terminal".
+func passwordFrom(e *env, confirm bool) ([]byte, string, error) {
 	for _, v := range []string{"FERRY_PASSWORD", "COSIGN_PASSWORD"} {
 		if p, ok := os.LookupEnv(v); ok {
-			return []byte(p), nil
+			return []byte(p), v, nil
 		}
 	}
+	p, err := askPassword(e, confirm)
+	return p, "the terminal", err
+}
+
+func askPassword(e *env, confirm bool) ([]byte, error) {
 	f, ok := e.stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil, usagef("no password: set FERRY_PASSWORD (or COSIGN_PASSWORD), or run on a terminal to be asked")
@@ -51,16 +65,28 @@ func loadSigner(e *env, path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("reading the private key: %w", err)
 	}
 	var pw []byte
+	var from string
 	if strings.Contains(string(data), "ENCRYPTED") {
-		if pw, err = password(e, false); err != nil {
+		if pw, from, err = passwordFrom(e, false); err != nil {
 			return nil, err
 		}
 	}
 	k, err := bundle.LoadPrivateKey(data, pw)
+	if errors.Is(err, bundle.ErrWrongPassword) {
+		return nil, fmt.Errorf("loading private key %s: %w: the password from %s does not decrypt it%s", path, bundle.ErrWrongPassword, from, passwordHint(from))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("loading private key %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// passwordHint points out that FERRY_PASSWORD hides COSIGN_PASSWORD.
+func passwordHint(from string) string {
+	if _, both := os.LookupEnv("COSIGN_PASSWORD"); both && from == "FERRY_PASSWORD" {
+		return " (FERRY_PASSWORD is used before COSIGN_PASSWORD, which is also set)"
+	}
+	return ""
 }
 
 // publicKeys loads --key files and the files listed in FERRY_PUBLIC_KEYS
@@ -125,9 +151,14 @@ COSIGN_PASSWORD, or asked on the terminal; cosign's format) and P.pub (PKIX PEM)
 				return usagef("unknown --algorithm %q: use ecdsa-p256 or ed25519", alg)
 			}
 			prefix := c.String(flagOutputPrefix)
+			if dir := filepath.Dir(prefix); dir != "." {
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+					return usagef("--output-prefix: directory %s does not exist; create it first (mkdir -p %s)", dir, dir)
+				}
+			}
 			for _, p := range []string{prefix + ".key", prefix + ".pub"} {
-				if _, err := os.Stat(p); err == nil {
-					return fmt.Errorf("%s already exists; remove it or choose another --output-prefix", p)
+				if err := notExists(p); err != nil {
+					return err
 				}
 			}
 			pw, err := password(e, true)
@@ -146,15 +177,43 @@ COSIGN_PASSWORD, or asked on the terminal; cosign's format) and P.pub (PKIX PEM)
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(prefix+".key", priv, 0o600); err != nil {
-				return fmt.Errorf("writing the private key: %w", err)
+			// Created, never overwritten, and never through a symbolic
+			// link planted at either name (see createFile).
+			if err := createFile(prefix+".key", priv, 0o600); err != nil {
+				return keyWriteError(prefix+".key", "private", err)
 			}
-			if err := os.WriteFile(prefix+".pub", pub, 0o644); err != nil {
+			if err := createFile(prefix+".pub", pub, 0o644); err != nil {
 				os.Remove(prefix + ".key")
-				return fmt.Errorf("writing the public key: %w", err)
+				return keyWriteError(prefix+".pub", "public", err)
 			}
 			fmt.Fprintf(e.stderr, "wrote %s.key (private, keep it on the export side) and %s.pub (public, carry it to the import side)\nkey fingerprint: %s\n", prefix, prefix, bundle.Fingerprint(k.Public()))
 			return nil
 		},
 	}
+}
+
+// notExists reports, as the error keygen prints, that something already
+// has the name p: a file, or a symbolic link (wherever it points, even
+// nowhere).
+func notExists(p string) error {
+	st, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case st.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s already exists as a symbolic link; ferry does not write through links: remove it or choose another --output-prefix", p)
+	}
+	return fmt.Errorf("%s already exists; remove it or choose another --output-prefix", p)
+}
+
+func keyWriteError(p, which string, err error) error {
+	if errors.Is(err, fs.ErrExist) {
+		// Made between the check and now.
+		if e := notExists(p); e != nil {
+			return e
+		}
+	}
+	return fmt.Errorf("writing the %s key: %w", which, err)
 }

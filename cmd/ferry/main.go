@@ -4,17 +4,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	stopProfile := profile()
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 	stopProfile()

@@ -286,6 +286,7 @@ func (c *Client) makeTransport(ctx context.Context, reg name.Registry, key strin
 }
 
 func (c *Client) classify(registry string, err error) error {
+	err = safeText(err)
 	if errors.Is(err, ErrStalled) {
 		return err // it names the URL; it is not "unreachable"
 	}

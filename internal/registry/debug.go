@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 // debugTransport logs each request and response line with its headers to w,
@@ -30,7 +32,7 @@ func (d *debugTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "--> %s %s %s\n%s", start.Format("15:04:05.000"), req.Method, redactURL(req), headers(req.Header))
 	if err != nil {
-		fmt.Fprintf(&b, "<-- error %v (%s)\n", err, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(&b, "<-- error %s (%s)\n", termtext.Escape(err.Error()), time.Since(start).Round(time.Millisecond))
 	} else {
 		fmt.Fprintf(&b, "<-- %d (%s)\n%s", resp.StatusCode, time.Since(start).Round(time.Millisecond), headers(resp.Header))
 	}
@@ -108,7 +110,9 @@ func headers(h http.Header) string {
 			}
 			v = strings.Join(vs, ", ")
 		}
-		fmt.Fprintf(&b, "    %s: %s\n", k, v)
+		// A header value is what the registry chose to send: no escape
+		// sequence of it reaches the terminal.
+		fmt.Fprintf(&b, "    %s: %s\n", termtext.Escape(k), termtext.Escape(v))
 	}
 	return b.String()
 }

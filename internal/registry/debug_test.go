@@ -149,3 +149,72 @@ func TestDebugLogHidesUploadState(t *testing.T) {
 		t.Errorf("the debug log shows _state=<redacted> %d times, want the Location of the session and the PUT:\n%s", n, log.String())
 	}
 }
+
+// TestDebugLogRedactsStorageRedirect downloads a blob from a real registry
+// that sends blob downloads to pre-signed storage URLs (an S3 signature and
+// an Azure SAS signature in the query): the Location and Content-Location
+// of the redirect and the request line of the redirected GET show every
+// signature as <redacted>, and the blob still arrives.
+func TestDebugLogRedactsStorageRedirect(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.New(t, registrytest.Options{})
+	var log bytes.Buffer
+	c := registry.New(registry.Options{Debug: &log})
+	repo, err := c.ParseRepository(reg.Host + "/team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := []byte("a blob served from pre-signed storage")
+	d := digest.FromBytes(blob)
+	if err := c.PushBlob(context.Background(), repo, d, int64(len(blob)), bytes.NewReader(blob)); err != nil {
+		t.Fatal(err)
+	}
+	presigned := "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA-CRED-SECRET&X-Amz-Signature=SIG-SECRET-S3&sig=SIG-SECRET-SAS&sv=2020-08-04"
+	redirect := &registrytest.Fault{Method: http.MethodGet, Path: "/blobs/" + d.String(), Redirect: presigned, Times: 10}
+	reg.InjectFaults(redirect)
+	log.Reset()
+	rc, err := c.GetBlob(context.Background(), repo, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("the redirected download read %q, %v; want %q", got, err, blob)
+	}
+	if redirect.Hits() != 2 {
+		t.Fatalf("the registry saw %d requests for the blob, want the first and the redirected one: nothing was tested", redirect.Hits())
+	}
+	for _, s := range []string{"AKIA-CRED-SECRET", "SIG-SECRET-S3", "SIG-SECRET-SAS"} {
+		if strings.Contains(log.String(), s) {
+			t.Errorf("the debug log shows %q:\n%s", s, log.String())
+		}
+	}
+	want := "/v2/team/app/blobs/" + d.String() + "?X-Amz-Algorithm=<redacted>&X-Amz-Credential=<redacted>&X-Amz-Signature=<redacted>&sig=<redacted>&sv=<redacted>"
+	for _, line := range []string{"    Location: " + want, "    Content-Location: " + want, "GET http://" + reg.Host + want} {
+		if !strings.Contains(log.String(), line) {
+			t.Errorf("the debug log has no line with %q:\n%s", line, log.String())
+		}
+	}
+}
+
+// TestDebugLogEscapesHeaders: a header value with an escape sequence is
+// logged with it escaped, so it cannot rewrite the terminal.
+func TestDebugLogEscapesHeaders(t *testing.T) {
+	t.Parallel()
+	var log bytes.Buffer
+	h := http.Header{"X-Note": {"ok\x1b[2K\x1b[1Gexported"}}
+	c := registry.New(registry.Options{Transport: fakeTransport{h}, Debug: &log, Retries: -1})
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:5000/v2/", nil)
+	resp, err := c.Transport().RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if strings.Contains(log.String(), "\x1b") {
+		t.Errorf("the debug log holds a raw escape:\n%q", log.String())
+	}
+	if want := `    X-Note: ok\x1b[2K\x1b[1Gexported` + "\n"; !strings.Contains(log.String(), want) {
+		t.Errorf("the debug log has no line %q:\n%s", want, log.String())
+	}
+}

@@ -61,7 +61,14 @@ type Options struct {
 //     registry stores it, when the request has one (an upload), otherwise of
 //     the response body (a download); the registry serves the request;
 //   - Digest: serve the request, with Docker-Content-Digest set to Digest
-//     (a registry or proxy that reports another manifest than it holds).
+//     (a registry or proxy that reports another manifest than it holds);
+//   - Redirect: answer 307 with Location (and Content-Location) naming the
+//     same path with Redirect as its query, as a registry that sends blob
+//     downloads to pre-signed storage URLs does; the redirected request,
+//     which carries that query, is served.
+//
+// Body, with Status, replaces the JSON error body of the answer (a registry
+// or proxy that answers with its own text).
 //
 // A fault with a large Times and Status set counts the requests it answers:
 // see Hits.
@@ -75,6 +82,8 @@ type Fault struct {
 	Stall        time.Duration
 	Corrupt      bool
 	Digest       string
+	Redirect     string
+	Body         string
 	Times        int64
 	hits         atomic.Int64
 	// abandoned counts stalls and delays the client gave up on.
@@ -135,9 +144,24 @@ func (reg *Registry) inject(next http.Handler) http.Handler {
 			case f.Digest != "":
 				next.ServeHTTP(&digestWriter{ResponseWriter: w, digest: f.Digest}, r)
 				return
+			case f.Redirect != "" && r.URL.RawQuery == f.Redirect:
+				next.ServeHTTP(w, r)
+				return
+			case f.Redirect != "":
+				to := r.URL.Path + "?" + f.Redirect
+				w.Header().Set("Location", to)
+				w.Header().Set("Content-Location", to)
+				w.WriteHeader(http.StatusTemporaryRedirect)
+				return
 			}
 			if f.RetryAfter != "" {
 				w.Header().Set("Retry-After", f.RetryAfter)
+			}
+			if f.Body != "" {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(f.Status)
+				_, _ = io.WriteString(w, f.Body)
+				return
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(f.Status)
