@@ -134,6 +134,16 @@ func TestCleartextCredentials(t *testing.T) {
 		}
 		auth.BasicAuths.Store(0)
 
+		// ferry login: the same rule.
+		login := registry.New(registry.Options{Transport: redirectTo127(), RetryBase: time.Millisecond})
+		refresh, err := login.CheckLogin(context.Background(), name+":"+authPort, "u", "p")
+		if !errors.Is(err, registry.ErrCleartextCredentials) || err.Error() != want || refresh != "" {
+			t.Fatalf("login to %s: %q, %v; want %q", host, refresh, err, want)
+		}
+		if n := auth.BasicAuths.Load(); n != 0 {
+			t.Fatalf("login to %s: %d requests carried the password over plain HTTP, want 0", host, n)
+		}
+
 		host = name + ":" + openPort
 		if err := exists(host, false); err != nil {
 			t.Fatalf("open registry %s: %v", host, err)
