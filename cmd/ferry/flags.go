@@ -77,7 +77,7 @@ func jobsFlag(usage string) cli.Flag {
 }
 
 func insecureFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: flagInsecureRegistry, Usage: "allow plain HTTP or unverified TLS to `HOST` (repeatable; loopback is always allowed)"}
+	return &cli.StringSliceFlag{Name: flagInsecureRegistry, Usage: "accept plain HTTP, credentials in clear included, or an unverified certificate from `HOST` (repeatable; a loopback or private address that does not speak TLS gets plain HTTP anyway, but credentials in clear only on loopback)"}
 }
 
 func quietFlag() cli.Flag {

@@ -36,8 +36,11 @@ type Options struct {
 	Keychain authn.Keychain
 	// Transport is the base round tripper (TLS settings, proxies).
 	Transport http.RoundTripper
-	// Insecure lists registry hosts that may be reached over plain HTTP or
-	// unverified TLS. Loopback hosts are always allowed plain HTTP.
+	// Insecure lists registry hosts that may be reached over plain HTTP,
+	// credentials included, or unverified TLS. Without it, loopback,
+	// *.localhost and RFC 1918 hosts get plain HTTP only when they do not
+	// speak TLS, and credentials in clear only on loopback (see
+	// decideScheme and checkCleartext).
 	Insecure []string
 	// UserAgent is sent with every request.
 	UserAgent string
