@@ -18,8 +18,11 @@ type RegistryOptions struct {
 	// Transport is the base HTTP transport (TLS, proxies). Nil means a
 	// clone of http.DefaultTransport with retries.
 	Transport http.RoundTripper
-	// Insecure lists hosts reached over plain HTTP or unverified TLS.
-	// Loopback hosts may always use plain HTTP.
+	// Insecure lists hosts reached over plain HTTP, credentials included,
+	// or unverified TLS. Other loopback, *.localhost and RFC 1918 hosts are
+	// reached over plain HTTP only when they do not speak TLS (never after a
+	// TLS handshake or certificate error), and get credentials in clear
+	// only on loopback.
 	Insecure []string
 	// UserAgent sent to registries.
 	UserAgent string

@@ -41,6 +41,7 @@ Examples:
 			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
 			&cli.StringFlag{Name: flagKey, Usage: "sign index.json with the private key `FILE` (password from FERRY_PASSWORD or COSIGN_PASSWORD)"},
 			&cli.StringFlag{Name: flagSignatureOut, Usage: "also write the signature (base64, as cosign sign-blob) to `FILE`"},
+			&cli.StringFlag{Name: flagRegistry, Usage: "send the credentials of --username to `HOST` only (required with --username when the references name several registries)"},
 			jobsFlag("download and compress `N` blobs at once"),
 			quietFlag(),
 		}, registryFlags()...),
@@ -82,7 +83,10 @@ Examples:
 			if out == "-" && isTerminal(e.stdout) {
 				return usagef("refusing to write a bundle to a terminal; redirect standard output or use -o FILE")
 			}
-			reg, err := registryOptions(c, e)
+			if c.String(flagRegistry) != "" && c.String(flagUsername) == "" {
+				return usagef("--registry says which registry --username logs in to; give it with --username USER --password-stdin")
+			}
+			reg, err := registryOptions(c, e, func() (string, error) { return exportCredentialRegistry(c, refs) })
 			if err != nil {
 				return err
 			}

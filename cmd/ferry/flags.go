@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/registry"
 )
 
 // Flag names.
@@ -41,13 +42,14 @@ const (
 	flagRetries            = "retries"
 	flagStallTimeout       = "stall-timeout"
 	flagDebug              = "debug"
+	flagRegistry           = "registry"
 )
 
 // registryFlags are the connection and credential flags of export and
 // import.
 func registryFlags() []cli.Flag {
 	return append(connectionFlags(),
-		&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "log in to the registries as `USER` (password from --password-stdin)"},
+		&cli.StringFlag{Name: flagUsername, Aliases: []string{"u"}, Usage: "log in to the registry as `USER` (password from --password-stdin); other registries get stored credentials only"},
 		&cli.BoolFlag{Name: flagPasswordStdin, Usage: "read the registry password from standard input"},
 	)
 }
@@ -75,7 +77,7 @@ func jobsFlag(usage string) cli.Flag {
 }
 
 func insecureFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: flagInsecureRegistry, Usage: "allow plain HTTP or unverified TLS to `HOST` (repeatable; loopback is always allowed)"}
+	return &cli.StringSliceFlag{Name: flagInsecureRegistry, Usage: "accept plain HTTP, credentials in clear included, or an unverified certificate from `HOST` (repeatable; a loopback or private address that does not speak TLS gets plain HTTP anyway, but credentials in clear only on loopback)"}
 }
 
 func quietFlag() cli.Flag {
@@ -91,8 +93,11 @@ func jobs(c *cli.Context) (int, error) {
 }
 
 // registryOptions maps registryFlags: connectionOptions, plus the
-// credentials of --username and --password-stdin.
-func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
+// credentials of --username and --password-stdin, bound to the one
+// registry that bind names (called only when they are given): no other
+// registry, and no token endpoint another registry names, receives them.
+// Stored credentials (docker and podman login) answer for the others.
+func registryOptions(c *cli.Context, e *env, bind func() (string, error)) (bundle.RegistryOptions, error) {
 	o, err := connectionOptions(c, e)
 	if err != nil {
 		return o, err
@@ -101,18 +106,75 @@ func registryOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
 	if c.Bool(flagPasswordStdin) != (user != "") {
 		return o, usagef("--username and --password-stdin go together")
 	}
-	if user != "" {
-		b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
-		if err != nil {
-			return o, fmt.Errorf("reading the password from standard input: %w", err)
-		}
-		pass := strings.TrimRight(string(b), "\r\n")
-		if pass == "" {
-			return o, usagef("--password-stdin: standard input is empty")
-		}
-		o.Keychain = authn.NewMultiKeychain(staticKeychain{authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})}, authn.DefaultKeychain)
+	if user == "" {
+		return o, nil
 	}
+	host, err := bind()
+	if err != nil {
+		return o, err
+	}
+	b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
+	if err != nil {
+		return o, fmt.Errorf("reading the password from standard input: %w", err)
+	}
+	pass := strings.TrimRight(string(b), "\r\n")
+	if pass == "" {
+		return o, usagef("--password-stdin: standard input is empty")
+	}
+	bound, err := registry.BoundKeychain(host, authn.FromConfig(authn.AuthConfig{Username: user, Password: pass}))
+	if err != nil {
+		return o, usageError{err}
+	}
+	o.Keychain = authn.NewMultiKeychain(bound, authn.DefaultKeychain)
 	return o, nil
+}
+
+// exportCredentialRegistry is the registry the --username of an export
+// logs in to: the one --registry names, which must be a registry of the
+// references, or else the only registry they name.
+func exportCredentialRegistry(c *cli.Context, refs []string) (string, error) {
+	var hosts []string // as the references spell them, once each
+	seen := map[string]bool{}
+	for _, s := range refs {
+		if strings.HasPrefix(s, bundle.LayoutScheme) {
+			continue
+		}
+		r, err := bundle.ParseReference(s)
+		if err != nil {
+			continue // the export reports it
+		}
+		canon, err := registry.RegistryHost(r.Domain)
+		if err != nil || seen[canon] {
+			continue
+		}
+		seen[canon] = true
+		hosts = append(hosts, r.Domain)
+	}
+	if flag := c.String(flagRegistry); flag != "" {
+		host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(flag, "https://"), "http://"), "/")
+		canon, err := registry.RegistryHost(host)
+		if err != nil {
+			return "", usagef("--registry %s: %v", flag, err)
+		}
+		if !seen[canon] {
+			return "", usagef("--registry %s is none of the registries of the references (%s)", flag, listOrNone(hosts))
+		}
+		return host, nil
+	}
+	switch len(hosts) {
+	case 0:
+		return "", usagef("--username has no registry to log in to: the references name none (only OCI layouts)")
+	case 1:
+		return hosts[0], nil
+	}
+	return "", usagef("the references name %d registries (%s): say which one --username logs in to with --registry HOST; the others use stored credentials (ferry login)", len(hosts), strings.Join(hosts, ", "))
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none: only OCI layouts"
+	}
+	return strings.Join(s, ", ")
 }
 
 // connectionOptions maps connectionFlags.
@@ -166,11 +228,6 @@ func connectionOptions(c *cli.Context, e *env) (bundle.RegistryOptions, error) {
 	}
 	return o, nil
 }
-
-// staticKeychain gives the same credentials for every registry.
-type staticKeychain struct{ auth authn.Authenticator }
-
-func (s staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return s.auth, nil }
 
 // readImagesFile reads references from a list file, or standard input for
 // "-": one per line, blank lines and '#' comments ignored.

@@ -66,7 +66,12 @@ Examples:
 			if path == "-" && c.Bool(flagPasswordStdin) {
 				return usagef("--password-stdin cannot be used with a bundle on standard input")
 			}
-			reg, err := registryOptions(c, e)
+			reg, err := registryOptions(c, e, func() (string, error) {
+				if dest.Layout != "" {
+					return "", usagef("--username has no registry to log in to with --to oci:DIR")
+				}
+				return dest.Registry, nil
+			})
 			if err != nil {
 				return err
 			}

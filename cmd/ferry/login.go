@@ -51,14 +51,19 @@ Examples:
 				return usagef("--password-stdin: standard input is empty")
 			}
 			client := registry.New(registry.Options(conn))
-			if err := client.CheckLogin(c.Context, host, user, pass); err != nil {
+			refresh, err := client.CheckLogin(c.Context, host, user, pass)
+			if err != nil {
 				return fmt.Errorf("logging in to %s: %w", host, err)
 			}
-			path, err := registry.SaveCredentials(host, user, pass)
+			path, err := registry.SaveCredentials(host, user, pass, refresh)
 			if err != nil {
 				return fmt.Errorf("storing the credentials: %w", err)
 			}
-			fmt.Fprintf(e.stderr, "login succeeded; credentials for %s stored in %s\n", host, path)
+			what := "credentials"
+			if refresh != "" {
+				what = "a refresh token (not the password)"
+			}
+			fmt.Fprintf(e.stderr, "login succeeded; %s for %s stored in %s under %q\n", what, host, path, registry.CredentialKey(host))
 			return nil
 		},
 	}

@@ -36,8 +36,11 @@ type Options struct {
 	Keychain authn.Keychain
 	// Transport is the base round tripper (TLS settings, proxies).
 	Transport http.RoundTripper
-	// Insecure lists registry hosts that may be reached over plain HTTP or
-	// unverified TLS. Loopback hosts are always allowed plain HTTP.
+	// Insecure lists registry hosts that may be reached over plain HTTP,
+	// credentials included, or unverified TLS. Without it, loopback,
+	// *.localhost and RFC 1918 hosts get plain HTTP only when they do not
+	// speak TLS, and credentials in clear only on loopback (see
+	// decideScheme and checkCleartext).
 	Insecure []string
 	// UserAgent is sent with every request.
 	UserAgent string
@@ -68,10 +71,11 @@ type Client struct {
 	opts Options
 
 	mu         sync.Mutex
-	transports map[string]http.RoundTripper // by scopes, or by registry when it has no token auth
-	challenges map[string]string            // auth scheme by registry, from its /v2/ ping
-	mounting   map[string]bool              // registries seen to answer a mount request with 201
+	transports map[string]http.RoundTripper    // by scopes, or by registry when it has no token auth
+	challenges map[string]*transport.Challenge // by registry, from its /v2/ ping
+	mounting   map[string]bool                 // registries seen to answer a mount request with 201
 	handshakes singleflight.Group
+	schemes    schemes // https or http, by registry host
 }
 
 // New returns a Client.
@@ -122,10 +126,13 @@ func New(opts Options) *Client {
 	}
 	opts.Transport = &retryTransport{inner: opts.Transport, retries: opts.Retries, base: opts.RetryBase}
 	opts.Transport = &pingCache{inner: opts.Transport}
+	c := &Client{transports: map[string]http.RoundTripper{}, challenges: map[string]*transport.Challenge{}, mounting: map[string]bool{}}
+	opts.Transport = &schemeGuard{inner: opts.Transport, schemes: &c.schemes}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ferry"
 	}
-	return &Client{opts: opts, transports: map[string]http.RoundTripper{}, challenges: map[string]string{}, mounting: map[string]bool{}}
+	c.opts = opts
+	return c
 }
 
 // perHost sends requests for the insecure hosts through a transport that
@@ -212,27 +219,29 @@ func (c *Client) newTransport(ctx context.Context, repo name.Repository, key str
 	}
 	reg := repo.Registry
 	base := transport.NewUserAgent(c.opts.Transport, c.opts.UserAgent)
-	challenge, err := c.challenge(ctx, reg, base)
+	pr, err := c.challenge(ctx, reg, base)
 	if err != nil {
 		return nil, err
 	}
 	// A registry without token auth (anonymous or basic) needs one
 	// transport whatever the scopes: make it once, however many
 	// repositories and mount sources ask for it at the same time.
-	if challenge != "bearer" {
+	if strings.ToLower(pr.Scheme) != "bearer" {
 		key = "registry " + reg.RegistryStr()
-		v, err, _ := c.handshakes.Do(key, func() (any, error) { return c.makeTransport(ctx, reg, key, base, scopes) })
+		v, err, _ := c.handshakes.Do(key, func() (any, error) { return c.makeTransport(ctx, reg, key, base, scopes, pr) })
 		if err != nil {
 			return nil, err
 		}
 		return v.(http.RoundTripper), nil
 	}
-	return c.makeTransport(ctx, reg, key, base, scopes)
+	return c.makeTransport(ctx, reg, key, base, scopes, pr)
 }
 
 // challenge pings a registry once per client, however many jobs ask at
-// once, and returns the scheme of its authentication challenge.
-func (c *Client) challenge(ctx context.Context, reg name.Registry, base http.RoundTripper) (string, error) {
+// once, and returns its authentication challenge. It first decides
+// between HTTPS and plain HTTP (decideScheme); the library's own ping then
+// finds only that scheme open.
+func (c *Client) challenge(ctx context.Context, reg name.Registry, base http.RoundTripper) (*transport.Challenge, error) {
 	c.mu.Lock()
 	ch, ok := c.challenges[reg.RegistryStr()]
 	c.mu.Unlock()
@@ -246,25 +255,27 @@ func (c *Client) challenge(ctx context.Context, reg name.Registry, base http.Rou
 		if ok {
 			return ch, nil
 		}
+		if _, err := c.decideScheme(ctx, reg, base); err != nil {
+			return nil, err
+		}
 		pr, err := transport.Ping(ctx, reg, base)
 		if err != nil {
-			return "", c.classify(reg.RegistryStr(), err)
+			return nil, c.classify(reg.RegistryStr(), err)
 		}
-		ch = strings.ToLower(pr.Scheme)
 		c.mu.Lock()
-		c.challenges[reg.RegistryStr()] = ch
+		c.challenges[reg.RegistryStr()] = pr
 		c.mu.Unlock()
-		return ch, nil
+		return pr, nil
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return v.(string), nil
+	return v.(*transport.Challenge), nil
 }
 
 // makeTransport makes the authenticated transport for scopes and caches it
 // under key.
-func (c *Client) makeTransport(ctx context.Context, reg name.Registry, key string, base http.RoundTripper, scopes []string) (http.RoundTripper, error) {
+func (c *Client) makeTransport(ctx context.Context, reg name.Registry, key string, base http.RoundTripper, scopes []string, pr *transport.Challenge) (http.RoundTripper, error) {
 	c.mu.Lock()
 	rt, ok := c.transports[key]
 	c.mu.Unlock()
@@ -274,6 +285,9 @@ func (c *Client) makeTransport(ctx context.Context, reg name.Registry, key strin
 	auth, err := authn.Resolve(ctx, c.opts.Keychain, reg)
 	if err != nil {
 		return nil, fmt.Errorf("reading credentials for %s: %w", reg.RegistryStr(), err)
+	}
+	if auth, err = c.checkCleartext(ctx, reg, strings.ToLower(pr.Scheme), auth); err != nil {
+		return nil, err
 	}
 	rt, err = transport.NewWithContext(ctx, reg, auth, base, scopes)
 	if err != nil {

@@ -5,6 +5,7 @@ package registrytest
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -41,6 +42,11 @@ type Options struct {
 	ReadOnly bool
 	// TLS serves HTTPS with a self-signed certificate (see CertPEM).
 	TLS bool
+	// MixedTLS answers, on one port, a TLS handshake with a self-signed
+	// certificate (see CertPEM) and plain HTTP otherwise: a plain-HTTP
+	// registry as a client sees it when someone on the path answers its
+	// TLS attempts with a certificate it cannot trust.
+	MixedTLS bool
 	// IgnoreMount makes the registry ignore cross-repository mount
 	// requests and open a plain upload instead, as some registries do.
 	IgnoreMount bool
@@ -333,6 +339,11 @@ type Registry struct {
 	BlobMounts  atomic.Int64 // mount requests (POST with ?mount=)
 	Pings       atomic.Int64 // GET /v2/, the version check clients ping
 	Requests    atomic.Int64
+	// PlainRequests counts the requests that came over plain HTTP.
+	PlainRequests atomic.Int64
+	// BasicAuths counts the requests, to the registry or its token
+	// endpoint, that carried HTTP basic credentials (a password).
+	BasicAuths atomic.Int64
 
 	// CertPEM is the server certificate of a TLS registry.
 	CertPEM []byte
@@ -385,7 +396,7 @@ func Start(opts Options) (*Registry, error) {
 			return nil, fmt.Errorf("starting the token server: %w", err)
 		}
 		scheme := "http"
-		if opts.TLS {
+		if opts.TLS || opts.MixedTLS {
 			scheme = "https"
 		}
 		config.Auth = r.tokens.authConfig(scheme+"://"+r.Host+TokenPath, bundle)
@@ -408,6 +419,12 @@ func Start(opts Options) (*Registry, error) {
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.Requests.Add(1)
+		if req.TLS == nil {
+			r.PlainRequests.Add(1)
+		}
+		if _, _, ok := req.BasicAuth(); ok {
+			r.BasicAuths.Add(1)
+		}
 		if req.URL.Path == "/v2/" {
 			r.Pings.Add(1)
 		}
@@ -430,10 +447,21 @@ func Start(opts Options) (*Registry, error) {
 		}
 	})
 	r.server = &httptest.Server{Listener: l, Config: &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}}
-	if opts.TLS {
+	switch {
+	case opts.MixedTLS:
+		cert, certPEM, err := selfSigned()
+		if err != nil {
+			l.Close()
+			cancel()
+			return nil, err
+		}
+		r.CertPEM = certPEM
+		r.server.Listener = newMixedListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		r.server.Start()
+	case opts.TLS:
 		r.server.StartTLS()
 		r.CertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.server.Certificate().Raw})
-	} else {
+	default:
 		r.server.Start()
 	}
 	return r, nil
@@ -466,6 +494,15 @@ func (r *Registry) TokensIssued() int64 {
 		return 0
 	}
 	return r.tokens.issued.Load()
+}
+
+// RefreshGrants is how many access tokens the token endpoint issued for
+// the refresh token of TokenAuth.RefreshToken.
+func (r *Registry) RefreshGrants() int64 {
+	if r.tokens == nil {
+		return 0
+	}
+	return r.tokens.grants.Load()
 }
 
 // TokensRefused is how many token requests had wrong credentials.

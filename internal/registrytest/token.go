@@ -40,6 +40,13 @@ type TokenAuth struct {
 	// TTL is how long an issued token is accepted (default 5 minutes),
 	// rounded up to the second.
 	TTL time.Duration
+	// RefreshToken, when set, is an OAuth2 refresh token the endpoint
+	// accepts, as Azure Container Registry does: a POST with
+	// grant_type=refresh_token and this refresh_token gets an access token
+	// (az acr login stores the refresh token as identitytoken in
+	// config.json). A GET with valid credentials and offline_token=true,
+	// as docker login sends, gets it back as refresh_token.
+	RefreshToken string
 }
 
 // TokenPath is the path of the token endpoint of a registry with TokenAuth.
@@ -52,10 +59,12 @@ type tokenServer struct {
 	key        *ecdsa.PrivateKey
 	kid        string
 	ttl        time.Duration
+	refresh    string
 	mu         sync.Mutex
 	user, pass string
 	issued     atomic.Int64
 	refused    atomic.Int64
+	grants     atomic.Int64 // access tokens issued for a refresh token
 }
 
 // newTokenServer makes a signing key and writes its self-signed certificate
@@ -83,7 +92,7 @@ func newTokenServer(opts Options, dir string) (*tokenServer, string, error) {
 	if ttl <= 0 {
 		ttl = 5 * time.Minute
 	}
-	ts := &tokenServer{key: key, kid: token.GetJWKThumbprint(&key.PublicKey), ttl: ttl, user: opts.Username, pass: opts.Password}
+	ts := &tokenServer{key: key, kid: token.GetJWKThumbprint(&key.PublicKey), ttl: ttl, refresh: opts.Token.RefreshToken, user: opts.Username, pass: opts.Password}
 	return ts, bundle, nil
 }
 
@@ -99,27 +108,52 @@ func (ts *tokenServer) authConfig(realm, bundle string) configuration.Auth {
 
 // ServeHTTP issues a token for the scopes asked for, as
 // https://distribution.github.io/distribution/spec/auth/token/ describes.
+//
+// A POST is the OAuth2 form
+// (https://distribution.github.io/distribution/spec/auth/oauth/): only
+// grant_type=refresh_token with TokenAuth.RefreshToken is accepted.
 func (ts *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ts.mu.Lock()
 	user, pass := ts.user, ts.pass
 	ts.mu.Unlock()
-	if user != "" {
-		u, p, ok := r.BasicAuth()
-		if !ok || u != user || p != pass {
-			ts.refused.Add(1)
-			w.Header().Set("WWW-Authenticate", `Basic realm="registrytest token"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"wrong username or password"}]}`)
+	params := r.URL.Query()
+	switch r.Method {
+	case http.MethodPost:
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		params = r.PostForm
+		if params.Get("grant_type") != "refresh_token" || ts.refresh == "" || params.Get("refresh_token") != ts.refresh {
+			ts.refused.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"invalid refresh token"}]}`)
+			return
+		}
+		ts.grants.Add(1)
+	case http.MethodGet:
+		if user != "" {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != user || p != pass {
+				ts.refused.Add(1)
+				w.Header().Set("WWW-Authenticate", `Basic realm="registrytest token"`)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"wrong username or password"}]}`)
+				return
+			}
+		}
+	default:
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
 	}
-	if s := r.URL.Query().Get("service"); s != tokenService {
+	if s := params.Get("service"); s != tokenService {
 		http.Error(w, fmt.Sprintf("unknown service %q", s), http.StatusBadRequest)
 		return
 	}
 	var access []*token.ResourceActions
-	for _, param := range r.URL.Query()["scope"] {
+	for _, param := range params["scope"] {
 		for _, scope := range strings.Fields(param) {
 			// type:name:actions; a name may hold ':' (a port in a name is
 			// not allowed, but be lenient).
@@ -159,11 +193,15 @@ func (ts *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ts.issued.Add(1)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	answer := map[string]any{
 		"token":        raw,
 		"access_token": raw,
 		"expires_in":   max(int(ts.ttl.Round(time.Second)/time.Second), 1),
 		"issued_at":    now.UTC().Format(time.RFC3339),
-	})
+	}
+	if r.Method == http.MethodGet && params.Get("offline_token") == "true" && ts.refresh != "" {
+		answer["refresh_token"] = ts.refresh
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(answer)
 }
