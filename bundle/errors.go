@@ -29,8 +29,13 @@ var (
 	// ErrTooLarge: a manifest, index or metadata file exceeds MaxManifestBytes.
 	ErrTooLarge = errors.New("content exceeds size limit")
 	// ErrConflict: two source references map to one destination tag with
-	// different digests.
+	// different digests, or a tag was moved by another push during an
+	// import.
 	ErrConflict = errors.New("destination conflict")
+	// ErrDestination: after an import, the destination answers another
+	// digest for a manifest pushed by digest: it does not keep what it was
+	// sent.
+	ErrDestination = errors.New("destination does not hold what was pushed")
 	// ErrNoMatchingPlatform: a platform filter left nothing of an image.
 	ErrNoMatchingPlatform = errors.New("no matching platform")
 	// ErrInvalidReference: an image reference cannot be parsed.

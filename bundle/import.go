@@ -414,15 +414,25 @@ func (im *importer) check(ctx context.Context) error {
 	if err := eg.Wait(); err != nil {
 		return err
 	}
-	var bad []string
-	for _, img := range images {
-		if img.DestinationDigest != img.Digest {
-			bad = append(bad, fmt.Sprintf("%s resolves to %s, want %s", img.Destination, img.DestinationDigest, img.Digest))
+	// A tag that holds another digest was moved by someone else between our
+	// push and this check; a digest that resolves to another is the
+	// registry not keeping what it was sent. Neither is the bundle's fault.
+	var moved, bad []string
+	for i, img := range images {
+		switch {
+		case img.DestinationDigest == img.Digest:
+		case im.targets[i].tagged:
+			moved = append(moved, fmt.Sprintf("%s now holds %s, not %s", img.Destination, img.DestinationDigest, img.Digest))
+		default:
+			bad = append(bad, fmt.Sprintf("%s resolves to %s", img.Destination, img.DestinationDigest))
 		}
 	}
 	im.res.Images = append(im.res.Images, images...)
 	if len(bad) > 0 {
-		return fmt.Errorf("%w: after the push: %s", ErrDigestMismatch, strings.Join(bad, "; "))
+		return fmt.Errorf("%w: after the push: %s; the registry does not return the manifests it was sent: check it before using these images", ErrDestination, strings.Join(bad, "; "))
+	}
+	if len(moved) > 0 {
+		return fmt.Errorf("%w: after the push: %s: another push moved the tag during this import; re-run the import to set it again, or find what else writes to these repositories", ErrConflict, strings.Join(moved, "; "))
 	}
 	return nil
 }
