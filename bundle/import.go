@@ -43,6 +43,10 @@ type ImportedImage struct {
 	// DestinationDigest is what the destination resolved the reference to
 	// after the push; equal to Digest on success.
 	DestinationDigest digest.Digest
+	// Upstream is the digest the source registry gave the image when a
+	// platform filter at export rewrote its index (Digest is then the
+	// rewritten index's); empty otherwise.
+	Upstream digest.Digest
 }
 
 // ImportResult reports what Import did.
@@ -408,6 +412,9 @@ func (im *importer) check(ctx context.Context) error {
 				return fmt.Errorf("checking %s after the push: %w", dst, err)
 			}
 			images[i] = ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got}
+			if up := digest.Digest(t.root.Annotations[AnnotationOriginalDigest]); validateDigest(up) == nil {
+				images[i].Upstream = up
+			}
 			return nil
 		})
 	}

@@ -1069,3 +1069,49 @@ func blobExists(repo, d string) (bool, error) {
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK, nil
 }
+
+// TestImportTableAfterPlatformFilter: the import table's digest column is
+// the bundle's digest; after an export with --platform it is the rewritten
+// index, and a further column gives the upstream digest ("same" for images
+// the filter did not change).
+func TestImportTableAfterPlatformFilter(t *testing.T) {
+	t.Parallel()
+	reg, sample := source(t)
+	multi, single := reg.Host+"/multi/tool:1.0", reg.Host+"/library/alpine:3.20"
+	out := filepath.Join(t.TempDir(), "images.tar.zst")
+	ferry(t, nil, "export", "-q", "--platform", "linux/amd64", "-o", out, multi, single).expect(t, exitOK)
+	dst := registrytest.New(t, registrytest.Options{})
+	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/m", out)
+	res.expect(t, exitOK)
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("table of %d lines, want a header and 2 images:\n%s", len(lines), res.stdout)
+	}
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "SOURCE DESTINATION BUNDLE DIGEST DESTINATION DIGEST OK UPSTREAM DIGEST (BEFORE --platform)" {
+		t.Errorf("header %q", lines[0])
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) != 6 {
+			t.Fatalf("row %q: want 6 columns", l)
+		}
+		switch f[0] {
+		case multi:
+			if f[2] == sample.Digests[multi] || f[2] != f[3] || f[5] != sample.Digests[multi] {
+				t.Errorf("row %q: want the rewritten digest twice, then the upstream %s", l, sample.Digests[multi])
+			}
+		case single:
+			if f[2] != sample.Digests[single] || f[5] != "same" {
+				t.Errorf("row %q: want %s and upstream \"same\"", l, sample.Digests[single])
+			}
+		default:
+			t.Errorf("unexpected row %q", l)
+		}
+	}
+	// Without --platform: no upstream column.
+	res = ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/n", writeFile(t, "all.tar.zst", sampleBundle(t)))
+	res.expect(t, exitOK)
+	if h := strings.SplitN(res.stdout, "\n", 2)[0]; strings.Join(strings.Fields(h), " ") != "SOURCE DESTINATION BUNDLE DIGEST DESTINATION DIGEST OK" {
+		t.Errorf("header without a platform filter %q", h)
+	}
+}

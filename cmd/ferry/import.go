@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 func newImportCommand(e *env) *cli.Command {
@@ -120,14 +122,31 @@ func displayName(path string) string {
 }
 
 func printImportResult(e *env, res *bundle.ImportResult) {
+	// BUNDLE DIGEST is what the bundle holds and the destination must
+	// answer; after an export with --platform it is the rewritten index,
+	// and UPSTREAM DIGEST says what the source registry had.
+	rewritten := slices.ContainsFunc(res.Images, func(img bundle.ImportedImage) bool { return img.Upstream != "" })
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tSOURCE DIGEST\tDESTINATION DIGEST\tOK")
+	header := "SOURCE\tDESTINATION\tBUNDLE DIGEST\tDESTINATION DIGEST\tOK"
+	if rewritten {
+		header += "\tUPSTREAM DIGEST (BEFORE --platform)"
+	}
+	fmt.Fprintln(tw, header)
 	for _, img := range res.Images {
 		ok := "yes"
 		if img.Digest != img.DestinationDigest {
 			ok = "NO"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", img.Source, img.Destination, img.Digest, img.DestinationDigest, ok)
+		// Names come from the bundle: escaped, as any text it carries.
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", termtext.Escape(img.Source), termtext.Escape(img.Destination), img.Digest, img.DestinationDigest, ok)
+		if rewritten {
+			up := "same"
+			if img.Upstream != "" {
+				up = img.Upstream.String()
+			}
+			line += "\t" + up
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 	fmt.Fprintf(e.stderr, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
