@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/archivetest"
+	"github.com/ferryproject/ferry/internal/registry"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
 )
@@ -96,5 +97,48 @@ func TestExportSpoolFailureNamesTheBlob(t *testing.T) {
 	var be *bundle.BlobError
 	if errors.As(err, &be) {
 		t.Errorf("a failure of the output reported as %s blob", be.Op)
+	}
+}
+
+// TestImportChecksPushAccessFirst: a wrong password, or an account that
+// may only pull, fails the import before anything is pushed, naming the
+// repository and saying what to do.
+func TestImportChecksPushAccessFirst(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	img := pushImage(t, src.Host, "team/app:1.0", testimages.Layer("preflight", 8<<10))
+	var b bytes.Buffer
+	if _, err := bundle.Export(context.Background(), []string{img.ref}, &b, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		opts     registrytest.Options
+		keys     staticKeychain
+		sentinel error
+		suffix   string
+	}{
+		{"wrong password", registrytest.Options{Username: "ferry", Password: "secret"}, staticKeychain{Username: "ferry", Password: "wrong"}, registry.ErrUnauthorized,
+			"; check the credentials for HOST (ferry login HOST, or -u with --password-stdin)"},
+		{"read-only", registrytest.Options{ReadOnly: true}, staticKeychain{}, registry.ErrDenied,
+			"; these credentials may not push there: ask for push access, or choose another --to prefix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dst := registrytest.New(t, tc.opts)
+			r, err := bundle.NewReader(bytes.NewReader(b.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = bundle.Import(context.Background(), r, dst.Host+"/m", bundle.ImportOptions{Registry: bundle.RegistryOptions{Keychain: tc.keys, Retries: -1}})
+			prefix := "checking that " + dst.Host + "/m/team/app accepts pushes, before pushing anything: "
+			suffix := strings.ReplaceAll(tc.suffix, "HOST", dst.Host)
+			if !errors.Is(err, tc.sentinel) || !strings.HasPrefix(err.Error(), prefix) || !strings.HasSuffix(err.Error(), suffix) {
+				t.Fatalf("got %v\nwant %v, starting %q and ending %q", err, tc.sentinel, prefix, suffix)
+			}
+			if n := dst.BlobUploads.Load(); n != 0 {
+				t.Errorf("%d blobs pushed before the refusal", n)
+			}
+		})
 	}
 }

@@ -168,6 +168,11 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	if err := im.plan(dest); err != nil {
 		return nil, err
 	}
+	if rt, ok := dst.(*registryTarget); ok {
+		if err := rt.preflight(ctx, opts.Jobs); err != nil {
+			return nil, err
+		}
+	}
 	if err := im.pushBlobs(ctx); err != nil {
 		n := im.res.BlobsUploaded + im.res.BlobsMounted
 		return im.res, &noteError{err: err, note: fmt.Sprintf("; no manifest or tag was pushed (%d blob(s) already pushed are content-addressed and harmless)", n)}

@@ -2,11 +2,15 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ferryproject/ferry/internal/registry"
 )
@@ -107,6 +111,31 @@ func (t *registryTarget) pushManifest(ctx context.Context, repo, tag string, m *
 }
 
 func (t *registryTarget) commit(context.Context) error { return nil }
+
+// preflight checks, before anything is pushed, that every repository of
+// the import can be written: a missing --ca-file, a wrong password or a
+// read-only account fails in the first second, saying what to do.
+func (t *registryTarget) preflight(ctx context.Context, jobs int) error {
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(metaJobs(jobs))
+	for _, n := range slices.Sorted(maps.Keys(t.repos)) {
+		repo := t.repos[n]
+		eg.Go(func() error {
+			err := t.client.CheckPush(ctx, repo)
+			var hint string
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, registry.ErrUnauthorized):
+				hint = fmt.Sprintf("; check the credentials for %s (ferry login %s, or -u with --password-stdin)", repo.RegistryStr(), repo.RegistryStr())
+			case errors.Is(err, registry.ErrDenied):
+				hint = "; these credentials may not push there: ask for push access, or choose another --to prefix"
+			}
+			return &noteError{err: fmt.Errorf("checking that %s accepts pushes, before pushing anything: %w", n, err), note: hint}
+		})
+	}
+	return eg.Wait()
+}
 
 func (t *registryTarget) resolve(ctx context.Context, repo, ref string) (digest.Digest, error) {
 	return t.client.HeadManifest(ctx, t.repos[repo], ref)

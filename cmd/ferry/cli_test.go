@@ -780,7 +780,7 @@ func TestImportReadOnlyRegistry(t *testing.T) {
 	mapping := filepath.Join(t.TempDir(), "mapping.txt")
 	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/mirror", "--mapping-out", mapping, path)
 	// The message must say which registry refused and what: a push.
-	res.expect(t, exitFailure, dst.Host, "push", "405")
+	res.expect(t, exitFailure, dst.Host, "accepts pushes, before pushing anything", "405", "ask for push access")
 	res.refute(t, "unreachable", "authentication")
 	assertNoTags(t, dst.Host, dst.Host+"/mirror", sample, basicAuth{})
 	assertDirEmpty(t, filepath.Dir(mapping))

@@ -550,6 +550,19 @@ func (c *Client) startUpload(ctx context.Context, repo name.Repository) (*url.UR
 	return uploadLocation(resp, repo)
 }
 
+// CheckPush checks, before anything is pushed, that repo can be written
+// with this client's credentials: it opens an upload session and cancels
+// it. Reaching the registry (TLS, the plain-HTTP rules) and its token
+// service are checked on the way.
+func (c *Client) CheckPush(ctx context.Context, repo name.Repository) error {
+	loc, err := c.startUpload(ctx, repo)
+	if err != nil {
+		return err
+	}
+	c.CancelUpload(ctx, repo, loc)
+	return nil
+}
+
 func uploadLocation(resp *http.Response, repo name.Repository) (*url.URL, error) {
 	h := resp.Header.Get("Location")
 	loc, err := resp.Request.URL.Parse(h)

@@ -44,6 +44,8 @@ func safeText(err error) error {
 			msg = strings.ReplaceAll(msg, uerr.URL, redactQuery(u))
 		}
 	}
+	// A body's final newline is not part of the message.
+	msg = strings.TrimSpace(msg)
 	if clean := termtext.Line(msg, maxErrorText); clean != err.Error() {
 		return &textError{err: err, msg: clean}
 	}
