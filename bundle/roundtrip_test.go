@@ -138,6 +138,11 @@ func TestRoundTrip(t *testing.T) {
 	if got := f.dst.BlobUploads.Load() - before; got != 0 || res2.BlobsUploaded != 0 {
 		t.Errorf("second import uploaded %d blobs (result says %d), want 0", got, res2.BlobsUploaded)
 	}
+	// ... and reports every blob it would have mounted as present: they
+	// are, in every repository.
+	if placed := res.BlobsUploaded + res.BlobsMounted + res.BlobsSkipped; res2.BlobsMounted != 0 || res2.BlobsSkipped != placed {
+		t.Errorf("second import: %d mounted, %d present; want 0 and %d", res2.BlobsMounted, res2.BlobsSkipped, placed)
+	}
 }
 
 // tarEntries decompresses with a plain streaming zstd decoder (as stock zstd

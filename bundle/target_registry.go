@@ -51,6 +51,18 @@ func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string
 	if from, ok := t.repos[fromName]; ok && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
 		src = from
 	}
+	// Mounting from another repository: ask first whether repo has the
+	// blob, so that a re-run reports it present rather than mounted (asked
+	// at the same time, the answer could be the mount's own doing).
+	if src.Name() != repo.Name() {
+		exists, err := t.client.BlobExists(ctx, repo, desc.Digest)
+		if err != nil {
+			return 0, fmt.Errorf("checking for the blob: %w", err)
+		}
+		if exists {
+			return blobPresent, nil
+		}
+	}
 	// Until the registry has shown it honours mount requests, its 202 does
 	// not mean the blob is missing (some registries ignore mount): ask too,
 	// at the same time, so a re-run does not upload everything again.
@@ -59,7 +71,7 @@ func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string
 		err    error
 	}
 	var asked chan answer
-	if !t.client.Mounts(repo) {
+	if !t.client.Mounts(repo) && src.Name() == repo.Name() {
 		asked = make(chan answer, 1)
 		go func() {
 			exists, err := t.client.BlobExists(ctx, repo, desc.Digest)
@@ -70,25 +82,21 @@ func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string
 	if err != nil {
 		return 0, fmt.Errorf("starting the upload: %w", err)
 	}
-	if !mounted && asked != nil {
+	switch {
+	case mounted && src.Name() == repo.Name():
+		return blobPresent, nil
+	case mounted:
+		return blobMounted, nil
+	case asked != nil:
 		a := <-asked
-		exists, err := a.exists, a.err
-		if err != nil {
+		if a.err != nil {
 			t.client.CancelUpload(ctx, repo, loc)
-			return 0, fmt.Errorf("checking for the blob: %w", err)
+			return 0, fmt.Errorf("checking for the blob: %w", a.err)
 		}
-		if exists {
+		if a.exists {
 			t.client.CancelUpload(ctx, repo, loc)
-			mounted, src = true, repo
-		}
-	}
-	if mounted {
-		// A mount from another repository may also find the blob already
-		// there; it counts as mounted.
-		if src.Name() == repo.Name() {
 			return blobPresent, nil
 		}
-		return blobMounted, nil
 	}
 	rc, err := open()
 	if err != nil {
