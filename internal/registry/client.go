@@ -127,7 +127,7 @@ func New(opts Options) *Client {
 	opts.Transport = &retryTransport{inner: opts.Transport, retries: opts.Retries, base: opts.RetryBase}
 	opts.Transport = &pingCache{inner: opts.Transport}
 	c := &Client{transports: map[string]http.RoundTripper{}, challenges: map[string]*transport.Challenge{}, mounting: map[string]bool{}}
-	opts.Transport = &schemeGuard{inner: opts.Transport, schemes: &c.schemes}
+	opts.Transport = &schemeGuard{inner: opts.Transport, schemes: &c.schemes, cleartext: c.cleartextAllowed}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ferry"
 	}

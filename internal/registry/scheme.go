@@ -56,18 +56,32 @@ func (s *schemes) set(host, scheme string) {
 }
 
 // schemeGuard refuses a request to a registry host in the other scheme
-// than the one decided for it.
+// than the one decided for it, and credentials over plain HTTP to any host
+// where they are not allowed in clear: a token service that a registry
+// names with an http:// realm gets no password, whatever the registry.
 type schemeGuard struct {
-	inner   http.RoundTripper
-	schemes *schemes
+	inner     http.RoundTripper
+	schemes   *schemes
+	cleartext func(host string) bool // credentials may go to host over plain HTTP
 }
 
 func (g *schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if want, ok := g.schemes.get(req.URL.Host); ok && req.URL.Scheme != want {
+	refuse := func(err error) (*http.Response, error) {
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		return nil, fmt.Errorf("refusing %s://%s%s: this run reaches %s over %s only", req.URL.Scheme, req.URL.Host, req.URL.Path, req.URL.Host, want)
+		return nil, err
+	}
+	if want, ok := g.schemes.get(req.URL.Host); ok && req.URL.Scheme != want {
+		return refuse(fmt.Errorf("refusing %s://%s%s: this run reaches %s over %s only", req.URL.Scheme, req.URL.Host, req.URL.Path, req.URL.Host, want))
+	}
+	// Credentials travel in the Authorization header, or in the form of an
+	// OAuth2 token request (password or refresh token).
+	credentials := req.Header.Get("Authorization") != "" ||
+		(req.Method == http.MethodPost && strings.HasPrefix(req.Header.Get("Content-Type"), "application/x-www-form-urlencoded"))
+	if req.URL.Scheme == "http" && credentials && !g.cleartext(req.URL.Host) {
+		return refuse(fmt.Errorf("%w to %s (%s %s): it is not a loopback address and was not named with --insecure-registry; a registry whose token service is on plain HTTP must move it to HTTPS",
+			ErrCleartextCredentials, req.URL.Host, req.Method, req.URL.Redacted()))
 	}
 	return g.inner.RoundTrip(req)
 }
