@@ -40,10 +40,11 @@ type source interface {
 type sequentialSource interface {
 	source
 	// next returns the next blob, an opener that may be called again (it
-	// spools what it reads) and done, which reads what is left of the blob
-	// (so it is verified whole) and releases the spool. io.EOF after the
-	// last blob.
-	next() (desc ocispec.Descriptor, open opener, done func() error, err error)
+	// spools what it reads) and done, which releases the spool, after
+	// reading what is left of the blob (so it is verified whole) when
+	// finish is true; after a failure the stream is not read further.
+	// io.EOF after the last blob.
+	next() (desc ocispec.Descriptor, open opener, done func(finish bool) error, err error)
 }
 
 // opener opens the content of a blob, verified as it is read; it may be
@@ -125,7 +126,7 @@ func (c *copier) copyBlobs(ctx context.Context, src source, dst blobTarget, blob
 			// done reads what the target did not, so every blob is
 			// verified whole whatever the target holds.
 			_, err = c.copyBlob(ctx, src, dst, desc, func(context.Context, ocispec.Descriptor) (io.ReadCloser, error) { return open() })
-			if derr := done(); err == nil && derr != nil {
+			if derr := done(err == nil); err == nil && derr != nil {
 				err = c.readFailed(src, desc, derr)
 			}
 			if err != nil {

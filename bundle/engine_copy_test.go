@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/archivetest"
@@ -141,4 +144,83 @@ func TestImportChecksPushAccessFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamImportCancelledLeavesNoSpool: an import from a stream that
+// stalls in the middle of a blob, then is cancelled (Ctrl-C), returns
+// without reading the stream further and leaves no spool file behind; so
+// do a failed push and a completed import.
+func TestStreamImportCancelledLeavesNoSpool(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	img := pushImage(t, src.Host, "team/app:1.0", testimages.Layer("stall", 3<<20))
+	var b bytes.Buffer
+	if _, err := bundle.Export(context.Background(), []string{img.ref}, &b, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	spoolLeft := func(t *testing.T, dir string) {
+		t.Helper()
+		if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+			t.Errorf("%d files left in the temporary directory (first %s)", len(ents), ents[0].Name())
+		}
+	}
+
+	t.Run("cancelled", func(t *testing.T) {
+		dst := registrytest.New(t, registrytest.Options{})
+		dir := t.TempDir()
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go pw.Write(b.Bytes()[:b.Len()/2]) // then nothing more: the stream stalls
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		r, err := bundle.NewReader(pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := bundle.Import(ctx, r, dst.Host+"/m", bundle.ImportOptions{TempDir: dir, Progress: func(ev bundle.Event) {
+				if ev.Kind == bundle.EventBlobStart && ev.Size > 1<<20 {
+					cancel() // the large blob is on its way: Ctrl-C
+				}
+			}})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v, want context.Canceled", err)
+			}
+		case <-time.After(time.Minute): // a guard against a hang, not a measurement
+			t.Fatal("the cancelled import still waits for the stalled stream")
+		}
+		spoolLeft(t, dir)
+	})
+
+	t.Run("push refused", func(t *testing.T) {
+		dst := registrytest.New(t, registrytest.Options{})
+		dst.InjectFaults(&registrytest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Status: http.StatusBadRequest, Times: 1000})
+		dir := t.TempDir()
+		r, err := bundle.NewReader(bytes.NewReader(b.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bundle.Import(context.Background(), r, dst.Host+"/m", bundle.ImportOptions{TempDir: dir}); err == nil {
+			t.Fatal("import through refused uploads succeeded")
+		}
+		spoolLeft(t, dir)
+	})
+
+	t.Run("completed", func(t *testing.T) {
+		dst := registrytest.New(t, registrytest.Options{})
+		dir := t.TempDir()
+		r, err := bundle.NewReader(bytes.NewReader(b.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bundle.Import(context.Background(), r, dst.Host+"/m", bundle.ImportOptions{TempDir: dir}); err != nil {
+			t.Fatal(err)
+		}
+		spoolLeft(t, dir)
+	})
 }

@@ -41,7 +41,7 @@ func (s *bundleStream) fetch(context.Context, ocispec.Descriptor) (io.ReadCloser
 	return nil, errors.New("a bundle read from a stream gives its blobs in order only")
 }
 
-func (s *bundleStream) next() (ocispec.Descriptor, opener, func() error, error) {
+func (s *bundleStream) next() (ocispec.Descriptor, opener, func(bool) error, error) {
 	desc, rd, err := s.r.Next()
 	if err == io.EOF {
 		return desc, nil, nil, err
@@ -53,8 +53,11 @@ func (s *bundleStream) next() (ocispec.Descriptor, opener, func() error, error) 
 		return desc, nil, nil, &BlobError{Op: "read", Digest: desc.Digest, Images: s.r.Users(desc.Digest), Err: err}
 	}
 	sp := &streamSpool{stream: rd, desc: desc, dir: s.tempDir}
-	done := func() error {
+	done := func(finish bool) error {
 		defer sp.release()
+		if !finish {
+			return nil
+		}
 		return sp.finish()
 	}
 	return desc, sp.open, done, nil
