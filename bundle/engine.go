@@ -115,6 +115,11 @@ func (c *copier) copyBlobs(ctx context.Context, src source, dst blobTarget, blob
 	}
 	if s, ok := src.(sequentialSource); ok {
 		for {
+			// Neither a stream nor an OCI layout target looks at the
+			// context: an interrupted copy stops here.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			desc, open, done, err := s.next()
 			if err == io.EOF {
 				return nil
@@ -335,7 +340,9 @@ func (s *sourceReader) Close() error { return s.rc.Close() }
 // does not end waiting on one big blob that started late; Jobs blobs over
 // memSpoolLimit at once, and metaJobs small ones beside them, whose time
 // is round trips rather than bandwidth (Jobs 1: one at a time in all). The
-// first failure stops the scheduling of the rest and is returned.
+// first failure stops the scheduling of the rest and is returned; so does
+// the end of ctx, also when every transfer in progress succeeds (a local
+// source and target never look at it): transfers left out are not done.
 func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, transfer func(ctx context.Context, desc ocispec.Descriptor) error) error {
 	blobs = slices.Clone(blobs)
 	sort.SliceStable(blobs, func(i, j int) bool { return blobs[i].Size > blobs[j].Size })
@@ -353,18 +360,24 @@ func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, tran
 		eg.Go(func() error {
 			g, ctx := errgroup.WithContext(ctx)
 			g.SetLimit(p.limit)
+			var stopped error
 			for _, desc := range p.blobs {
-				if ctx.Err() != nil {
-					break // a blob failed: start no more
+				if stopped = ctx.Err(); stopped != nil {
+					break // a blob failed or the copy ended: start no more
 				}
 				g.Go(func() error {
-					if ctx.Err() != nil {
-						return nil // failed while this one waited for a slot
+					if err := ctx.Err(); err != nil {
+						return err // ended while this one waited for a slot
 					}
 					return transfer(ctx, desc)
 				})
 			}
-			return g.Wait()
+			// The first error is what ended ctx: a failed transfer, or the
+			// caller's context.
+			if err := g.Wait(); err != nil {
+				return err
+			}
+			return stopped
 		})
 	}
 	return eg.Wait()

@@ -1,20 +1,23 @@
 package bundle_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
-	"strings"
-	"time"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/archivetest"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
 )
@@ -76,21 +79,28 @@ func TestImportRetriesBoundRequests(t *testing.T) {
 	opts := bundle.ImportOptions{Jobs: 1, Registry: bundle.RegistryOptions{Retries: 2, RetryBase: time.Millisecond}}
 	for _, tc := range []struct {
 		name  string
-		fault registrytest.Fault
+		fault func() *registrytest.Fault
 		want  string
 	}{
-		{"upload always 503", registrytest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Status: http.StatusServiceUnavailable}, "giving up after 2 retries (re-run the import to continue; --retries raises the limit): "},
-		{"upload always cut", registrytest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Drop: true}, "giving up after 2 retries (re-run the import to continue; --retries raises the limit): "},
-		{"start always 503", registrytest.Fault{Method: http.MethodPost, Path: "/blobs/uploads/", Status: http.StatusServiceUnavailable}, "starting the upload: "},
-		{"mount to the second repository always 503", registrytest.Fault{Method: http.MethodPost, Path: "/m/team/b/blobs/uploads/", Status: http.StatusServiceUnavailable}, "starting the upload: "},
+		{"upload always 503", func() *registrytest.Fault {
+			return &registrytest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Status: http.StatusServiceUnavailable, Times: 1000}
+		}, "giving up after 2 retries (re-run the import to continue; --retries raises the limit): "},
+		{"upload always cut", func() *registrytest.Fault {
+			return &registrytest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Drop: true, Times: 1000}
+		}, "giving up after 2 retries (re-run the import to continue; --retries raises the limit): "},
+		{"start always 503", func() *registrytest.Fault {
+			return &registrytest.Fault{Method: http.MethodPost, Path: "/blobs/uploads/", Status: http.StatusServiceUnavailable, Times: 1000}
+		}, "starting the upload: "},
+		{"mount to the second repository always 503", func() *registrytest.Fault {
+			return &registrytest.Fault{Method: http.MethodPost, Path: "/m/team/b/blobs/uploads/", Status: http.StatusServiceUnavailable, Times: 1000}
+		}, "starting the upload: "},
 	} {
 		for _, stream := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/stream=%v", tc.name, stream), func(t *testing.T) {
 				t.Parallel()
 				dst := registrytest.New(t, registrytest.Options{})
-				f := tc.fault
-				f.Times = 1000
-				dst.InjectFaults(&f)
+				f := tc.fault()
+				dst.InjectFaults(f)
 				var err error
 				if stream {
 					_, err = bundle.Import(context.Background(), openStream(t, path), dst.Host+"/m", opts)
@@ -107,5 +117,165 @@ func TestImportRetriesBoundRequests(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLocalSourcesAreNotReadAgain: content that does not match its digest
+// in a local source (a blob file of an OCI layout on export, a blob of a
+// bundle file or stream on import) fails the copy at once, as the source's
+// damage: reading a local file again cannot help, so the retries (here
+// with a one-minute backoff) are not spent on it.
+func TestLocalSourcesAreNotReadAgain(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	layer := testimages.Layer("local-source", 256<<10)
+	img := pushImage(t, src.Host, "team/app:1.0", layer)
+	slow := bundle.RegistryOptions{Retries: 3, RetryBase: time.Minute}
+	// Parallel subtests run after this function returns: no defer.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	var good bytes.Buffer
+	if _, err := bundle.Export(ctx, []string{img.ref}, &good, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := img.layers[0].String()
+	blobEntry := "blobs/sha256/" + img.layers[0].Hex
+	want := "blob " + d + " (used by " + img.ref + "): "
+
+	t.Run("export from a layout", func(t *testing.T) {
+		t.Parallel()
+		dir := filepath.Join(t.TempDir(), "layout")
+		if _, err := bundle.Import(ctx, mustReader(t, good.Bytes()), "oci:"+dir, bundle.ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, blobEntry)
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0x20
+		if err := os.WriteFile(file, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = bundle.Export(ctx, []string{"oci:" + dir}, io.Discard, bundle.ExportOptions{Registry: slow})
+		if !errors.Is(err, bundle.ErrDigestMismatch) {
+			t.Fatalf("got %v, want ErrDigestMismatch", err)
+		}
+		var be *bundle.BlobError
+		if !errors.As(err, &be) || be.Op != "fetch" || be.Digest.String() != d {
+			t.Errorf("got %v, want a BlobError for fetching %s", err, d)
+		}
+		if w := "fetch " + want + "from oci:" + dir + " (re-run the export to try again): digest mismatch: content of blob " + d + " hashes to sha256:"; !strings.Contains(err.Error(), w) {
+			t.Errorf("the message does not say %q:\n%v", w, err)
+		}
+		if el := time.Since(start); el > 20*time.Second {
+			t.Errorf("the export took %v: the damaged local file was read again", el)
+		}
+	})
+	entries, eoa := archivetest.Split(t, good.Bytes())
+	bad := archivetest.Framed(t, archivetest.Flipped(t, entries, blobEntry), eoa)
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("import stream=%v", stream), func(t *testing.T) {
+			t.Parallel()
+			dst := registrytest.New(t, registrytest.Options{})
+			var r *bundle.Reader
+			if stream {
+				r = mustReader(t, bad)
+			} else {
+				path := filepath.Join(t.TempDir(), "bad.tar.zst")
+				if err := os.WriteFile(path, bad, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if r, err = bundle.Open(path); err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+			}
+			start := time.Now()
+			_, err := bundle.Import(ctx, r, dst.Host+"/m", bundle.ImportOptions{Registry: slow})
+			if !errors.Is(err, bundle.ErrDigestMismatch) {
+				t.Fatalf("got %v, want ErrDigestMismatch", err)
+			}
+			var be *bundle.BlobError
+			if !errors.As(err, &be) || be.Op != "verify" || be.Digest.String() != d {
+				t.Errorf("got %v, want a BlobError for verifying %s", err, d)
+			}
+			if w := "verify " + want + "digest mismatch: content of blob " + d + " hashes to sha256:"; !strings.Contains(err.Error(), w) {
+				t.Errorf("the message does not say %q:\n%v", w, err)
+			}
+			if el := time.Since(start); el > 20*time.Second {
+				t.Errorf("the import took %v: the damaged bundle was read again", el)
+			}
+		})
+	}
+}
+
+func mustReader(t *testing.T, b []byte) *bundle.Reader {
+	t.Helper()
+	r, err := bundle.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestImportToLayoutInterrupted: an import into an OCI layout interrupted
+// (Ctrl-C) after its first blob stops there with context.Canceled; it does
+// not go on to write manifests and an index.json that lists images whose
+// blobs were never copied. The layout target and a bundle file never look
+// at the context, so every transfer in progress completes; the ones not
+// yet started used to be dropped as if done, and the import reported
+// success.
+func TestImportToLayoutInterrupted(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	var refs []string
+	for i, repo := range []string{"team/a:1.0", "team/b:1.0", "team/c:1.0"} {
+		refs = append(refs, pushImage(t, src.Host, repo, testimages.Layer(fmt.Sprint("interrupted", i), 64<<10)).ref)
+	}
+	var good bytes.Buffer
+	if _, err := bundle.Export(context.Background(), refs, &good, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "b.tar.zst")
+	if err := os.WriteFile(path, good.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			// Interrupted when the first blob is in.
+			progress := func(ev bundle.Event) {
+				if ev.Kind == bundle.EventBlobDone {
+					cancel()
+				}
+			}
+			var r *bundle.Reader
+			if stream {
+				r = mustReader(t, good.Bytes())
+			} else {
+				var err error
+				if r, err = bundle.Open(path); err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+			}
+			dir := filepath.Join(t.TempDir(), "layout")
+			res, err := bundle.Import(ctx, r, "oci:"+dir, bundle.ImportOptions{Jobs: 1, Progress: progress})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v (%+v), want context.Canceled", err, res)
+			}
+			if w := "context canceled; no manifest or tag was pushed (1 blob(s) already pushed are content-addressed and harmless)"; err.Error() != w {
+				t.Errorf("got %q, want %q", err, w)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "index.json")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("an interrupted import wrote the layout's index.json (%v)", err)
+			}
+		})
 	}
 }
