@@ -181,6 +181,10 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 	}
 	var started sync.Once
 	var was atomic.Bool
+	// Bytes of the blob reported so far, by every attempt and repository:
+	// a blob read again (after a broken attempt, or for another
+	// repository) reports only what goes past it.
+	reported := new(atomic.Int64)
 	start := func() {
 		was.Store(true)
 		started.Do(func() { c.emit(EventBlobStart, desc) })
@@ -189,13 +193,13 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 	if len(repos) == 0 {
 		return false, nil
 	}
-	if err := c.put(ctx, src, dst, repos[0], "", desc, open, start); err != nil {
+	if err := c.put(ctx, src, dst, repos[0], "", desc, open, start, reported); err != nil {
 		return was.Load(), err
 	}
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(metaJobs(c.jobs))
 	for _, repo := range repos[1:] {
-		eg.Go(func() error { return c.put(gctx, src, dst, repo, repos[0], desc, open, start) })
+		eg.Go(func() error { return c.put(gctx, src, dst, repo, repos[0], desc, open, start, reported) })
 	}
 	err = eg.Wait()
 	return was.Load(), err
@@ -203,7 +207,7 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 
 // put makes desc present in repo with the one retry helper: --retries N
 // means at most N+1 requests, whether the source or the target failed.
-func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from string, desc ocispec.Descriptor, open fetcher, start func()) error {
+func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from string, desc ocispec.Descriptor, open fetcher, start func(), reported *atomic.Int64) error {
 	// readErr is what the source failed with in the last attempt: only
 	// this attempt's reads, not those of the other repositories.
 	var mu sync.Mutex
@@ -228,7 +232,7 @@ func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from
 				return nil, failed(err)
 			}
 			start()
-			return &sourceReader{rc: rc, failed: failed, progress: c.progress, digest: desc.Digest.String()}, nil
+			return &sourceReader{rc: rc, failed: failed, progress: c.progress, digest: desc.Digest.String(), reported: reported}, nil
 		}
 		how, err := dst.pushBlob(ctx, repo, from, desc, counted)
 		if err == nil || ctx.Err() != nil {
@@ -312,12 +316,16 @@ func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
 // sourceReader reads a blob from its source, recording a failure as the
-// source's and reporting progress in steps of at least 1 MiB.
+// source's and reporting progress in steps of at least 1 MiB: the bytes
+// past what any reader of the blob reported (reported), so the bytes of a
+// blob add up to its size however often it is read.
 type sourceReader struct {
 	rc       io.ReadCloser
 	failed   func(error) error
 	progress ProgressFunc
 	digest   string
+	reported *atomic.Int64
+	off      int64
 	pending  int64
 }
 
@@ -326,7 +334,17 @@ func (s *sourceReader) Read(b []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		err = s.failed(err)
 	}
-	s.pending += int64(n)
+	s.off += int64(n)
+	for {
+		r := s.reported.Load()
+		if s.off <= r {
+			break
+		}
+		if s.reported.CompareAndSwap(r, s.off) {
+			s.pending += s.off - r
+			break
+		}
+	}
 	if s.progress != nil && (s.pending >= 1<<20 || (err != nil && s.pending > 0)) {
 		s.progress(Event{Kind: EventBlobBytes, Digest: s.digest, Bytes: s.pending})
 		s.pending = 0

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +278,48 @@ func TestImportToLayoutInterrupted(t *testing.T) {
 				t.Errorf("an interrupted import wrote the layout's index.json (%v)", err)
 			}
 		})
+	}
+}
+
+// TestProgressOnceThroughRetries: a blob whose download breaks midway and
+// is fetched again reports one start, its size in bytes (not its size
+// plus what the broken attempt read: a bar past 100%) and one done.
+func TestProgressOnceThroughRetries(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	img := pushImage(t, src.Host, "team/app:1.0", testimages.Layer("progress-retry", 4<<20))
+	layer := img.layers[0].String()
+	fault := &registrytest.Fault{Method: http.MethodGet, Path: "/blobs/" + layer, Drop: true, Times: 1}
+	src.InjectFaults(fault)
+	var mu sync.Mutex
+	starts, dones := map[string]int{}, map[string]int{}
+	bytesOf, sizes := map[string]int64{}, map[string]int64{}
+	progress := func(ev bundle.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.Kind {
+		case bundle.EventBlobStart:
+			starts[ev.Digest]++
+			sizes[ev.Digest] = ev.Size
+		case bundle.EventBlobBytes:
+			bytesOf[ev.Digest] += ev.Bytes
+		case bundle.EventBlobDone:
+			dones[ev.Digest]++
+		}
+	}
+	opts := bundle.ExportOptions{Progress: progress, Registry: bundle.RegistryOptions{Retries: 2, RetryBase: time.Millisecond}}
+	if _, err := bundle.Export(context.Background(), []string{img.ref}, io.Discard, opts); err != nil {
+		t.Fatal(err)
+	}
+	if fault.Hits() != 1 {
+		t.Fatalf("the fault was injected %d times, want 1", fault.Hits())
+	}
+	for d, size := range sizes {
+		if starts[d] != 1 || dones[d] != 1 || bytesOf[d] != size {
+			t.Errorf("blob %s (%d bytes): %d start(s), %d byte(s) reported, %d done(s); want 1, %d, 1", d, size, starts[d], bytesOf[d], dones[d], size)
+		}
+	}
+	if sizes[layer] == 0 {
+		t.Errorf("no start for the layer %s", layer)
 	}
 }
