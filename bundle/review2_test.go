@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ferryproject/ferry/bundle"
@@ -266,8 +269,11 @@ func TestImportToLayoutInterrupted(t *testing.T) {
 				}
 				defer r.Close()
 			}
-			dir := filepath.Join(t.TempDir(), "layout")
-			res, err := bundle.Import(ctx, r, "oci:"+dir, bundle.ImportOptions{Jobs: 1, Progress: progress})
+			dir, tmp := filepath.Join(t.TempDir(), "layout"), t.TempDir()
+			res, err := bundle.Import(ctx, r, "oci:"+dir, bundle.ImportOptions{Jobs: 1, Progress: progress, TempDir: tmp})
+			if left, _ := os.ReadDir(tmp); len(left) > 0 {
+				t.Errorf("the interrupted import left %s in its temporary directory", left[0].Name())
+			}
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("got %v (%+v), want context.Canceled", err, res)
 			}
@@ -321,5 +327,46 @@ func TestProgressOnceThroughRetries(t *testing.T) {
 	}
 	if sizes[layer] == 0 {
 		t.Errorf("no start for the layer %s", layer)
+	}
+}
+
+// TestExportInterruptedLeavesNothing: an export interrupted after its
+// first blob fails with context.Canceled and leaves no spool file in its
+// temporary directory and nothing in its output directory, writing to a
+// stream (every blob spooled) or to a file.
+func TestExportInterruptedLeavesNothing(t *testing.T) {
+	t.Parallel()
+	src := registrytest.New(t, registrytest.Options{})
+	var layers []v1.Layer
+	for i := range 4 {
+		layers = append(layers, static.NewLayer(testimages.LayerBytes(fmt.Sprint("interrupt-export", i), 3<<20), types.OCIUncompressedLayer))
+	}
+	img := pushImage(t, src.Host, "team/big:1.0", layers...)
+	for _, toFile := range []bool{false, true} {
+		t.Run(fmt.Sprintf("file=%v", toFile), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tmp, out := t.TempDir(), t.TempDir()
+			opts := bundle.ExportOptions{Jobs: 2, TempDir: tmp, Progress: func(ev bundle.Event) {
+				if ev.Kind == bundle.EventBlobDone {
+					cancel()
+				}
+			}}
+			var err error
+			if toFile {
+				_, err = bundle.ExportFile(ctx, []string{img.ref}, filepath.Join(out, "b.tar.zst"), opts)
+			} else {
+				_, err = bundle.Export(ctx, []string{img.ref}, io.Discard, opts)
+			}
+			if !errors.Is(err, context.Canceled) || err.Error() != "context canceled" {
+				t.Errorf("got %v, want context.Canceled", err)
+			}
+			for _, dir := range []string{tmp, out} {
+				if left, _ := os.ReadDir(dir); len(left) > 0 {
+					t.Errorf("the interrupted export left %s in %s", left[0].Name(), dir)
+				}
+			}
+		})
 	}
 }
