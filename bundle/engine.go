@@ -116,6 +116,11 @@ func (c *copier) copyBlobs(ctx context.Context, src source, dst blobTarget, blob
 	}
 	if s, ok := src.(sequentialSource); ok {
 		for {
+			// Neither a stream nor an OCI layout target looks at the
+			// context: an interrupted copy stops here.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			desc, open, done, err := s.next()
 			if err == io.EOF {
 				return nil
@@ -177,6 +182,10 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 	}
 	var started sync.Once
 	var was atomic.Bool
+	// Bytes of the blob reported so far, by every attempt and repository:
+	// a blob read again (after a broken attempt, or for another
+	// repository) reports only what goes past it.
+	reported := new(atomic.Int64)
 	start := func() {
 		was.Store(true)
 		started.Do(func() { c.emit(EventBlobStart, desc) })
@@ -185,13 +194,13 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 	if len(repos) == 0 {
 		return false, nil
 	}
-	if err := c.put(ctx, src, dst, repos[0], "", desc, open, start); err != nil {
+	if err := c.put(ctx, src, dst, repos[0], "", desc, open, start, reported); err != nil {
 		return was.Load(), err
 	}
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(metaJobs(c.jobs))
 	for _, repo := range repos[1:] {
-		eg.Go(func() error { return c.put(gctx, src, dst, repo, repos[0], desc, open, start) })
+		eg.Go(func() error { return c.put(gctx, src, dst, repo, repos[0], desc, open, start, reported) })
 	}
 	err = eg.Wait()
 	return was.Load(), err
@@ -199,7 +208,7 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 
 // put makes desc present in repo with the one retry helper: --retries N
 // means at most N+1 requests, whether the source or the target failed.
-func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from string, desc ocispec.Descriptor, open fetcher, start func()) error {
+func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from string, desc ocispec.Descriptor, open fetcher, start func(), reported *atomic.Int64) error {
 	// readErr is what the source failed with in the last attempt: only
 	// this attempt's reads, not those of the other repositories.
 	var mu sync.Mutex
@@ -224,7 +233,7 @@ func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from
 				return nil, failed(err)
 			}
 			start()
-			return &sourceReader{rc: rc, failed: failed, progress: c.progress, digest: desc.Digest.String()}, nil
+			return &sourceReader{rc: rc, failed: failed, progress: c.progress, digest: desc.Digest.String(), reported: reported}, nil
 		}
 		how, err := dst.pushBlob(ctx, repo, from, desc, counted)
 		if err == nil || ctx.Err() != nil {
@@ -308,12 +317,16 @@ func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
 // sourceReader reads a blob from its source, recording a failure as the
-// source's and reporting progress in steps of at least 1 MiB.
+// source's and reporting progress in steps of at least 1 MiB: the bytes
+// past what any reader of the blob reported (reported), so the bytes of a
+// blob add up to its size however often it is read.
 type sourceReader struct {
 	rc       io.ReadCloser
 	failed   func(error) error
 	progress ProgressFunc
 	digest   string
+	reported *atomic.Int64
+	off      int64
 	pending  int64
 }
 
@@ -322,7 +335,17 @@ func (s *sourceReader) Read(b []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		err = s.failed(err)
 	}
-	s.pending += int64(n)
+	s.off += int64(n)
+	for {
+		r := s.reported.Load()
+		if s.off <= r {
+			break
+		}
+		if s.reported.CompareAndSwap(r, s.off) {
+			s.pending += s.off - r
+			break
+		}
+	}
 	if s.progress != nil && (s.pending >= 1<<20 || (err != nil && s.pending > 0)) {
 		s.progress(Event{Kind: EventBlobBytes, Digest: s.digest, Bytes: s.pending})
 		s.pending = 0
@@ -336,7 +359,9 @@ func (s *sourceReader) Close() error { return s.rc.Close() }
 // does not end waiting on one big blob that started late; Jobs blobs over
 // memSpoolLimit at once, and metaJobs small ones beside them, whose time
 // is round trips rather than bandwidth (Jobs 1: one at a time in all). The
-// first failure stops the scheduling of the rest and is returned.
+// first failure stops the scheduling of the rest and is returned; so does
+// the end of ctx, also when every transfer in progress succeeds (a local
+// source and target never look at it): transfers left out are not done.
 func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, transfer func(ctx context.Context, desc ocispec.Descriptor) error) error {
 	blobs = slices.Clone(blobs)
 	sort.SliceStable(blobs, func(i, j int) bool { return blobs[i].Size > blobs[j].Size })
@@ -354,18 +379,24 @@ func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, tran
 		eg.Go(func() error {
 			g, ctx := errgroup.WithContext(ctx)
 			g.SetLimit(p.limit)
+			var stopped error
 			for _, desc := range p.blobs {
-				if ctx.Err() != nil {
-					break // a blob failed: start no more
+				if stopped = ctx.Err(); stopped != nil {
+					break // a blob failed or the copy ended: start no more
 				}
 				g.Go(func() error {
-					if ctx.Err() != nil {
-						return nil // failed while this one waited for a slot
+					if err := ctx.Err(); err != nil {
+						return err // ended while this one waited for a slot
 					}
 					return transfer(ctx, desc)
 				})
 			}
-			return g.Wait()
+			// The first error is what ended ctx: a failed transfer, or the
+			// caller's context.
+			if err := g.Wait(); err != nil {
+				return err
+			}
+			return stopped
 		})
 	}
 	return eg.Wait()

@@ -63,18 +63,22 @@ func (s *bundleStream) next() (ocispec.Descriptor, opener, func(bool) error, err
 	return desc, sp.open, done, nil
 }
 
-// streamSpool opens a blob of a sequential read: the stream the first
-// time, kept in a temporary file as it streams, so that a broken upload can
-// be sent again and other repositories can get it when the destination
-// cannot mount it. One blob at a time: the disk budget is the largest blob
-// of the bundle.
+// streamSpool opens a blob of a sequential read: every reader reads the
+// blob from its start, what the spool already holds from the temporary
+// file and the rest from the stream, which the reader that gets there
+// first copies into the spool. So a broken upload can be sent again and
+// several repositories can get it at once when the destination cannot
+// mount it, each whole (they used to share one reader of the stream, and
+// got each other's bytes). One blob at a time: the disk budget is the
+// largest blob of the bundle.
 type streamSpool struct {
-	mu     sync.Mutex // open is called by the uploads to several repositories at once
-	stream io.Reader
+	mu     sync.Mutex // guards stream, file, n and err
+	stream io.Reader  // verified as it is read
 	desc   ocispec.Descriptor
 	dir    string
-	tee    io.Reader
 	file   *os.File
+	n      int64 // bytes of the stream in file
+	err    error // how the stream ended (io.EOF: whole and verified)
 }
 
 func (s *streamSpool) open() (io.ReadCloser, error) {
@@ -85,40 +89,79 @@ func (s *streamSpool) open() (io.ReadCloser, error) {
 		if err != nil {
 			return nil, fmt.Errorf("creating a temporary file in %s: %w", s.dir, err)
 		}
-		s.file, s.tee = f, io.TeeReader(s.stream, f)
-		return io.NopCloser(s.tee), nil
+		s.file = f
 	}
-	// Finish reading (and verifying) the blob into the spool first.
-	if err := s.drain(); err != nil {
-		return nil, err
-	}
-	return io.NopCloser(NewVerifyReader(io.NewSectionReader(s.file, 0, s.desc.Size), s.desc)), nil
+	return io.NopCloser(&spoolReader{s: s}), nil
 }
 
-// finish reads what the first reader left of the stream (all of it when
-// the destination had the blob), so the blob is verified whole even when
-// the destination did not need all of it.
+// spoolReader is one reader of a streamSpool.
+type spoolReader struct {
+	s   *streamSpool
+	off int64
+}
+
+func (r *spoolReader) Read(p []byte) (int, error) {
+	s := r.s
+	s.mu.Lock()
+	if s.file == nil {
+		s.mu.Unlock()
+		return 0, fmt.Errorf("blob %s read after its spool was released", s.desc.Digest)
+	}
+	if r.off < s.n {
+		// Spooled bytes do not change: read them without the lock.
+		f, n := s.file, s.n
+		s.mu.Unlock()
+		m, err := f.ReadAt(p[:min(int64(len(p)), n-r.off)], r.off)
+		r.off += int64(m)
+		if err == io.EOF {
+			err = nil // the stream goes on, or ends at the next read
+		}
+		return m, err
+	}
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.stream.Read(p)
+	if n > 0 {
+		if _, werr := s.file.WriteAt(p[:n], s.n); werr != nil {
+			s.err = fmt.Errorf("spooling blob %s in %s: %w", s.desc.Digest, s.dir, werr)
+			return 0, s.err
+		}
+		s.n += int64(n)
+		r.off += int64(n)
+	}
+	if err != nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// finish reads what the readers left of the stream (all of it when the
+// destination had the blob), so the blob is verified whole even when the
+// destination did not need all of it.
 func (s *streamSpool) finish() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.file == nil {
-		s.tee = s.stream
+	if s.err == nil {
+		_, err := io.Copy(io.Discard, s.stream)
+		if err == nil {
+			err = io.EOF
+		}
+		s.err = err
 	}
-	return s.drain()
-}
-
-func (s *streamSpool) drain() error {
-	if s.tee == nil {
+	if s.err == io.EOF {
 		return nil
 	}
-	_, err := io.Copy(io.Discard, s.tee)
-	s.tee = nil
-	return err
+	return s.err
 }
 
 func (s *streamSpool) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.file != nil {
 		s.file.Close()
 		os.Remove(s.file.Name())
+		s.file = nil
 	}
 }
