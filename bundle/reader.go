@@ -432,7 +432,11 @@ func (r *Reader) setIndex(b []byte) error {
 	}
 	for i, d := range r.index.Manifests {
 		if err := validateDescriptor(d); err != nil {
-			return inBundle(fmt.Errorf("index.json entry %d (%s): %w", i, truncate(d.Annotations[AnnotationRefName], 200), err))
+			where := fmt.Sprintf("index.json entry %d", i)
+			if ref := d.Annotations[AnnotationRefName]; ref != "" {
+				where += " (" + truncate(ref, 200) + ")"
+			}
+			return inBundle(fmt.Errorf("%s: %w", where, err))
 		}
 		// A reference pinned to a digest must name the digest it is stored under.
 		if ref, err := ParseReference(d.Annotations[AnnotationRefName]); err == nil && ref.Digest != "" && ref.Digest != d.Digest {
