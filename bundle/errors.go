@@ -17,16 +17,25 @@ var (
 	// ErrTruncated: the archive ends before its content is complete.
 	ErrTruncated = errors.New("archive is truncated")
 	// ErrCorrupt: the archive is structurally invalid (unsafe or unexpected
-	// entries, bad seek table, entries out of order, duplicates).
+	// entries, bad seek table, entries out of order, duplicates), or holds
+	// content that ferry export never writes (metadata over
+	// MaxManifestBytes, a tar extended header over 1 MiB, a digest
+	// algorithm other than sha256 and sha512, a Docker schema 1 manifest);
+	// those errors also wrap ErrTooLarge or ErrUnsupported.
 	ErrCorrupt = errors.New("archive is corrupt")
 	// ErrDigestMismatch: content does not match its digest or size.
 	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrMissingBlob: a descriptor names a blob that the archive does not hold.
 	ErrMissingBlob = errors.New("blob missing from archive")
 	// ErrUnsupported: a manifest type ferry refuses to carry (Docker schema 1)
-	// or a digest algorithm it does not accept.
+	// or a digest algorithm it does not accept, or a bundle format version
+	// newer than this ferry reads. Found in a bundle (but for the format
+	// version), it is also ErrCorrupt.
 	ErrUnsupported = errors.New("unsupported content")
-	// ErrTooLarge: a manifest, index or metadata file exceeds MaxManifestBytes.
+	// ErrTooLarge: a manifest, index or metadata file exceeds
+	// MaxManifestBytes, or a manifest graph exceeds the limits of
+	// docs/format.md, section 6. A metadata entry of a bundle over
+	// MaxManifestBytes is also ErrCorrupt.
 	ErrTooLarge = errors.New("content exceeds size limit")
 	// ErrConflict: two source references map to one destination tag with
 	// different digests, or a tag was moved by another push during an
@@ -41,6 +50,23 @@ var (
 	// ErrInvalidReference: an image reference cannot be parsed.
 	ErrInvalidReference = errors.New("invalid image reference")
 )
+
+// notByFerry is what the operator is told of content in a bundle that ferry
+// export refuses to write.
+const notByFerry = "ferry export never writes this, so the bundle was changed after export or made by another tool: export the images again"
+
+// inBundle marks err, content found in a bundle that ferry export never
+// writes (ErrTooLarge, ErrUnsupported), as ErrCorrupt too: whatever the
+// path reading it, such a bundle is refused as a bundle that fails its
+// checks (exit code 3 of the CLI), while the same content met at export is
+// a failure of the source (exit code 1). err keeps its own sentinel for
+// errors.Is; an error already ErrCorrupt is returned as it is.
+func inBundle(err error) error {
+	if errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	return fmt.Errorf("%w: %w; %s", ErrCorrupt, err, notByFerry)
+}
 
 // BlobError says which blob failed, which images use it, and on which side
 // of the copy.

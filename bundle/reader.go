@@ -57,7 +57,35 @@ func checkHeader(h *tar.Header) error {
 	if h.Size < 0 {
 		return fmt.Errorf("%w: entry %q has negative size", ErrCorrupt, h.Name)
 	}
+	switch h.Name {
+	case LayoutFile, IndexFile, SignatureFile, SigstoreBundleFile:
+		// Held in memory: refused by the size its header gives (which a PAX
+		// record may set), before anything is read, whatever the seek table
+		// or the frame says.
+		if h.Size > MaxManifestBytes {
+			return tooLarge(h.Name, h.Size)
+		}
+	}
 	return nil
+}
+
+// tooLarge is the error for a metadata entry of a bundle, named by what,
+// that is larger than MaxManifestBytes.
+func tooLarge(what string, size int64) error {
+	return inBundle(fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrTooLarge, what, size, MaxManifestBytes))
+}
+
+// extendedHeaderTooLarge is the error for the tar header of entry i (the
+// number the seek table gives it, counted from 0), which follows the entry
+// named prev, when the tar reader refuses its extended header (PAX
+// records, or a GNU long name) for being over 1 MiB. ferry writes only a
+// PAX path of 141 bytes. The entry's own name is in the refused header.
+func extendedHeaderTooLarge(i int, prev string) error {
+	where := "the first entry"
+	if i > 0 {
+		where = fmt.Sprintf("entry %d (after %s)", i, truncate(prev, 200))
+	}
+	return inBundle(fmt.Errorf("%s has an extended tar header (PAX or GNU long name) of more than 1 MiB", where))
 }
 
 func typeName(t byte) string {
@@ -404,7 +432,11 @@ func (r *Reader) setIndex(b []byte) error {
 	}
 	for i, d := range r.index.Manifests {
 		if err := validateDescriptor(d); err != nil {
-			return err
+			where := fmt.Sprintf("index.json entry %d", i)
+			if ref := d.Annotations[AnnotationRefName]; ref != "" {
+				where += " (" + truncate(ref, 200) + ")"
+			}
+			return inBundle(fmt.Errorf("%s: %w", where, err))
 		}
 		// A reference pinned to a digest must name the digest it is stored under.
 		if ref, err := ParseReference(d.Annotations[AnnotationRefName]); err == nil && ref.Digest != "" && ref.Digest != d.Digest {
@@ -439,7 +471,7 @@ func (r *Reader) nextEntry() (*tar.Header, error) {
 // readEntry reads a metadata entry (at most MaxManifestBytes) whole.
 func (r *Reader) readEntry(h *tar.Header) ([]byte, error) {
 	if h.Size > MaxManifestBytes {
-		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrTooLarge, h.Name, h.Size, MaxManifestBytes)
+		return nil, tooLarge(h.Name, h.Size) // checkHeader and load say it first
 	}
 	rc, err := r.src.content(h)
 	if err != nil {
@@ -523,12 +555,18 @@ func (r *Reader) load() error {
 	// met, in archive order, so a disagreement is reported the same way
 	// whichever way the archive is read.
 	pending := map[digest.Digest]ocispec.Descriptor{}
+	// the reference of the first image found to use each pending manifest,
+	// to name it in errors
+	refOf := map[digest.Digest]string{}
 	roots, refs := r.roots()
 	for i, d := range roots {
 		if err := r.g.see(d, "index.json entry "+refs[i]); err != nil {
 			return fmt.Errorf("%w: %w", ErrCorrupt, &RefError{Ref: refs[i], Err: err})
 		}
 		pending[d.Digest] = d
+		if _, ok := refOf[d.Digest]; !ok {
+			refOf[d.Digest] = refs[i]
+		}
 	}
 	got := map[digest.Digest][]byte{}
 	parsed := map[digest.Digest]parsedManifest{}
@@ -558,6 +596,10 @@ func (r *Reader) load() error {
 		if h.Size != desc.Size {
 			return fmt.Errorf("%w: entry %s is %d bytes, its descriptor says %d", ErrDigestMismatch, h.Name, h.Size, desc.Size)
 		}
+		what := "manifest " + d.String() + " of " + truncate(refOf[d], 200)
+		if h.Size > MaxManifestBytes {
+			return tooLarge(what, h.Size)
+		}
 		b, err := r.readEntry(h)
 		if err != nil {
 			return err
@@ -569,7 +611,10 @@ func (r *Reader) load() error {
 		delete(pending, d)
 		mt, children, err := parseManifest(b, desc.MediaType)
 		if err != nil {
-			return fmt.Errorf("manifest %s: %w", d, err)
+			if errors.Is(err, ErrCorrupt) {
+				return fmt.Errorf("manifest %s: %w", d, err)
+			}
+			return inBundle(fmt.Errorf("%s: %w", what, err))
 		}
 		parsed[d] = parsedManifest{mediaType: mt, children: children}
 		if edges += len(children); edges > maxEdges {
@@ -581,6 +626,9 @@ func (r *Reader) load() error {
 			}
 			if _, done := got[c.desc.Digest]; c.manifest && !done {
 				pending[c.desc.Digest] = c.desc
+				if _, ok := refOf[c.desc.Digest]; !ok {
+					refOf[c.desc.Digest] = refOf[d]
+				}
 			}
 		}
 		if len(got) > maxManifests {

@@ -49,6 +49,13 @@ func (s *streamSource) next() (*tar.Header, error) {
 			r.noEOA = r.fs.out-end < int64(len(zeros))
 			return nil, io.EOF
 		}
+		if errors.Is(err, tar.ErrFieldTooLong) {
+			var prev string
+			if n := len(r.spans); n > 0 {
+				prev = r.spans[n-1].name
+			}
+			return nil, extendedHeaderTooLarge(len(r.spans), prev)
+		}
 		return nil, classifyErr("reading the archive", err)
 	}
 	// A first entry other than oci-layout is not a bundle at all; load says so.
@@ -84,6 +91,13 @@ func (r *Reader) checkFrames(end int64) error {
 			return seekCorrupt("entry %d (%q, offset %d, length %d) is not one zstd frame: %v", i, truncate(e.Name, 100), e.Offset, e.Length, frameErrText(err))
 		}
 		rc, err := r.openEntry(e)
+		if errors.Is(err, tar.ErrFieldTooLong) {
+			var prev string
+			if i > 0 {
+				prev = es[i-1].Name
+			}
+			return extendedHeaderTooLarge(i, prev)
+		}
 		if err != nil {
 			return err
 		}

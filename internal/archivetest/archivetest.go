@@ -13,8 +13,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
 	"io"
+	"path"
 	"regexp"
 	"strings"
 	"testing"
@@ -29,6 +31,10 @@ type Entry struct {
 	Header tar.Header
 	Body   []byte
 	Frame  []byte
+	// Raw, when set, is the entry's tar bytes as they are (header blocks,
+	// content and padding), for headers tar.Writer refuses to write; Header
+	// then only gives the name and size the seek table lists (Framed).
+	Raw []byte
 }
 
 // File returns a regular file entry without frame.
@@ -104,6 +110,14 @@ func Tar(t testing.TB, entries []Entry, close bool) []byte {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	for _, e := range entries {
+		if e.Raw != nil {
+			// Pad the entry before, then the raw bytes, already padded.
+			if err := tw.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			b.Write(e.Raw)
+			continue
+		}
 		h := e.Header
 		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatal(err)
@@ -225,4 +239,50 @@ func Flipped(t testing.TB, entries []Entry, name string) []Entry {
 	b := bytes.Clone(entries[Index(t, entries, name)].Body)
 	b[len(b)/2] ^= 0x20
 	return WithBody(t, entries, name, b)
+}
+
+// PAXRecord returns one PAX extended header record, "LEN key=value\n",
+// where LEN counts the whole record.
+func PAXRecord(key, value string) string {
+	rest := " " + key + "=" + value + "\n"
+	n := len(rest) + 1
+	for len(fmt.Sprint(n))+len(rest) != n {
+		n++
+	}
+	return fmt.Sprint(n) + rest
+}
+
+// WithPAX returns e preceded, in the same tar entry, by a PAX extended
+// header (typeflag x) holding records as they are, which may be invalid or
+// larger than tar.Writer allows: the result is a Raw entry without frame.
+// The Header stays e's, for the seek table; set its Size to what the
+// records claim when a table should agree with them.
+func WithPAX(t testing.TB, e Entry, records string) Entry {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	// A ustar header for a file of len(records) bytes, then the typeflag
+	// changed to x and the checksum recomputed.
+	if err := tw.WriteHeader(&tar.Header{Name: "PaxHeaders/" + path.Base(e.Header.Name), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(records)), Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	hdr := b.Bytes()[:512] // written by WriteHeader
+	hdr[156] = tar.TypeXHeader
+	copy(hdr[148:156], "        ")
+	var sum int64
+	for _, c := range hdr {
+		sum += int64(c)
+	}
+	copy(hdr[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	out := append(bytes.Clone(hdr), records...)
+	out = append(out, make([]byte, (512-len(records)%512)%512)...)
+	plain := e
+	plain.Raw, plain.Frame = nil, nil
+	out = append(out, Tar(t, []Entry{plain}, false)...)
+	// Tar leaves the last entry's padding to the next header: add it.
+	if pad := (512 - len(out)%512) % 512; pad > 0 {
+		out = append(out, make([]byte, pad)...)
+	}
+	e.Raw, e.Frame = out, nil
+	return e
 }

@@ -1,6 +1,7 @@
 package archivetest_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
 	"io"
@@ -89,5 +90,40 @@ func TestFramedOpensWithRandomAccess(t *testing.T) {
 	tampered := archivetest.Framed(t, archivetest.Flipped(t, ents, name), eoa)
 	if _, err := readLayer(t, tampered, layer); err == nil {
 		t.Fatal("tampered layer read without error")
+	}
+}
+
+// A WithPAX entry reads back, with the Go tar reader, as the entry with the
+// records applied, in a bundle that still opens through its seek table.
+func TestWithPAX(t *testing.T) {
+	data, layer := sampleBundle(t)
+	ents, eoa := archivetest.Split(t, data)
+	name := bundle.BlobPath(layer.Digest)
+	i := archivetest.Index(t, ents, name)
+	want := ents[i].Body
+	ents[i] = archivetest.WithPAX(t, ents[i], archivetest.PAXRecord("comment", "hello"))
+
+	tr := tar.NewReader(bytes.NewReader(archivetest.Tar(t, ents[i:i+1], true)))
+	h, err := tr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Name != name || h.PAXRecords["comment"] != "hello" {
+		t.Errorf("header %q with records %v, want %q with comment=hello", h.Name, h.PAXRecords, name)
+	}
+	if body, err := io.ReadAll(tr); err != nil || !bytes.Equal(body, want) {
+		t.Errorf("content: %d bytes, %v; want %d bytes", len(body), err, len(want))
+	}
+	if _, err := tr.Next(); err != io.EOF {
+		t.Errorf("after the entry: %v, want io.EOF", err)
+	}
+	if got, err := readLayer(t, archivetest.Framed(t, ents, eoa), layer); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("reading the layer through the seek table: %d bytes, %v", len(got), err)
+	}
+	if rec := archivetest.PAXRecord("k", "v"); rec != "6 k=v\n" {
+		t.Errorf("PAXRecord(k, v) = %q", rec)
+	}
+	if rec := archivetest.PAXRecord("key", "valu"); rec != "12 key=valu\n" {
+		t.Errorf("PAXRecord(key, valu) = %q", rec)
 	}
 }
