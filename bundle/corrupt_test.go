@@ -57,7 +57,8 @@ func TestExportRefusesCorruptedBlob(t *testing.T) {
 		isBlob bool                    // a *bundle.BlobError for the blob
 	}
 	blobWords := func(d string) []string {
-		return []string{"fetch blob " + d + " (used by " + img.ref + "): from " + repo + " (re-run the export to try again): digest mismatch: content of blob " + d + " hashes to sha256:"}
+		return []string{"fetch blob " + d + " (used by " + img.ref + "): from " + repo + " (re-run the export to try again): digest mismatch: content of blob " + d + " hashes to sha256:",
+			"; gave up after 1 retries (--retries raises the limit)"}
 	}
 	blobs := []blob{
 		{"stored gzip layer", img.layers[0].String(), blobWords, true},

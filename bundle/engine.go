@@ -255,7 +255,14 @@ func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.As(err, &se):
-		return c.readFailed(src, desc, se.err)
+		op, cause, again := src.failed(desc, se.err)
+		err := c.blobErr(op, desc.Digest, cause)
+		if again {
+			// Worth another try, but the retries ran out.
+			retries, _ := c.client.RetryPolicy()
+			err = &noteError{err: err, note: fmt.Sprintf("; gave up after %d retries (--retries raises the limit)", retries)}
+		}
+		return err
 	case errors.As(err, &we):
 		return fmt.Errorf("writing blob %s to the bundle: %w", desc.Digest, we.err)
 	default:

@@ -93,10 +93,12 @@ func TestImportRetriesBoundRequests(t *testing.T) {
 			return &registrytest.Fault{Method: http.MethodPut, Path: "/blobs/uploads/", Drop: true, Times: 1000}
 		}, "giving up after 2 retries (re-run the import to continue; --retries raises the limit): "},
 		{"start always 503", func() *registrytest.Fault {
-			return &registrytest.Fault{Method: http.MethodPost, Path: "/blobs/uploads/", Status: http.StatusServiceUnavailable, Times: 1000}
+			// The upload request of the blob (a mount request), not the
+			// push-access check before it.
+			return &registrytest.Fault{Method: http.MethodPost, Path: "/blobs/uploads/", Query: "mount=", Status: http.StatusServiceUnavailable, Times: 1000}
 		}, "starting the upload: "},
 		{"mount to the second repository always 503", func() *registrytest.Fault {
-			return &registrytest.Fault{Method: http.MethodPost, Path: "/m/team/b/blobs/uploads/", Status: http.StatusServiceUnavailable, Times: 1000}
+			return &registrytest.Fault{Method: http.MethodPost, Path: "/m/team/b/blobs/uploads/", Query: "mount=", Status: http.StatusServiceUnavailable, Times: 1000}
 		}, "starting the upload: "},
 	} {
 		for _, stream := range []bool{false, true} {

@@ -80,18 +80,20 @@ type Options struct {
 // see Hits.
 type Fault struct {
 	Method, Path string
-	Status       int
-	RetryAfter   string
-	Drop         bool
-	Delay        time.Duration
-	Trickle      int
-	Stall        time.Duration
-	Corrupt      bool
-	Digest       string
-	Redirect     string
-	Body         string
-	Times        int64
-	hits         atomic.Int64
+	// Query, when set, must be part of the request's query string too.
+	Query      string
+	Status     int
+	RetryAfter string
+	Drop       bool
+	Delay      time.Duration
+	Trickle    int
+	Stall      time.Duration
+	Corrupt    bool
+	Digest     string
+	Redirect   string
+	Body       string
+	Times      int64
+	hits       atomic.Int64
 	// abandoned counts stalls and delays the client gave up on.
 	abandoned atomic.Int64
 }
@@ -104,7 +106,7 @@ func (f *Fault) Hits() int64 { return min(f.hits.Load(), f.Times) }
 func (f *Fault) Abandoned() int64 { return f.abandoned.Load() }
 
 func (f *Fault) match(r *http.Request) bool {
-	if (f.Method != "" && f.Method != r.Method) || !strings.Contains(r.URL.Path, f.Path) {
+	if (f.Method != "" && f.Method != r.Method) || !strings.Contains(r.URL.Path, f.Path) || !strings.Contains(r.URL.RawQuery, f.Query) {
 		return false
 	}
 	return f.hits.Add(1) <= f.Times
