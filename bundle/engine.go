@@ -72,6 +72,12 @@ type blobTarget interface {
 	display(repo, ref string) string
 }
 
+// checker is a target that can tell, changing nothing, whether a
+// repository holds a blob.
+type checker interface {
+	holds(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error)
+}
+
 // orderedTarget is a target that takes some blobs in a fixed order: the
 // bundle archive written to a stream.
 type orderedTarget interface {
@@ -194,12 +200,42 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 	if len(repos) == 0 {
 		return false, nil
 	}
+	// While the first repository gets the blob, ask the others whether
+	// they hold it already (a re-run): those are reported present, not
+	// mounted. Asked before any mount, the answer cannot be the mount's
+	// own doing; asked at the same time as the upload, it costs no time.
+	held := make([]bool, len(repos))
+	var checked chan struct{}
+	if ch, ok := dst.(checker); ok && len(repos) > 1 {
+		checked = make(chan struct{})
+		go func() {
+			defer close(checked)
+			g, gctx := errgroup.WithContext(ctx)
+			g.SetLimit(metaJobs(c.jobs))
+			for i, repo := range repos[1:] {
+				g.Go(func() error {
+					held[i+1], _ = ch.holds(gctx, repo, desc) // on failure, mount as usual
+					return nil
+				})
+			}
+			g.Wait()
+		}()
+		defer func() { <-checked }()
+	}
 	if err := c.put(ctx, src, dst, repos[0], "", desc, open, start, reported); err != nil {
 		return was.Load(), err
 	}
+	if checked != nil {
+		<-checked
+	}
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(metaJobs(c.jobs))
-	for _, repo := range repos[1:] {
+	for i, repo := range repos[1:] {
+		if held[i+1] {
+			c.present.Add(1)
+			c.emit(EventBlobSkipped, desc)
+			continue
+		}
 		eg.Go(func() error { return c.put(gctx, src, dst, repo, repos[0], desc, open, start, reported) })
 	}
 	err = eg.Wait()

@@ -51,18 +51,6 @@ func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string
 	if from, ok := t.repos[fromName]; ok && from.Registry.RegistryStr() == repo.Registry.RegistryStr() {
 		src = from
 	}
-	// Mounting from another repository: ask first whether repo has the
-	// blob, so that a re-run reports it present rather than mounted (asked
-	// at the same time, the answer could be the mount's own doing).
-	if src.Name() != repo.Name() {
-		exists, err := t.client.BlobExists(ctx, repo, desc.Digest)
-		if err != nil {
-			return 0, fmt.Errorf("checking for the blob: %w", err)
-		}
-		if exists {
-			return blobPresent, nil
-		}
-	}
 	// Until the registry has shown it honours mount requests, its 202 does
 	// not mean the blob is missing (some registries ignore mount): ask too,
 	// at the same time, so a re-run does not upload everything again.
@@ -108,6 +96,12 @@ func (t *registryTarget) pushBlob(ctx context.Context, repoName, fromName string
 		return 0, err
 	}
 	return blobUploaded, nil
+}
+
+// holds asks whether repo has blob desc (the engine asks the other
+// repositories of a blob while the first gets it).
+func (t *registryTarget) holds(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error) {
+	return t.client.BlobExists(ctx, t.repos[repo], desc.Digest)
 }
 
 func (t *registryTarget) pushManifest(ctx context.Context, repo, tag string, m *Manifest) error {
