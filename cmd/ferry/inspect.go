@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 // inspectReport is the --json output of inspect.
@@ -95,12 +96,17 @@ func report(r *bundle.Reader) inspectReport {
 	return rep
 }
 
+// printReport prints rep for a terminal. Everything but the counts and
+// the key fingerprint is what index.json and the manifests of a bundle not
+// verified here say: escaped (see termtext), so that a hostile bundle can
+// neither move the cursor (rewriting the "signed:" line) nor start a line.
 func printReport(e *env, rep inspectReport) {
 	w := e.stdout
-	fmt.Fprintf(w, "format version:  %s\n", rep.FormatVersion)
-	fmt.Fprintf(w, "created:         %s by ferry %s\n", rep.Created, rep.FerryVersion)
+	esc := termtext.Escape
+	fmt.Fprintf(w, "format version:  %s\n", esc(rep.FormatVersion))
+	fmt.Fprintf(w, "created:         %s by ferry %s\n", esc(rep.Created), esc(rep.FerryVersion))
 	if rep.Platforms != "" {
-		fmt.Fprintf(w, "platform filter: %s\n", rep.Platforms)
+		fmt.Fprintf(w, "platform filter: %s\n", esc(rep.Platforms))
 	}
 	signed := "no"
 	if rep.Signed {
@@ -126,7 +132,7 @@ func printReport(e *env, rep inspectReport) {
 		if pl == "" {
 			pl = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", img.Ref, img.Digest, img.MediaType, pl, humanBytes(img.Size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), humanBytes(img.Size))
 	}
 	tw.Flush()
 }

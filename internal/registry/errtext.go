@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/ferryproject/ferry/internal/termtext"
@@ -41,7 +42,11 @@ func safeText(err error) error {
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		if u, perr := url.Parse(uerr.URL); perr == nil {
-			msg = strings.ReplaceAll(msg, uerr.URL, redactQuery(u))
+			// url.Error quotes the URL (%q): a query holding a quote or a
+			// backslash is spelled escaped in msg.
+			red := redactQuery(u)
+			msg = strings.ReplaceAll(msg, strconv.Quote(uerr.URL), strconv.Quote(red))
+			msg = strings.ReplaceAll(msg, uerr.URL, red)
 		}
 	}
 	// A body's final newline is not part of the message.
