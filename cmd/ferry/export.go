@@ -124,6 +124,11 @@ Examples:
 			} else {
 				fmt.Fprintln(e.stderr, "ferry: note: no --key: the bundle will be unsigned, and importing it will need --insecure-skip-verify (make a key with 'ferry keygen')")
 			}
+			if so := c.String(flagSignatureOut); so != "" {
+				if err := replaceable(so); err != nil {
+					return usagef("--signature-out: %v", err)
+				}
+			}
 			var sum *bundle.ExportSummary
 			if out == "-" {
 				sum, err = bundle.Export(c.Context, refs, e.stdout, opts)

@@ -14,6 +14,9 @@ import (
 // someone planted, at the temporary name or at path (rename replaces the
 // link itself), and a reader never sees a half-written file.
 func replaceFile(path string, data []byte, perm fs.FileMode) error {
+	if err := replaceable(path); err != nil {
+		return err
+	}
 	tmp, err := writeTemp(path, data, perm)
 	if err != nil {
 		return err
@@ -76,4 +79,29 @@ func writeTemp(path string, data []byte, perm fs.FileMode) (string, error) {
 		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Name(), nil
+}
+
+// replaceable refuses a name that exists and is not a regular file: a
+// symbolic link (such as /dev/stdout, which renaming over would replace
+// for the whole system), a device, a pipe or a directory. Commands check
+// it before their work as well, so a bad name fails first.
+func replaceable(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode().IsRegular() {
+		return nil
+	}
+	kind := "a directory"
+	switch {
+	case st.Mode()&fs.ModeSymlink != 0:
+		kind = "a symbolic link"
+	case st.Mode()&fs.ModeDevice != 0:
+		kind = "a device"
+	case st.Mode()&fs.ModeNamedPipe != 0:
+		kind = "a named pipe"
+	case st.Mode()&fs.ModeSocket != 0:
+		kind = "a socket"
+	case !st.IsDir():
+		kind = "not a regular file"
+	}
+	return fmt.Errorf("%s exists and is %s; ferry writes this file by replacing a regular file only: remove it, or choose another name", path, kind)
 }

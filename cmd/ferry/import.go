@@ -63,6 +63,9 @@ Examples:
 				if st, err := os.Stat(filepath.Dir(mapping)); err != nil || !st.IsDir() {
 					return usagef("--mapping-out: directory %s does not exist", filepath.Dir(mapping))
 				}
+				if err := replaceable(mapping); err != nil {
+					return usagef("--mapping-out: %v", err)
+				}
 			}
 			path := c.Args().First()
 			if path == "-" && c.Bool(flagPasswordStdin) {

@@ -116,7 +116,21 @@ func TestMappingOutPlantedSymlink(t *testing.T) {
 	_, sample := source(t)
 	dst := registrytest.New(t, registrytest.Options{})
 	path := writeFile(t, "images.tar.zst", sampleBundle(t))
-	for _, at := range []string{".partial", ""} {
+	// A link at the name itself (as /dev/stdout is) is refused before the
+	// import: renaming over it would replace it.
+	{
+		dir := t.TempDir()
+		mapping := filepath.Join(dir, "map.txt")
+		victim := planted(t, mapping, false)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/refused", "--mapping-out", mapping, path)
+		res.expect(t, exitUsage, "--mapping-out: "+mapping+" exists and is a symbolic link; ferry writes this file by replacing a regular file only: remove it, or choose another name")
+		assertUntouched(t, victim, false)
+		assertNoTags(t, dst.Host, dst.Host+"/refused", sample, basicAuth{})
+		if st, err := os.Lstat(mapping); err != nil || st.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the link at %s was replaced: %v %v", mapping, st, err)
+		}
+	}
+	for _, at := range []string{".partial"} {
 		dir := t.TempDir()
 		mapping := filepath.Join(dir, "map.txt")
 		victim := planted(t, mapping+at, false)
@@ -145,9 +159,16 @@ func TestSignatureOutPlantedSymlink(t *testing.T) {
 	ferry(t, nil, "keygen", "--output-prefix", prefix).expect(t, exitOK)
 	sig := filepath.Join(dir, "index.sig")
 	victim := planted(t, sig, false)
-	res := ferry(t, nil, "export", "-q", "--key", prefix+".key", "--signature-out", sig, "-o", filepath.Join(dir, "b.tar.zst"), sample.Refs[0])
-	res.expect(t, exitOK)
+	out := filepath.Join(dir, "b.tar.zst")
+	res := ferry(t, nil, "export", "-q", "--key", prefix+".key", "--signature-out", sig, "-o", out, sample.Refs[0])
+	res.expect(t, exitUsage, "--signature-out: "+sig+" exists and is a symbolic link; ferry writes this file by replacing a regular file only: remove it, or choose another name")
 	assertUntouched(t, victim, false)
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the export ran: %s exists (%v)", out, err)
+	}
+	// Without the link: a regular file with the signature.
+	os.Remove(sig)
+	ferry(t, nil, "export", "-q", "--key", prefix+".key", "--signature-out", sig, "-o", out, sample.Refs[0]).expect(t, exitOK)
 	if st, err := os.Lstat(sig); err != nil || !st.Mode().IsRegular() || st.Size() < 10 {
 		t.Errorf("%s is %v (%v), want a regular file with the signature", sig, st, err)
 	}

@@ -559,7 +559,9 @@ func (c *Client) CheckPush(ctx context.Context, repo name.Repository) error {
 	if err != nil {
 		return err
 	}
-	c.CancelUpload(ctx, repo, loc)
+	// Closed even when the check of another repository failed and ended
+	// ctx meanwhile: no session is left open.
+	c.CancelUpload(context.WithoutCancel(ctx), repo, loc)
 	return nil
 }
 
