@@ -155,6 +155,14 @@ func ImportFile(ctx context.Context, path, to string, opts ImportOptions) (*Impo
 // or oci:DIR). Blobs go first, then manifests children first, then tags;
 // manifest bytes are copied unchanged so every digest is preserved. After
 // the copy every destination reference is resolved again and compared.
+//
+// Before pushing anything, Import reads the destination's receipt and
+// refuses with ErrRollback a bundle verified by r's Verifier that is older
+// than the newest signed bundle that set one of its tags, if it would move
+// the tag to another digest (see ImportOptions.AllowRollback). After the
+// copy it merges this import into the receipt (ImportResult.Receipt). A
+// Reader without a Verifier is an unsigned import: no rollback check, and
+// its tags are recorded without joining the trusted history.
 func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*ImportResult, error) {
 	start := time.Now()
 	opts.Jobs = defaultJobs(opts.Jobs)
