@@ -616,3 +616,27 @@ func TestReceiptRace(t *testing.T) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }
+
+// The history maps each recorded bundle with the mapping its import used
+// (keepSourceRegistry): the same source tag under another mapping is
+// another destination tag.
+func TestRollbackKeepSourceRegistry(t *testing.T) {
+	f := newRfix(t)
+	pub := f.key.Public()
+	d1 := f.push(t, "team/app:1.0", "app-1")
+	p1, i1 := f.export(t, jan, f.key, "team/app:1.0")
+	d2 := f.push(t, "team/app:1.0", "app-2")
+	p2, i2 := f.export(t, feb, f.key, "team/app:1.0")
+	keep := bundle.ImportOptions{KeepSourceRegistry: true}
+	if _, err := f.imp(t, p2, keep, pub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.imp(t, p1, bundle.ImportOptions{}, pub); err != nil {
+		t.Fatalf("another destination tag: %v", err)
+	}
+	_, err := f.imp(t, p1, keep, pub)
+	key := f.dst.Host + "/m/" + strings.ReplaceAll(f.src.Host, ":", "_") + "/team/app:1.0"
+	if want := rollbackMsg(key, d2, i2, feb, i1, jan, d1); !errors.Is(err, bundle.ErrRollback) || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
