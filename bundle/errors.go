@@ -49,6 +49,10 @@ var (
 	ErrNoMatchingPlatform = errors.New("no matching platform")
 	// ErrInvalidReference: an image reference cannot be parsed.
 	ErrInvalidReference = errors.New("invalid image reference")
+	// ErrRollback: a signed bundle older than the one that last set a
+	// destination tag (by the trusted history of the receipt) would move
+	// the tag to another digest; see ImportOptions.AllowRollback.
+	ErrRollback = errors.New("rollback refused")
 )
 
 // notByFerry is what the operator is told of content in a bundle that ferry

@@ -33,6 +33,11 @@ type ImportOptions struct {
 	// TempDir holds blobs of a sequential read that must be uploaded to
 	// more than one repository when the registry refuses mounts.
 	TempDir string
+	// AllowRollback lets a signed bundle older than the one that last set
+	// a destination tag move the tag to another digest; each such tag is
+	// reported in ImportResult.Warnings. Without it Import refuses with
+	// ErrRollback before pushing anything (see checkRollback).
+	AllowRollback bool
 }
 
 // ImportedImage is one image pushed by Import.
@@ -58,6 +63,13 @@ type ImportResult struct {
 	BytesUploaded int64
 	Manifests     int
 	Duration      time.Duration
+	// Receipt is the destination's receipt after this import was merged
+	// into it (docs/format.md, section 11); ReceiptAt names where it is.
+	Receipt   *Receipt
+	ReceiptAt string
+	// Warnings are what the operator should know: receipt entries ignored,
+	// rollback protection off or overridden. Also set when Import fails.
+	Warnings []string
 }
 
 // Destination is where Import puts images: a registry and an optional path
@@ -143,6 +155,14 @@ func ImportFile(ctx context.Context, path, to string, opts ImportOptions) (*Impo
 // or oci:DIR). Blobs go first, then manifests children first, then tags;
 // manifest bytes are copied unchanged so every digest is preserved. After
 // the copy every destination reference is resolved again and compared.
+//
+// Before pushing anything, Import reads the destination's receipt and
+// refuses with ErrRollback a bundle verified by r's Verifier that is older
+// than the newest signed bundle that set one of its tags, if it would move
+// the tag to another digest (see ImportOptions.AllowRollback). After the
+// copy it merges this import into the receipt (ImportResult.Receipt). A
+// Reader without a Verifier is an unsigned import: no rollback check, and
+// its tags are recorded without joining the trusted history.
 func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*ImportResult, error) {
 	start := time.Now()
 	opts.Jobs = defaultJobs(opts.Jobs)
@@ -168,10 +188,16 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	if err := im.plan(dest); err != nil {
 		return nil, err
 	}
+	if im.receipts, err = im.openReceipts(dest); err != nil {
+		return nil, err
+	}
 	if rt, ok := dst.(*registryTarget); ok {
 		if err := rt.preflight(ctx, opts.Jobs); err != nil {
 			return nil, err
 		}
+	}
+	if err := im.checkRollback(ctx, dest); err != nil {
+		return im.res, err
 	}
 	if err := im.pushBlobs(ctx); err != nil {
 		n := im.res.BlobsUploaded + im.res.BlobsMounted
@@ -184,6 +210,9 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 		return nil, err
 	}
 	if err := im.check(ctx); err != nil {
+		return im.res, err
+	}
+	if err := im.recordReceipt(ctx, dest); err != nil {
 		return im.res, err
 	}
 	im.res.Duration = time.Since(start)
@@ -211,6 +240,8 @@ type importer struct {
 	opts ImportOptions
 	dst  target
 	res  *ImportResult
+	// receipts is where the destination's receipt is kept.
+	receipts receiptStore
 
 	targets []imageTarget
 	// repositories that need each blob, in a stable order

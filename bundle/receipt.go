@@ -51,4 +51,9 @@ type ReceiptBundle struct {
 	Index          []byte `json:"index"`
 	Signature      []byte `json:"signature,omitempty"`
 	SigstoreBundle []byte `json:"sigstoreBundle,omitempty"`
+	// KeepSourceRegistry is how the import mapped the bundle's references
+	// to destination tags (ImportOptions.KeepSourceRegistry). It is not
+	// signed: changing it can only move the bundle's history onto the tags
+	// the same signed index.json names under the other mapping.
+	KeepSourceRegistry bool `json:"keepSourceRegistry,omitempty"`
 }

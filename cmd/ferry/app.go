@@ -104,7 +104,7 @@ func exitCode(ctx context.Context, err error) int {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.Is(err, bundle.ErrVerification), errors.Is(err, bundle.ErrDigestMismatch), errors.Is(err, bundle.ErrCorrupt),
-		errors.Is(err, bundle.ErrTruncated), errors.Is(err, bundle.ErrMissingBlob):
+		errors.Is(err, bundle.ErrTruncated), errors.Is(err, bundle.ErrMissingBlob), errors.Is(err, bundle.ErrRollback):
 		return exitVerify
 	}
 	var ec cli.ExitCoder

@@ -26,6 +26,8 @@ const (
 	flagTo                 = "to"
 	flagKeepSourceRegistry = "keep-source-registry"
 	flagMappingOut         = "mapping-out"
+	flagReceiptOut         = "receipt-out"
+	flagAllowRollback      = "allow-rollback"
 	flagJSON               = "json"
 	flagQuiet              = "quiet"
 	flagKey                = "key"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,6 +27,11 @@ docker.io/library/nginx:1.27 with --to reg.local:5000/mirror becomes
 reg.local:5000/mirror/library/nginx:1.27. With --to oci:DIR the images go into
 an OCI image layout directory instead, under their full source names.
 
+After the import, the destination's receipt (REGISTRY/[PREFIX/]ferry-receipts:latest,
+or DIR/ferry-receipt.json) records the tags set and the signed index.json of the
+bundle. A signed bundle older than the one that last set a tag may not move the tag
+to another digest (exit 3) unless --allow-rollback is given.
+
 Examples:
   ferry import images.tar.zst --key ferry.pub --to registry.local:5000/mirror
   cat images.tar.zst | ferry import - --key ferry.pub --to registry.local:5000
@@ -34,6 +40,8 @@ Examples:
 			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]`, or write to the OCI layout oci:DIR (required)"},
 			&cli.BoolFlag{Name: flagKeepSourceRegistry, Usage: "keep the source registry host as the first path element under the prefix"},
 			&cli.StringFlag{Name: flagMappingOut, Usage: "write source=destination@digest lines to `FILE`"},
+			&cli.StringFlag{Name: flagReceiptOut, Usage: "write the destination's receipt (JSON) to `FILE` after the import"},
+			&cli.BoolFlag{Name: flagAllowRollback, Usage: "let an older signed bundle move tags a newer one set (prints a warning)"},
 			keyFlag("trust the public key `FILE` (repeatable, for key rotation; also FERRY_PUBLIC_KEYS)"),
 			&cli.BoolFlag{Name: flagInsecureSkipVerify, Usage: "import without checking the signature (prints a warning)"},
 			&cli.BoolFlag{Name: flagVerifyFirst, Usage: "check every blob of the file before pushing anything"},
@@ -58,13 +66,16 @@ Examples:
 			if dest.Layout != "" && c.Bool(flagKeepSourceRegistry) {
 				return usagef("--keep-source-registry has no meaning with --to oci:DIR: an OCI layout keeps every image under its full source name")
 			}
-			mapping := c.String(flagMappingOut)
-			if mapping != "" {
-				if st, err := os.Stat(filepath.Dir(mapping)); err != nil || !st.IsDir() {
-					return usagef("--mapping-out: directory %s does not exist", filepath.Dir(mapping))
+			mapping, receiptOut := c.String(flagMappingOut), c.String(flagReceiptOut)
+			for _, out := range []struct{ flag, path string }{{flagMappingOut, mapping}, {flagReceiptOut, receiptOut}} {
+				if out.path == "" {
+					continue
 				}
-				if err := replaceable(mapping); err != nil {
-					return usagef("--mapping-out: %v", err)
+				if st, err := os.Stat(filepath.Dir(out.path)); err != nil || !st.IsDir() {
+					return usagef("--%s: directory %s does not exist", out.flag, filepath.Dir(out.path))
+				}
+				if err := replaceable(out.path); err != nil {
+					return usagef("--%s: %v", out.flag, err)
 				}
 			}
 			path := c.Args().First()
@@ -103,14 +114,25 @@ Examples:
 				KeepSourceRegistry: c.Bool(flagKeepSourceRegistry),
 				Registry:           reg,
 				Progress:           prog.Func(),
+				AllowRollback:      c.Bool(flagAllowRollback),
 			})
 			prog.Done()
+			if res != nil {
+				for _, w := range res.Warnings {
+					fmt.Fprintf(e.stderr, "ferry: WARNING: %s\n", termtext.Escape(w))
+				}
+			}
 			if err != nil {
 				return err
 			}
 			printImportResult(e, res)
 			if mapping != "" {
-				return writeMapping(mapping, res)
+				if err := writeMapping(mapping, res); err != nil {
+					return err
+				}
+			}
+			if receiptOut != "" {
+				return writeReceipt(receiptOut, res.Receipt)
 			}
 			return nil
 		},
@@ -154,6 +176,9 @@ func printImportResult(e *env, res *bundle.ImportResult) {
 	tw.Flush()
 	fmt.Fprintf(e.stderr, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
 		len(res.Images), res.BlobsUploaded, humanBytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
+	if res.Receipt != nil {
+		fmt.Fprintf(e.stderr, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
+	}
 }
 
 // writeMapping writes the mapping file under a temporary name, then renames
@@ -169,6 +194,19 @@ func writeMapping(path string, res *bundle.ImportResult) error {
 	}
 	if err := replaceFile(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("writing the mapping file: %w", err)
+	}
+	return nil
+}
+
+// writeReceipt writes the receipt as indented JSON, the way writeMapping
+// writes the mapping file.
+func writeReceipt(path string, rc *bundle.Receipt) error {
+	b, err := json.MarshalIndent(rc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := replaceFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the receipt file: %w", err)
 	}
 	return nil
 }
