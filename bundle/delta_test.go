@@ -635,3 +635,33 @@ func seekTableOffset(t *testing.T, b []byte) (*bundle.SeekTable, int64) {
 	}
 	return tbl, off
 }
+
+// TestDeltaIntoLayout: into an OCI layout, a delta needs the layout to hold
+// what it leaves out, as a registry does.
+func TestDeltaIntoLayout(t *testing.T) {
+	rel := monthlyReleases(t, 16<<10)
+	dir := t.TempDir()
+	full1 := filepath.Join(dir, "release-1.tar.zst")
+	exportTo(t, rel.r1, full1, bundle.ExportOptions{})
+	delta := filepath.Join(dir, "delta.tar.zst")
+	sum := exportTo(t, rel.r2, delta, bundle.ExportOptions{Bases: []*bundle.Base{readBase(t, full1)}})
+
+	empty := filepath.Join(dir, "empty")
+	_, err := bundle.ImportFile(context.Background(), delta, "oci:"+empty, bundle.ImportOptions{})
+	if !errors.Is(err, bundle.ErrBaseMissing) || !strings.Contains(err.Error(), fmt.Sprintf("%d blob(s) left out of this delta bundle are not at oci:%s, and nothing was pushed", sum.LeftOut, empty)) {
+		t.Fatalf("import into an empty layout: %v", err)
+	}
+	layout := filepath.Join(dir, "layout")
+	if _, err := bundle.ImportFile(context.Background(), full1, "oci:"+layout, bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.ImportFile(context.Background(), delta, "oci:"+layout, bundle.ImportOptions{})
+	if err != nil {
+		t.Fatalf("import of the delta into the layout: %v", err)
+	}
+	for _, img := range res.Images {
+		if img.Digest != img.DestinationDigest {
+			t.Errorf("%s: %s, want %s", img.Destination, img.DestinationDigest, img.Digest)
+		}
+	}
+}

@@ -180,7 +180,7 @@ type exporter struct {
 	manifests map[digest.Digest]fetched // every manifest, with the upstream to fetch its children from
 	blobSrc   map[digest.Digest]upstream
 	configs   map[digest.Digest][]byte
-	inflight  singleflight.Group // child manifests being fetched
+	inflight  singleflight.Group     // child manifests being fetched
 	leftOut   map[digest.Digest]bool // blobs a delta leaves out
 }
 

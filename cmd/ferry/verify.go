@@ -10,11 +10,11 @@ import (
 )
 
 type verifyJSON struct {
-	Result         string `json:"result"`
-	Error          string `json:"error,omitempty"`
-	Images         int    `json:"images"`
-	Blobs          int    `json:"blobs"`
-	Bytes          int64  `json:"bytes"`
+	Result         string       `json:"result"`
+	Error          string       `json:"error,omitempty"`
+	Images         int          `json:"images"`
+	Blobs          int          `json:"blobs"`
+	Bytes          int64        `json:"bytes"`
 	KeyFingerprint string       `json:"keyFingerprint,omitempty"`
 	Delta          *deltaReport `json:"delta,omitempty"`
 	// BasesChecked: --base was given and the delta is complete against it.
