@@ -47,6 +47,10 @@ var (
 	ErrDestination = errors.New("destination does not hold what was pushed")
 	// ErrNoMatchingPlatform: a platform filter left nothing of an image.
 	ErrNoMatchingPlatform = errors.New("no matching platform")
+	// ErrBaseMissing: a blob that a delta bundle leaves out is not at the
+	// destination of its import (nor mountable there), or not in the bases
+	// given to check it offline.
+	ErrBaseMissing = errors.New("delta base content missing")
 	// ErrInvalidReference: an image reference cannot be parsed.
 	ErrInvalidReference = errors.New("invalid image reference")
 	// ErrRollback: a signed bundle older than the one that last set a

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type ExportOptions struct {
 	// Sign, when set, is called with the exact index.json bytes and returns
 	// signature files (SignatureFile, SigstoreBundleFile) to store after it.
 	Sign func(index []byte) (map[string][]byte, error)
+	// Bases, when set, make the bundle a delta (docs/format.md, section
+	// 5.6): the configs and layers a base holds are left out of the
+	// archive, and index.json names every base. ReadBase reads one.
+	Bases []*Base
 }
 
 // ExportSummary reports what Export wrote.
@@ -53,6 +58,10 @@ type ExportSummary struct {
 	Blobs     int
 	// UniqueBytes is the total of distinct blobs stored.
 	UniqueBytes int64
+	// LeftOut and LeftOutBytes count the configs and layers a delta leaves
+	// out because a base holds them (not in Blobs and UniqueBytes).
+	LeftOut      int
+	LeftOutBytes int64
 	// ReferencedBytes is the total over every image of the blobs it uses;
 	// ReferencedBytes - UniqueBytes is what deduplication saved.
 	ReferencedBytes int64
@@ -171,7 +180,8 @@ type exporter struct {
 	manifests map[digest.Digest]fetched // every manifest, with the upstream to fetch its children from
 	blobSrc   map[digest.Digest]upstream
 	configs   map[digest.Digest][]byte
-	inflight  singleflight.Group // child manifests being fetched
+	inflight  singleflight.Group     // child manifests being fetched
+	leftOut   map[digest.Digest]bool // blobs a delta leaves out
 }
 
 // ExportFile exports refs to a bundle at path. The bundle is written under
@@ -280,7 +290,11 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 			return nil, fmt.Errorf("signing index.json: %w", err)
 		}
 	}
-	at, err := newArchiveTarget(w, g, indexBytes, sigs, opts)
+	blobs := g.orderedBlobs()
+	if len(e.leftOut) > 0 {
+		blobs = slices.DeleteFunc(blobs, func(d ocispec.Descriptor) bool { return e.leftOut[d.Digest] })
+	}
+	at, err := newArchiveTarget(w, g, blobs, indexBytes, sigs, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +312,12 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		sum.Blobs++
 		sum.UniqueBytes += m.Descriptor.Size
 	}
-	for _, b := range g.blobs {
+	for d, b := range g.blobs {
+		if e.leftOut[d] {
+			sum.LeftOut++
+			sum.LeftOutBytes += b.desc.Size
+			continue
+		}
 		sum.Blobs++
 		sum.UniqueBytes += b.desc.Size
 	}
@@ -709,10 +728,6 @@ func (e *exporter) buildIndex(images []*image) (*graph, ocispec.Index, []byte, e
 		roots[i], refs[i] = d, img.ref.String()
 	}
 	index.Manifests = roots
-	b, err := json.MarshalIndent(index, "", "  ")
-	if err != nil {
-		return nil, index, nil, err
-	}
 	g := newGraph()
 	w := &walker{g: g, fetch: func(d ocispec.Descriptor) ([]byte, error) {
 		f, ok := e.manifests[d.Digest]
@@ -722,6 +737,18 @@ func (e *exporter) buildIndex(images []*image) (*graph, ocispec.Index, []byte, e
 		return f.bytes, nil
 	}}
 	if err := w.walk(roots, refs); err != nil {
+		return nil, index, nil, err
+	}
+	if len(e.opts.Bases) > 0 {
+		a, left, err := deltaIndex(g, e.opts.Bases)
+		if err != nil {
+			return nil, index, nil, err
+		}
+		index.Annotations[AnnotationDeltaBases] = a
+		e.leftOut = left
+	}
+	b, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
 		return nil, index, nil, err
 	}
 	return g, index, b, nil

@@ -49,6 +49,10 @@ const (
 	// (in index.json and in the rewritten index), the digest of the index as
 	// the source registry served it.
 	AnnotationOriginalDigest = annotationPrefix + "original-digest"
+	// AnnotationDeltaBases (index.json top level): present only in a delta
+	// bundle; names its bases and the blobs it leaves out of each (a JSON
+	// array, see DeltaBase and docs/format.md, section 5.6).
+	AnnotationDeltaBases = annotationPrefix + "delta-bases"
 )
 
 var hexRe = map[digest.Algorithm]*regexp.Regexp{

@@ -199,6 +199,9 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	if err := im.checkRollback(ctx, dest); err != nil {
 		return im.res, err
 	}
+	if err := im.checkLeftOut(ctx, to); err != nil {
+		return im.res, err
+	}
 	if err := im.pushBlobs(ctx); err != nil {
 		n := im.res.BlobsUploaded + im.res.BlobsMounted
 		return im.res, &noteError{err: err, note: fmt.Sprintf("; no manifest or tag was pushed (%d blob(s) already pushed are content-addressed and harmless)", n)}
@@ -318,10 +321,10 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	c := newCopier("import", im.opts.Jobs, im.opts.Registry.client(), im.opts.Progress, im.r.Users)
 	c.repos = func(d digest.Digest) []string { return im.blobRepos[d] }
 	defer func() {
-		im.res.BlobsUploaded = int(c.uploaded.Load())
-		im.res.BlobsMounted = int(c.mounted.Load())
-		im.res.BlobsSkipped = int(c.present.Load())
-		im.res.BytesUploaded = c.bytesUp.Load()
+		im.res.BlobsUploaded += int(c.uploaded.Load())
+		im.res.BlobsMounted += int(c.mounted.Load())
+		im.res.BlobsSkipped += int(c.present.Load())
+		im.res.BytesUploaded += c.bytesUp.Load()
 	}()
 	var src source = bundleSource{im.r}
 	if !im.r.RandomAccess() {

@@ -317,6 +317,11 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 	for _, b := range im.r.Blobs() {
 		blobs = append(blobs, b.Digest)
 	}
+	// A delta's left-out blobs were found (or mounted) at the destination
+	// before the push: they are present too.
+	for _, b := range im.r.LeftOut() {
+		blobs = append(blobs, b.Digest)
+	}
 	for try := 1; ; try++ {
 		prev, _, err := im.loadReceipt(ctx)
 		if err == nil {

@@ -194,6 +194,11 @@ type Reader struct {
 
 	verifier Verifier
 	sig      SignatureInfo
+
+	// a delta bundle (delta.go): its bases, and the base each left-out
+	// blob is named under
+	delta   *Delta
+	leftOut map[digest.Digest]int
 }
 
 // entrySource yields the entries of the archive in order: the tar stream of
@@ -376,7 +381,7 @@ func verifyStream(src io.Reader, opts []ReadOption) (*VerifyReport, error) {
 		return nil, err
 	}
 	defer r.Close()
-	rep := &VerifyReport{Signature: r.Signature(), Images: len(r.Index().Manifests)}
+	rep := &VerifyReport{Signature: r.Signature(), Images: len(r.Index().Manifests), Delta: r.Delta()}
 	for _, m := range r.Manifests() {
 		rep.Blobs++
 		rep.Bytes += m.Descriptor.Size
@@ -442,6 +447,9 @@ func (r *Reader) setIndex(b []byte) error {
 		if ref, err := ParseReference(d.Annotations[AnnotationRefName]); err == nil && ref.Digest != "" && ref.Digest != d.Digest {
 			return fmt.Errorf("%w: %w: index.json entry %d names %s but its descriptor is %s", ErrCorrupt, ErrDescriptorConflict, i, truncate(ref.String(), 200), d.Digest)
 		}
+	}
+	if err := r.setDelta(); err != nil {
+		return err
 	}
 	r.indexBytes = b
 	r.g = newGraph()
@@ -642,7 +650,7 @@ func (r *Reader) load() error {
 		}
 		return err
 	}
-	return nil
+	return r.checkDelta()
 }
 
 // checkLateEntry refuses, after the signature files, the entries that may
@@ -675,6 +683,9 @@ func (r *Reader) blobEntry(h *tar.Header) (*blobInfo, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: entry %s is not referenced by the index or any manifest", ErrCorrupt, h.Name)
 	}
+	if _, out := r.leftOut[d]; out {
+		return nil, inBundle(fmt.Errorf("%w: entry %s is in the archive, but index.json says this delta leaves it out", ErrCorrupt, h.Name))
+	}
 	if h.Size != b.desc.Size {
 		return nil, &BlobError{Op: "read", Digest: d, Images: r.g.Users(d),
 			Err: fmt.Errorf("%w: archive entry is %d bytes, descriptor says %d", ErrDigestMismatch, h.Size, b.desc.Size)}
@@ -688,7 +699,9 @@ func (r *Reader) blobEntry(h *tar.Header) (*blobInfo, error) {
 func (r *Reader) complete() error {
 	pending := map[digest.Digest]ocispec.Descriptor{}
 	for d, b := range r.g.blobs {
-		if !r.seen[d] {
+		// A blob a delta leaves out is allowed to be absent: only there,
+		// and only when index.json (signed) names it under a base.
+		if _, out := r.leftOut[d]; !r.seen[d] && !out {
 			pending[d] = b.desc
 		}
 	}

@@ -470,10 +470,11 @@ func (r *Reader) Manifests() []*Manifest {
 	return out
 }
 
-// Blobs returns every config and layer descriptor, in the order this
-// version of ferry writes them (docs/format.md, section 4.3); the archive
-// itself may hold them in another order.
-func (r *Reader) Blobs() []ocispec.Descriptor { return r.g.orderedBlobs() }
+// Blobs returns every config and layer descriptor the archive holds, in
+// the order this version of ferry writes them (docs/format.md, section
+// 4.3); the archive itself may hold them in another order. The blobs a
+// delta leaves out are not among them (see LeftOut).
+func (r *Reader) Blobs() []ocispec.Descriptor { return r.inArchive(r.g.orderedBlobs()) }
 
 // Users returns the references of the images that use digest d.
 func (r *Reader) Users(d digest.Digest) []string { return r.g.Users(d) }

@@ -43,9 +43,10 @@ var _ orderedTarget = (*archiveTarget)(nil)
 // newArchiveTarget starts the bundle of graph g on w: the layout file,
 // the signed index.json and its signatures, then every manifest, written
 // now because a reader of the stream needs the graph before the blobs.
-// Blobs follow in archive order (g.orderedBlobs, in t.blobs); commit ends
+// Blobs follow in archive order (blobs: g.orderedBlobs, less those a delta
+// leaves out); commit ends
 // the archive with its seek table.
-func newArchiveTarget(w io.Writer, g *graph, index []byte, sigs map[string][]byte, opts ExportOptions) (*archiveTarget, error) {
+func newArchiveTarget(w io.Writer, g *graph, blobs []ocispec.Descriptor, index []byte, sigs map[string][]byte, opts ExportOptions) (*archiveTarget, error) {
 	bw := NewWriter(w, opts.Encoder)
 	if err := bw.WriteFile(LayoutFile, []byte(layoutContent)); err != nil {
 		return nil, err
@@ -68,7 +69,7 @@ func newArchiveTarget(w io.Writer, g *graph, index []byte, sigs map[string][]byt
 	}
 	t := &archiveTarget{
 		bw: bw, opts: opts.Encoder, tempDir: opts.TempDir,
-		blobs:       g.orderedBlobs(),
+		blobs:       blobs,
 		spools:      map[digest.Digest]*spooled{},
 		compressors: make(chan *Encoder, opts.Jobs),
 	}

@@ -11,6 +11,10 @@ type VerifyReport struct {
 	Blobs     int   // manifests, configs and layers checked
 	Bytes     int64 // content bytes checked
 	Signature SignatureInfo
+	// Delta is what index.json says of a delta bundle (nil for a full
+	// bundle): the blobs it leaves out are not checked, since it does not
+	// hold them; CheckBases checks them against the bases.
+	Delta *Delta
 }
 
 // VerifyFile reads a whole bundle (a file path, or "-" for in) in order and

@@ -34,13 +34,20 @@ Examples:
   ferry export nginx:1.27 alpine:3.20 --key ferry.key -o images.tar.zst
   ferry export oci:./build/layout --key ferry.key -o app.tar.zst
   ferry export -f images.txt --key ferry.key -o - | ssh diode 'cat > images.tar.zst'
-  grep -v '^#' images.txt | ferry export -f - --key ferry.key -o images.tar.zst`,
+  grep -v '^#' images.txt | ferry export -f - --key ferry.key -o images.tar.zst
+  ferry export -f images.txt --key ferry.key --base 2026-10.tar.zst -o 2026-11-delta.tar.zst
+
+--base BASE (repeatable) makes a delta bundle: the configs and layers that BASE
+holds are left out, and the signed index.json names BASE. BASE is an earlier
+bundle (only its seek table and index.json are read) or an import receipt
+(JSON). Importing a delta needs a destination that holds what was left out.`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
 			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE` ('-' for standard input), one per line, '#' comments (repeatable)"},
 			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
 			&cli.StringFlag{Name: flagKey, Usage: "sign index.json with the private key `FILE` (password from FERRY_PASSWORD or COSIGN_PASSWORD)"},
 			&cli.StringFlag{Name: flagSignatureOut, Usage: "also write the signature (base64, as cosign sign-blob) to `FILE`"},
+			&cli.StringSliceFlag{Name: flagBase, Usage: "make a delta: leave out the blobs that the earlier bundle or receipt `BASE` holds (repeatable)"},
 			&cli.StringFlag{Name: flagRegistry, Usage: "send the credentials of --username to `HOST` only (required with --username when the references name several registries)"},
 			jobsFlag("download and compress `N` blobs at once"),
 			quietFlag(),
@@ -90,6 +97,10 @@ Examples:
 			if err != nil {
 				return err
 			}
+			bases, err := readBases(c)
+			if err != nil {
+				return err
+			}
 			prog := newProgress(e.stderr, "export", c.Bool(flagQuiet))
 			opts := bundle.ExportOptions{
 				Jobs:      j,
@@ -97,6 +108,7 @@ Examples:
 				Registry:  reg,
 				Version:   version,
 				Progress:  prog.Func(),
+				Bases:     bases,
 			}
 			if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 				sec, err := strconv.ParseInt(s, 10, 64)
@@ -162,7 +174,10 @@ func printExportSummary(e *env, out string, s *bundle.ExportSummary, signature s
 	secs := s.Duration.Seconds()
 	fmt.Fprintf(w, "exported %d images (%d platforms) to %s\n", s.Images, s.Platforms, out)
 	fmt.Fprintf(w, "  blobs:          %d unique, %s\n", s.Blobs, humanBytes(s.UniqueBytes))
-	fmt.Fprintf(w, "  deduplication:  %s saved (%s referenced by the images)\n", humanBytes(s.ReferencedBytes-s.UniqueBytes), humanBytes(s.ReferencedBytes))
+	fmt.Fprintf(w, "  deduplication:  %s saved (%s referenced by the images)\n", humanBytes(s.ReferencedBytes-s.UniqueBytes-s.LeftOutBytes), humanBytes(s.ReferencedBytes))
+	if bases := s.Index.Annotations[bundle.AnnotationDeltaBases]; bases != "" {
+		fmt.Fprintf(w, "  delta:          %d blobs (%s) left out, held by the bases\n", s.LeftOut, humanBytes(s.LeftOutBytes))
+	}
 	ratio := 0.0
 	if s.UniqueBytes > 0 {
 		ratio = float64(s.ArchiveBytes) / float64(s.UniqueBytes)

@@ -45,7 +45,21 @@ const (
 	flagStallTimeout       = "stall-timeout"
 	flagDebug              = "debug"
 	flagRegistry           = "registry"
+	flagBase               = "base"
 )
+
+// readBases reads the --base files: earlier bundles or receipts.
+func readBases(c *cli.Context) ([]*bundle.Base, error) {
+	var bases []*bundle.Base
+	for _, p := range c.StringSlice(flagBase) {
+		b, err := bundle.ReadBase(p)
+		if err != nil {
+			return nil, err
+		}
+		bases = append(bases, b)
+	}
+	return bases, nil
+}
 
 // registryFlags are the connection and credential flags of export and
 // import.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
@@ -27,6 +29,69 @@ type inspectReport struct {
 	UniqueBytes   int64             `json:"uniqueBytes"`
 	ArchiveBytes  int64             `json:"archiveBytes,omitempty"`
 	Annotations   map[string]string `json:"annotations,omitempty"`
+	Delta         *deltaReport      `json:"delta,omitempty"`
+}
+
+// deltaReport says what a delta bundle leaves out, and of which base.
+type deltaReport struct {
+	LeftOutBlobs int          `json:"leftOutBlobs"`
+	LeftOutBytes int64        `json:"leftOutBytes"`
+	Bases        []baseReport `json:"bases"`
+}
+
+type baseReport struct {
+	Kind         string `json:"kind"`
+	Digest       string `json:"digest"`
+	Name         string `json:"name,omitempty"`
+	LeftOutBlobs int    `json:"leftOutBlobs"`
+	LeftOutBytes int64  `json:"leftOutBytes,omitempty"`
+}
+
+// newDeltaReport describes delta d; sizes come from the descriptors of
+// the blobs left out, when known (nil for verify, which counts only).
+func newDeltaReport(d *bundle.Delta, leftOut []ocispec.Descriptor) *deltaReport {
+	if d == nil {
+		return nil
+	}
+	size := map[digest.Digest]int64{}
+	for _, desc := range leftOut {
+		size[desc.Digest] = desc.Size
+	}
+	rep := &deltaReport{}
+	for _, b := range d.Bases {
+		br := baseReport{Kind: b.Kind, Digest: b.Digest.String(), Name: b.Name, LeftOutBlobs: len(b.LeftOut)}
+		for _, dg := range b.LeftOut {
+			br.LeftOutBytes += size[dg]
+		}
+		rep.LeftOutBlobs += br.LeftOutBlobs
+		rep.LeftOutBytes += br.LeftOutBytes
+		rep.Bases = append(rep.Bases, br)
+	}
+	return rep
+}
+
+// printDelta prints what a delta leaves out and the bases it needs. Base
+// names come from the bundle: escaped.
+func printDelta(e *env, d *deltaReport, sizes bool) {
+	if d == nil {
+		return
+	}
+	if sizes {
+		fmt.Fprintf(e.stdout, "delta:           yes, %d blobs (%s) left out; import it only where its bases were imported\n", d.LeftOutBlobs, humanBytes(d.LeftOutBytes))
+	} else {
+		fmt.Fprintf(e.stdout, "delta:           yes, %d blobs left out; import it only where its bases were imported\n", d.LeftOutBlobs)
+	}
+	for _, b := range d.Bases {
+		name := ""
+		if b.Name != "" {
+			name = " (" + termtext.Escape(b.Name) + ")"
+		}
+		if sizes {
+			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs, %s\n", b.Kind, b.Digest, name, b.LeftOutBlobs, humanBytes(b.LeftOutBytes))
+		} else {
+			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs\n", b.Kind, b.Digest, name, b.LeftOutBlobs)
+		}
+	}
 }
 
 type inspectImage struct {
@@ -93,6 +158,7 @@ func report(r *bundle.Reader) inspectReport {
 		rep.Images = append(rep.Images, ii)
 	}
 	rep.Blobs, rep.UniqueBytes = r.UniqueBytes()
+	rep.Delta = newDeltaReport(r.Delta(), r.LeftOut())
 	return rep
 }
 
@@ -117,6 +183,7 @@ func printReport(e *env, rep inspectReport) {
 	}
 	fmt.Fprintf(w, "signed:          %s\n", signed)
 	fmt.Fprintf(w, "blobs:           %d unique, %s\n", rep.Blobs, humanBytes(rep.UniqueBytes))
+	printDelta(e, rep.Delta, true)
 	if rep.ArchiveBytes > 0 {
 		fmt.Fprintf(w, "archive:         %s\n", humanBytes(rep.ArchiveBytes))
 	}

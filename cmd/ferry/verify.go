@@ -10,12 +10,15 @@ import (
 )
 
 type verifyJSON struct {
-	Result         string `json:"result"`
-	Error          string `json:"error,omitempty"`
-	Images         int    `json:"images"`
-	Blobs          int    `json:"blobs"`
-	Bytes          int64  `json:"bytes"`
-	KeyFingerprint string `json:"keyFingerprint,omitempty"`
+	Result         string       `json:"result"`
+	Error          string       `json:"error,omitempty"`
+	Images         int          `json:"images"`
+	Blobs          int          `json:"blobs"`
+	Bytes          int64        `json:"bytes"`
+	KeyFingerprint string       `json:"keyFingerprint,omitempty"`
+	Delta          *deltaReport `json:"delta,omitempty"`
+	// BasesChecked: --base was given and the delta is complete against it.
+	BasesChecked bool `json:"basesChecked,omitempty"`
 }
 
 func newVerifyCommand(e *env) *cli.Command {
@@ -23,8 +26,12 @@ func newVerifyCommand(e *env) *cli.Command {
 		Name:      "verify",
 		Usage:     "check a bundle offline: signature, every blob, completeness",
 		ArgsUsage: "FILE|-",
+		Description: `A delta bundle (ferry export --base) leaves out blobs its bases hold:
+verify says so and names the bases. With --base (repeatable) it also checks,
+offline, that every blob left out is in the base the delta names for it.`,
 		Flags: []cli.Flag{
 			keyFlag("trust the public key `FILE` (repeatable; also FERRY_PUBLIC_KEYS)"),
+			&cli.StringSliceFlag{Name: flagBase, Usage: "check a delta against the earlier bundle or receipt `BASE` (repeatable)"},
 			&cli.BoolFlag{Name: flagJSON, Usage: "print JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -38,13 +45,24 @@ func newVerifyCommand(e *env) *cli.Command {
 			if len(keys) == 0 {
 				return usagef("verify needs the public key: --key FILE.pub (or FERRY_PUBLIC_KEYS)")
 			}
+			bases, err := readBases(c)
+			if err != nil {
+				return err
+			}
 			path := c.Args().First()
 			rep, err := bundle.VerifyFile(path, e.stdin, bundle.WithVerifier(bundle.KeyVerifier(keys...)))
 			if rep == nil {
 				rep = &bundle.VerifyReport{}
 			}
+			checked := false
+			if err == nil && len(bases) > 0 {
+				if err = bundle.CheckBases(rep.Delta, bases); err == nil {
+					checked = true
+				}
+			}
 			if c.Bool(flagJSON) {
-				out := verifyJSON{Result: "ok", Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes, KeyFingerprint: rep.Signature.KeyFingerprint}
+				out := verifyJSON{Result: "ok", Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes, KeyFingerprint: rep.Signature.KeyFingerprint,
+					Delta: newDeltaReport(rep.Delta, nil), BasesChecked: checked}
 				if err != nil {
 					out.Result, out.Error = "failed", err.Error()
 				}
@@ -57,6 +75,13 @@ func newVerifyCommand(e *env) *cli.Command {
 				fmt.Fprintf(e.stdout, "images:     %d\nblobs:      %d checked, %s\n", rep.Images, rep.Blobs, humanBytes(rep.Bytes))
 				if rep.Signature.Verified {
 					fmt.Fprintf(e.stdout, "signature:  valid, key %s\n", rep.Signature.KeyFingerprint)
+				}
+				printDelta(e, newDeltaReport(rep.Delta, nil), false)
+				switch {
+				case checked:
+					fmt.Fprintln(e.stdout, "bases:      every blob left out is in its base")
+				case rep.Delta != nil && err == nil:
+					fmt.Fprintln(e.stdout, "bases:      not checked (give them with --base to check the delta is complete)")
 				}
 				if err == nil {
 					fmt.Fprintln(e.stdout, "result:     OK")
