@@ -134,7 +134,9 @@ func TestImportChecksPushAccessFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = bundle.Import(context.Background(), r, dst.Host+"/m", bundle.ImportOptions{Registry: bundle.RegistryOptions{Keychain: tc.keys, Retries: -1}})
-			prefix := "checking that " + dst.Host + "/m/team/app accepts pushes, before pushing anything: "
+			// The first repository by name: the receipts' (see
+			// docs/format.md), then team/app.
+			prefix := "checking that " + dst.Host + "/m/ferry-receipts accepts pushes, before pushing anything: "
 			suffix := strings.ReplaceAll(tc.suffix, "HOST", dst.Host)
 			if !errors.Is(err, tc.sentinel) || !strings.HasPrefix(err.Error(), prefix) || !strings.HasSuffix(err.Error(), suffix) {
 				t.Fatalf("got %v\nwant %v, starting %q and ending %q", err, tc.sentinel, prefix, suffix)

@@ -118,9 +118,13 @@ func (t *registryTarget) commit(context.Context) error { return nil }
 // the import can be written: a missing --ca-file, a wrong password or a
 // read-only account fails in the first second, saying what to do.
 func (t *registryTarget) preflight(ctx context.Context, jobs int) error {
-	eg, ctx := errgroup.WithContext(ctx)
+	// Every repository is checked; the failure reported is that of the
+	// first repository by name, so the message does not depend on timing.
+	names := slices.Sorted(maps.Keys(t.repos))
+	errs := make([]error, len(names))
+	var eg errgroup.Group
 	eg.SetLimit(metaJobs(jobs))
-	for _, n := range slices.Sorted(maps.Keys(t.repos)) {
+	for i, n := range names {
 		repo := t.repos[n]
 		eg.Go(func() error {
 			err := t.client.CheckPush(ctx, repo)
@@ -133,10 +137,17 @@ func (t *registryTarget) preflight(ctx context.Context, jobs int) error {
 			case errors.Is(err, registry.ErrDenied):
 				hint = "; these credentials may not push there: ask for push access, or choose another --to prefix"
 			}
-			return &noteError{err: fmt.Errorf("checking that %s accepts pushes, before pushing anything: %w", n, err), note: hint}
+			errs[i] = &noteError{err: fmt.Errorf("checking that %s accepts pushes, before pushing anything: %w", n, err), note: hint}
+			return nil
 		})
 	}
-	return eg.Wait()
+	eg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (t *registryTarget) resolve(ctx context.Context, repo, ref string) (digest.Digest, error) {

@@ -272,3 +272,34 @@ func mustParse(t *testing.T, s string) name.Reference {
 	}
 	return r
 }
+
+// TestDeltaFromReceiptOut: the monthly cycle through a receipt. An import
+// writes its receipt (--receipt-out); carried back, it is the base of the
+// next export (--base RECEIPT), whose delta leaves out what the
+// destination holds and imports there completely.
+func TestDeltaFromReceiptOut(t *testing.T) {
+	t.Parallel()
+	_, sample := source(t)
+	dir := t.TempDir()
+	dst := registrytest.New(t, registrytest.Options{})
+	to := dst.Host + "/mirror"
+	first, receipt := filepath.Join(dir, "first.tar.zst"), filepath.Join(dir, "receipt.json")
+	ferry(t, nil, append([]string{"export", "-q", "-o", first}, sample.Refs[:3]...)...).expect(t, exitOK)
+	ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, "--receipt-out", receipt, first).expect(t, exitOK)
+
+	full, delta := filepath.Join(dir, "full.tar.zst"), filepath.Join(dir, "delta.tar.zst")
+	ferry(t, nil, append([]string{"export", "-q", "-o", full}, sample.Refs...)...).expect(t, exitOK)
+	ferry(t, nil, append([]string{"export", "-q", "--base", receipt, "-o", delta}, sample.Refs...)...).expect(t, exitOK)
+	fs, _ := os.Stat(full)
+	ds, _ := os.Stat(delta)
+	if ds == nil || fs == nil || ds.Size() >= fs.Size() {
+		t.Fatalf("delta %v bytes, full %v bytes: want the delta smaller", ds, fs)
+	}
+	insp := ferry(t, nil, "inspect", delta)
+	insp.expect(t, exitOK)
+	if !strings.Contains(insp.stdout, "receipt") {
+		t.Errorf("inspect does not name the receipt base:\n%s", insp.stdout)
+	}
+	ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, delta).expect(t, exitOK)
+	assertTagged(t, to, false, sample)
+}
