@@ -136,12 +136,18 @@ func TestLocalSourcesAreNotReadAgain(t *testing.T) {
 	src := registrytest.New(t, registrytest.Options{})
 	layer := testimages.Layer("local-source", 256<<10)
 	img := pushImage(t, src.Host, "team/app:1.0", layer)
+	// A retry would wait a minute first: longer than each subtest's
+	// context, which then ends the copy with its deadline instead of the
+	// digest mismatch the subtests expect. (Each subtest makes its own
+	// context: parallel subtests wait for the rest of the package first.)
 	slow := bundle.RegistryOptions{Retries: 3, RetryBase: time.Minute}
-	// Parallel subtests run after this function returns: no defer.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
+	noRetry := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
 	var good bytes.Buffer
-	if _, err := bundle.Export(ctx, []string{img.ref}, &good, bundle.ExportOptions{}); err != nil {
+	if _, err := bundle.Export(context.Background(), []string{img.ref}, &good, bundle.ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	d := img.layers[0].String()
@@ -151,6 +157,7 @@ func TestLocalSourcesAreNotReadAgain(t *testing.T) {
 	t.Run("export from a layout", func(t *testing.T) {
 		t.Parallel()
 		dir := filepath.Join(t.TempDir(), "layout")
+		ctx := noRetry(t)
 		if _, err := bundle.Import(ctx, mustReader(t, good.Bytes()), "oci:"+dir, bundle.ImportOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +170,6 @@ func TestLocalSourcesAreNotReadAgain(t *testing.T) {
 		if err := os.WriteFile(file, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
 		_, err = bundle.Export(ctx, []string{"oci:" + dir}, io.Discard, bundle.ExportOptions{Registry: slow})
 		if !errors.Is(err, bundle.ErrDigestMismatch) {
 			t.Fatalf("got %v, want ErrDigestMismatch", err)
@@ -174,9 +180,6 @@ func TestLocalSourcesAreNotReadAgain(t *testing.T) {
 		}
 		if w := "fetch " + want + "from oci:" + dir + " (re-run the export to try again): digest mismatch: content of blob " + d + " hashes to sha256:"; !strings.Contains(err.Error(), w) {
 			t.Errorf("the message does not say %q:\n%v", w, err)
-		}
-		if el := time.Since(start); el > 20*time.Second {
-			t.Errorf("the export took %v: the damaged local file was read again", el)
 		}
 	})
 	entries, eoa := archivetest.Split(t, good.Bytes())
@@ -199,8 +202,7 @@ func TestLocalSourcesAreNotReadAgain(t *testing.T) {
 				}
 				defer r.Close()
 			}
-			start := time.Now()
-			_, err := bundle.Import(ctx, r, dst.Host+"/m", bundle.ImportOptions{Registry: slow})
+			_, err := bundle.Import(noRetry(t), r, dst.Host+"/m", bundle.ImportOptions{Registry: slow})
 			if !errors.Is(err, bundle.ErrDigestMismatch) {
 				t.Fatalf("got %v, want ErrDigestMismatch", err)
 			}
@@ -210,9 +212,6 @@ func TestLocalSourcesAreNotReadAgain(t *testing.T) {
 			}
 			if w := "verify " + want + "digest mismatch: content of blob " + d + " hashes to sha256:"; !strings.Contains(err.Error(), w) {
 				t.Errorf("the message does not say %q:\n%v", w, err)
-			}
-			if el := time.Since(start); el > 20*time.Second {
-				t.Errorf("the import took %v: the damaged bundle was read again", el)
 			}
 		})
 	}
