@@ -189,3 +189,25 @@ func TestReceiptConcurrentImportsLoseHistory(t *testing.T) {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
 }
+
+// An image named team/ferry-receipts imported under --to REG/m lands where
+// an import with --to REG/m/team keeps its receipt. That import then takes
+// the image for an unreadable receipt and replaces it (a warning, exit 0):
+// the operator's image tag is overwritten by ferry. (The conflict check
+// covers only the receipt repository of the --to prefix itself.)
+func TestReceiptOverwritesImageOfParentPrefix(t *testing.T) {
+	t.Skip("BUG: a repository named ferry-receipts below the --to prefix is the receipt repository of a deeper prefix; an import there replaces the image tag with a receipt (and, the other way round, an image import into the parent prefix replaces a deeper prefix's receipt, deleting its history)")
+	f := newRfix(t)
+	pub := f.key.Public()
+	dImg := f.push(t, "team/ferry-receipts:latest", "not a receipt")
+	f.push(t, "app:1.0", "app-1")
+	pImg, _ := f.export(t, jan, f.key, "team/ferry-receipts:latest")
+	pApp, _ := f.export(t, feb, f.key, "app:1.0")
+	if _, err := impTo(pImg, f.dst.Host+"/m", bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
+	}
+	res, err := impTo(pApp, f.dst.Host+"/m/team", bundle.ImportOptions{}, pub)
+	if got := digest.Digest(destDigest(t, f.dst.Host+"/m/team/ferry-receipts:latest")); got != dImg {
+		t.Errorf("the image %s/m/team/ferry-receipts:latest was replaced by %s (import: %v, warnings %q)", f.dst.Host, got, err, res.Warnings)
+	}
+}
