@@ -9,14 +9,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/registry"
 	"github.com/ferryproject/ferry/internal/registrytest"
+	"github.com/ferryproject/ferry/internal/testimages"
 )
 
 // impTo imports path to `to` with its own reader, verifying with keys; it
@@ -279,5 +285,45 @@ func TestReceiptOverCapLosesHistory(t *testing.T) {
 			w = res.Warnings
 		}
 		t.Errorf("got %v (warnings %q)\nwant %s", err, w, want)
+	}
+}
+
+// A hostile source registry serves a manifest whose layer descriptor has
+// the digest of a blob the base holds but another size. A full export
+// fetches the blob and refuses the lie; a delta left the blob out on its
+// digest alone, signed the broken manifest, and its import pushed an
+// image no client can pull. The base bundle's seek table gives each
+// blob's size: a blob whose size differs is not left out, so the delta
+// export fetches it and refuses as the full export does.
+func TestDeltaLeftOutSizeLie(t *testing.T) {
+	src := registrytest.New(t, registrytest.Options{})
+	p := pushImage(t, src.Host, "shop/api:1", testimages.Layer("os", 16<<10))
+	full := filepath.Join(t.TempDir(), "full.tar.zst")
+	exportTo(t, []string{p.ref}, full, bundle.ExportOptions{})
+	ref, _ := name.ParseReference(p.ref)
+	desc, err := remote.Get(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	m.Layers[0].Size--
+	mb, _ := json.Marshal(m)
+	c := registry.New(registry.Options{})
+	repo, _ := c.ParseRepository(src.Host + "/shop/api")
+	if err := c.PutManifest(context.Background(), repo, "2", string(m.MediaType), mb); err != nil {
+		t.Fatal(err)
+	}
+	lie := src.Host + "/shop/api:2"
+	quick := bundle.RegistryOptions{Retries: -1}
+	_, fullErr := bundle.ExportFile(context.Background(), []string{lie}, filepath.Join(t.TempDir(), "lie.tar.zst"), bundle.ExportOptions{Registry: quick})
+	if !errors.Is(fullErr, bundle.ErrDigestMismatch) {
+		t.Fatalf("full export of the lying manifest: %v", fullErr)
+	}
+	_, err = bundle.ExportFile(context.Background(), []string{lie}, filepath.Join(t.TempDir(), "delta.tar.zst"), bundle.ExportOptions{Registry: quick, Bases: []*bundle.Base{readBase(t, full)}})
+	if !errors.Is(err, bundle.ErrDigestMismatch) || err.Error() != fullErr.Error() {
+		t.Errorf("delta export of the lying manifest: %v\nwant %v", err, fullErr)
 	}
 }
