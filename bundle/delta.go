@@ -108,10 +108,9 @@ func ReadBase(path string) (*Base, error) {
 	case checkMagic(bytes.NewReader(head)) == nil:
 		b, err = readBaseBundle(f, st.Size(), name)
 	case len(t) > 0 && t[0] == '{':
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, err
-		}
-		b, err = readBaseReceipt(f, name)
+		// Not seeking back: a receipt may come through a pipe
+		// (--base <(ssh host cat receipt.json)).
+		b, err = readBaseReceipt(io.MultiReader(bytes.NewReader(head), f), name)
 	default:
 		return nil, fmt.Errorf("base %s is neither a ferry bundle nor a receipt (JSON)", path)
 	}
