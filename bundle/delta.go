@@ -44,10 +44,25 @@ type Base struct {
 	// Name is the base file's name, for messages only.
 	Name  string
 	blobs map[digest.Digest]bool
+	// sizes are the sizes a base bundle's seek table gives its blobs
+	// (none for a receipt, or for the blobs a base delta left out).
+	sizes map[digest.Digest]int64
 }
 
 // Holds reports whether the base holds blob d.
 func (b *Base) Holds(d digest.Digest) bool { return b.blobs[d] }
+
+// holdsDesc reports whether the base holds the blob desc describes: its
+// digest, and its size where the base knows it. A descriptor whose size
+// the base contradicts (a manifest from a lying registry) is not left
+// out, so the export fetches the blob and checks it.
+func (b *Base) holdsDesc(desc ocispec.Descriptor) bool {
+	if !b.blobs[desc.Digest] {
+		return false
+	}
+	size, ok := b.sizes[desc.Digest]
+	return !ok || size == desc.Size
+}
 
 // Blobs is the number of blobs the base holds.
 func (b *Base) Blobs() int { return len(b.blobs) }
@@ -93,10 +108,9 @@ func ReadBase(path string) (*Base, error) {
 	case checkMagic(bytes.NewReader(head)) == nil:
 		b, err = readBaseBundle(f, st.Size(), name)
 	case len(t) > 0 && t[0] == '{':
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, err
-		}
-		b, err = readBaseReceipt(f, name)
+		// Not seeking back: a receipt may come through a pipe
+		// (--base <(ssh host cat receipt.json)).
+		b, err = readBaseReceipt(io.MultiReader(bytes.NewReader(head), f), name)
 	default:
 		return nil, fmt.Errorf("base %s is neither a ferry bundle nor a receipt (JSON)", path)
 	}
@@ -127,10 +141,11 @@ func readBaseBundle(f *os.File, size int64, name string) (*Base, error) {
 		return nil, err
 	}
 	d := digest.FromBytes(index)
-	b := &Base{Kind: BaseBundle, Digest: d, Name: name, blobs: map[digest.Digest]bool{}}
+	b := &Base{Kind: BaseBundle, Digest: d, Name: name, blobs: map[digest.Digest]bool{}, sizes: map[digest.Digest]int64{}}
 	for _, e := range t.Entries {
 		if blobNameRe.MatchString(e.Name) {
 			b.blobs[nameDigest(e.Name)] = true
+			b.sizes[nameDigest(e.Name)] = e.Size
 		}
 	}
 	var idx ocispec.Index
@@ -331,7 +346,7 @@ func deltaIndex(g *graph, bases []*Base) (string, map[digest.Digest]bool, error)
 	left := map[digest.Digest]bool{}
 	for _, desc := range g.orderedBlobs() {
 		for i, b := range bases {
-			if b.Holds(desc.Digest) {
+			if b.holdsDesc(desc) {
 				out[i].LeftOut = append(out[i].LeftOut, desc.Digest)
 				left[desc.Digest] = true
 				break

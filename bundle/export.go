@@ -751,6 +751,12 @@ func (e *exporter) buildIndex(images []*image) (*graph, ocispec.Index, []byte, e
 	if err != nil {
 		return nil, index, nil, err
 	}
+	// Every reader refuses a larger index.json as corrupt (docs/format.md,
+	// section 6): say so here, not at the other end of the air gap.
+	if len(b) > MaxManifestBytes {
+		return nil, index, nil, fmt.Errorf("%w: index.json would be %d bytes, more than the %d a reader accepts (%d images, %d blobs left out); export the images in several bundles",
+			ErrTooLarge, len(b), MaxManifestBytes, len(roots), len(e.leftOut))
+	}
 	return g, index, b, nil
 }
 

@@ -42,6 +42,9 @@ const (
 	// receiptTries is how many times a receipt is written when another
 	// import replaces it between the write and the read-back.
 	receiptTries = 3
+	// maxIgnoredWarnings is how many ignored receipt entries are named in
+	// warnings one by one; the rest are counted in one more warning.
+	maxIgnoredWarnings = 3
 )
 
 // errBadReceipt: what is stored where the receipt belongs cannot be read
@@ -154,10 +157,20 @@ func (im *importer) trustedHistory(rc *Receipt, dest Destination, v Verifier) ma
 	if rc == nil {
 		return hist
 	}
+	// Entries ignored are named one by one up to maxIgnoredWarnings, then
+	// counted: a receipt padded with junk must not cost a warning each.
+	ignored := 0
+	defer func() {
+		if n := ignored - maxIgnoredWarnings; n > 0 {
+			im.warn(fmt.Sprintf("ignoring %d more entries of the receipt at %s for the same kinds of reason; they are not used for rollback decisions", n, im.receipts))
+		}
+	}()
 	for i, b := range rc.Bundles {
 		id := digest.FromBytes(b.Index)
 		ignore := func(why string) {
-			im.warn(fmt.Sprintf("ignoring entry %d of the receipt at %s (bundle %s): %s; it is not used for rollback decisions", i, im.receipts, id, why))
+			if ignored++; ignored <= maxIgnoredWarnings {
+				im.warn(fmt.Sprintf("ignoring entry %d of the receipt at %s (bundle %s): %s; it is not used for rollback decisions", i, im.receipts, id, why))
+			}
 		}
 		files := map[string][]byte{}
 		if b.Signature != nil {
@@ -345,7 +358,7 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 
 // mergeReceipt is prev with one import added: entry (nil for an unsigned
 // import) last in Bundles (replacing an earlier copy of the same
-// index.json), tags set, blobs added.
+// index.json imported with the same mapping), tags set, blobs added.
 func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[string]ReceiptTag, blobs []digest.Digest) *Receipt {
 	rc := &Receipt{Version: ReceiptVersion, Destination: dest, Tags: map[string]ReceiptTag{}}
 	have := map[digest.Digest]bool{}
@@ -362,7 +375,9 @@ func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[str
 			have[b] = true
 		}
 		for _, b := range prev.Bundles {
-			if entry == nil || !bytes.Equal(b.Index, entry.Index) {
+			// The same index.json imported under the other mapping set
+			// other tags: its entry stays.
+			if entry == nil || !bytes.Equal(b.Index, entry.Index) || b.KeepSourceRegistry != entry.KeepSourceRegistry {
 				rc.Bundles = append(rc.Bundles, b)
 			}
 		}
