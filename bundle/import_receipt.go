@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -99,6 +100,12 @@ func (im *importer) openReceipts(dest Destination) (receiptStore, error) {
 		for _, it := range im.targets {
 			if it.repo == repo {
 				return nil, fmt.Errorf("%w: %s maps to %s, the repository that holds ferry's import receipts; use --keep-source-registry or another prefix", ErrConflict, it.src, repo)
+			}
+			// The name is reserved at every depth: a repository named so
+			// below the prefix is the receipt repository of an import to a
+			// deeper prefix, whose history an image there would replace.
+			if path.Base(it.repo) == ReceiptRepository {
+				return nil, fmt.Errorf("%w: %s maps to %s; ferry keeps its import receipts in repositories named %s (for an import to %s), so it does not import an image there: import it under another name", ErrConflict, it.src, it.repo, ReceiptRepository, path.Dir(it.repo))
 			}
 		}
 		return &registryReceipts{client: t.client, repo: t.repos[repo]}, nil
