@@ -245,6 +245,7 @@ type importer struct {
 	res  *ImportResult
 	// receipts is where the destination's receipt is kept.
 	receipts receiptStore
+	warnMu   sync.Mutex // warn is called by concurrent receipt reads
 
 	targets []imageTarget
 	// repositories that need each blob, in a stable order

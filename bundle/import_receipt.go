@@ -18,6 +18,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/ferryproject/ferry/internal/registry"
 )
 
@@ -128,6 +130,8 @@ func (im *importer) loadReceipt(ctx context.Context) (*Receipt, string, error) {
 }
 
 func (im *importer) warn(s string) {
+	im.warnMu.Lock()
+	defer im.warnMu.Unlock()
 	if !slices.Contains(im.res.Warnings, s) {
 		im.res.Warnings = append(im.res.Warnings, s)
 	}
@@ -159,7 +163,7 @@ type tagHistory struct {
 // of rc.Bundles alone, each checked with v (the import's own verifier).
 // Entries that do not verify are ignored with a warning. Receipt.Tags is
 // never read: it is not signed.
-func (im *importer) trustedHistory(rc *Receipt, dest Destination, v Verifier) map[string]tagHistory {
+func (im *importer) trustedHistory(rc *Receipt, where fmt.Stringer, dest Destination, v Verifier) map[string]tagHistory {
 	hist := map[string]tagHistory{}
 	if rc == nil {
 		return hist
@@ -169,14 +173,14 @@ func (im *importer) trustedHistory(rc *Receipt, dest Destination, v Verifier) ma
 	ignored := 0
 	defer func() {
 		if n := ignored - maxIgnoredWarnings; n > 0 {
-			im.warn(fmt.Sprintf("ignoring %d more entries of the receipt at %s for the same kinds of reason; they are not used for rollback decisions", n, im.receipts))
+			im.warn(fmt.Sprintf("ignoring %d more entries of the receipt at %s for the same kinds of reason; they are not used for rollback decisions", n, where))
 		}
 	}()
 	for i, b := range rc.Bundles {
 		id := digest.FromBytes(b.Index)
 		ignore := func(why string) {
 			if ignored++; ignored <= maxIgnoredWarnings {
-				im.warn(fmt.Sprintf("ignoring entry %d of the receipt at %s (bundle %s): %s; it is not used for rollback decisions", i, im.receipts, id, why))
+				im.warn(fmt.Sprintf("ignoring entry %d of the receipt at %s (bundle %s): %s; it is not used for rollback decisions", i, where, id, why))
 			}
 		}
 		files := map[string][]byte{}
@@ -231,7 +235,22 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	if err != nil {
 		return err
 	}
-	hist := im.trustedHistory(rc, dest, im.r.verifier)
+	hist := im.trustedHistory(rc, im.receipts, dest, im.r.verifier)
+	// A destination tag can be reached from more than one prefix (--to
+	// REG/m with --keep-source-registry, and --to REG/m/HOST, write the
+	// same tags): the receipts of the prefixes above each target
+	// repository count too, each for the tags of its own destination.
+	others, err := im.ancestorHistories(ctx, dest)
+	if err != nil {
+		return err
+	}
+	for _, h := range others {
+		for key, th := range h {
+			if cur, ok := hist[key]; !ok || th.created.After(cur.created) {
+				hist[key] = th
+			}
+		}
+	}
 	created := bundleCreated(im.r.Index())
 	self := digest.FromBytes(im.r.IndexBytes())
 	var back []string
@@ -276,6 +295,70 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s; nothing was pushed (to accept this knowingly, import again with --allow-rollback)", ErrRollback, strings.Join(back, "; "))
+}
+
+// ancestorHistories reads, for a registry destination, the receipts of
+// every prefix above each target repository other than the --to prefix
+// (REG/ferry-receipts, REG/a/ferry-receipts, … for REG/a/b/repo), and
+// derives the trusted history of each for the destination its location
+// names (not what the receipt says of itself, which is not signed). A
+// receipt that is missing, or that this account may not read, counts as
+// none.
+func (im *importer) ancestorHistories(ctx context.Context, dest Destination) ([]map[string]tagHistory, error) {
+	rt, ok := im.dst.(*registryTarget)
+	if !ok {
+		return nil, nil
+	}
+	own := dest.Prefix
+	prefixes := map[string]bool{}
+	for _, t := range im.targets {
+		repo := strings.TrimPrefix(t.repo, dest.Registry+"/")
+		for dir := path.Dir(repo); ; dir = path.Dir(dir) {
+			if dir == "." {
+				dir = ""
+			}
+			if dir != own {
+				prefixes[dir] = true
+			}
+			if dir == "" {
+				break
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(prefixes))
+	hists := make([]map[string]tagHistory, len(names))
+	var eg errgroup.Group
+	eg.SetLimit(metaJobs(im.opts.Jobs))
+	for i, prefix := range names {
+		eg.Go(func() error {
+			n := dest.Registry + "/" + ReceiptRepository
+			if prefix != "" {
+				n = dest.Registry + "/" + prefix + "/" + ReceiptRepository
+			}
+			repo, err := rt.client.ParseRepository(n)
+			if err != nil {
+				return nil // not a valid repository name: no receipt can be there
+			}
+			store := &registryReceipts{client: rt.client, repo: repo}
+			rc, _, err := store.load(ctx)
+			switch {
+			case errors.Is(err, errBadReceipt):
+				im.warn(fmt.Sprintf("ignoring the receipt at %s: %v", store, err))
+				return nil
+			case errors.Is(err, registry.ErrUnauthorized), errors.Is(err, registry.ErrDenied):
+				im.warn(fmt.Sprintf("cannot read the receipt at %s (%v): its history is not used for rollback decisions", store, err))
+				return nil
+			case err != nil:
+				return fmt.Errorf("reading the import receipt at %s for the rollback check, before pushing anything: %w", store, err)
+			}
+			hists[i] = im.trustedHistory(rc, store, Destination{Registry: dest.Registry, Prefix: prefix}, im.r.verifier)
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	return hists, nil
 }
 
 // holds is the digest the destination tag of t holds now ("" when none).
