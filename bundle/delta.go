@@ -23,6 +23,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ferryproject/ferry/internal/human"
 )
 
 // Kinds of base a delta bundle names.
@@ -424,7 +426,7 @@ func (im *importer) checkLeftOut(ctx context.Context, to string) error {
 			defer mu.Unlock()
 			if len(lack) > 0 && holder == "" {
 				base, _ := im.r.BaseOf(desc.Digest)
-				missing = append(missing, fmt.Sprintf("%s (%s) from base %s, needed by %s", desc.Digest, humanSize(desc.Size), base, joinLimited(im.r.Users(desc.Digest), 3)))
+				missing = append(missing, fmt.Sprintf("%s (%s) from base %s, needed by %s", desc.Digest, human.Bytes(desc.Size), base, joinLimited(im.r.Users(desc.Digest), 3)))
 				return nil
 			}
 			present += len(need) - len(lack)
@@ -520,18 +522,4 @@ func deltaBaseNames(d *Delta) string {
 		names[i] = b.String()
 	}
 	return strings.Join(names, ", ")
-}
-
-// humanSize formats n bytes for a message.
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/human"
 )
 
 func newExportCommand(e *env) *cli.Command {
@@ -173,17 +174,17 @@ func printExportSummary(e *env, out string, s *bundle.ExportSummary, signature s
 	}
 	secs := s.Duration.Seconds()
 	fmt.Fprintf(w, "exported %d images (%d platforms) to %s\n", s.Images, s.Platforms, out)
-	fmt.Fprintf(w, "  blobs:          %d unique, %s\n", s.Blobs, humanBytes(s.UniqueBytes))
-	fmt.Fprintf(w, "  deduplication:  %s saved (%s referenced by the images)\n", humanBytes(s.ReferencedBytes-s.UniqueBytes-s.LeftOutBytes), humanBytes(s.ReferencedBytes))
+	fmt.Fprintf(w, "  blobs:          %d unique, %s\n", s.Blobs, human.Bytes(s.UniqueBytes))
+	fmt.Fprintf(w, "  deduplication:  %s saved (%s referenced by the images)\n", human.Bytes(s.ReferencedBytes-s.UniqueBytes-s.LeftOutBytes), human.Bytes(s.ReferencedBytes))
 	if bases := s.Index.Annotations[bundle.AnnotationDeltaBases]; bases != "" {
-		fmt.Fprintf(w, "  delta:          %d blobs (%s) left out, held by the bases\n", s.LeftOut, humanBytes(s.LeftOutBytes))
+		fmt.Fprintf(w, "  delta:          %d blobs (%s) left out, held by the bases\n", s.LeftOut, human.Bytes(s.LeftOutBytes))
 	}
 	ratio := 0.0
 	if s.UniqueBytes > 0 {
 		ratio = float64(s.ArchiveBytes) / float64(s.UniqueBytes)
 	}
-	fmt.Fprintf(w, "  archive:        %s (%.3f of unique bytes)\n", humanBytes(s.ArchiveBytes), ratio)
-	fmt.Fprintf(w, "  time:           %.2fs, %s/s\n", secs, humanBytes(int64(float64(s.UniqueBytes)/max(secs, 0.001))))
+	fmt.Fprintf(w, "  archive:        %s (%.3f of unique bytes)\n", human.Bytes(s.ArchiveBytes), ratio)
+	fmt.Fprintf(w, "  time:           %.2fs, %s/s\n", secs, human.Bytes(int64(float64(s.UniqueBytes)/max(secs, 0.001))))
 	fmt.Fprintf(w, "  signature:      %s\n", signature)
 	for _, r := range s.Rewritten {
 		fmt.Fprintf(w, "  note: %s: --platform rewrote the index, digest %s (source %s)\n", r.Ref, r.Rewritten, r.Original)

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/human"
 	"github.com/ferryproject/ferry/internal/termtext"
 )
 
@@ -175,7 +176,7 @@ func printImportResult(e *env, res *bundle.ImportResult) {
 	}
 	tw.Flush()
 	fmt.Fprintf(e.stderr, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
-		len(res.Images), res.BlobsUploaded, humanBytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
+		len(res.Images), res.BlobsUploaded, human.Bytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
 	if res.Receipt != nil {
 		fmt.Fprintf(e.stderr, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
 	}

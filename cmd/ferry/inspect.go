@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/human"
 	"github.com/ferryproject/ferry/internal/termtext"
 )
 
@@ -77,7 +78,7 @@ func printDelta(e *env, d *deltaReport, sizes bool) {
 		return
 	}
 	if sizes {
-		fmt.Fprintf(e.stdout, "delta:           yes, %d blobs (%s) left out; import it only where its bases were imported\n", d.LeftOutBlobs, humanBytes(d.LeftOutBytes))
+		fmt.Fprintf(e.stdout, "delta:           yes, %d blobs (%s) left out; import it only where its bases were imported\n", d.LeftOutBlobs, human.Bytes(d.LeftOutBytes))
 	} else {
 		fmt.Fprintf(e.stdout, "delta:           yes, %d blobs left out; import it only where its bases were imported\n", d.LeftOutBlobs)
 	}
@@ -87,7 +88,7 @@ func printDelta(e *env, d *deltaReport, sizes bool) {
 			name = " (" + termtext.Escape(b.Name) + ")"
 		}
 		if sizes {
-			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs, %s\n", b.Kind, b.Digest, name, b.LeftOutBlobs, humanBytes(b.LeftOutBytes))
+			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs, %s\n", b.Kind, b.Digest, name, b.LeftOutBlobs, human.Bytes(b.LeftOutBytes))
 		} else {
 			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs\n", b.Kind, b.Digest, name, b.LeftOutBlobs)
 		}
@@ -182,10 +183,10 @@ func printReport(e *env, rep inspectReport) {
 		}
 	}
 	fmt.Fprintf(w, "signed:          %s\n", signed)
-	fmt.Fprintf(w, "blobs:           %d unique, %s\n", rep.Blobs, humanBytes(rep.UniqueBytes))
+	fmt.Fprintf(w, "blobs:           %d unique, %s\n", rep.Blobs, human.Bytes(rep.UniqueBytes))
 	printDelta(e, rep.Delta, true)
 	if rep.ArchiveBytes > 0 {
-		fmt.Fprintf(w, "archive:         %s\n", humanBytes(rep.ArchiveBytes))
+		fmt.Fprintf(w, "archive:         %s\n", human.Bytes(rep.ArchiveBytes))
 	}
 	seek := "yes (random access)"
 	if !rep.SeekTable {
@@ -199,7 +200,7 @@ func printReport(e *env, rep inspectReport) {
 		if pl == "" {
 			pl = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), humanBytes(img.Size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), human.Bytes(img.Size))
 	}
 	tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/human"
 )
 
 // progress turns library events into lines on stderr: a line rewritten in
@@ -89,7 +90,7 @@ func (p *progress) print() {
 	el := time.Since(p.start).Seconds()
 	b := p.bytes.Load()
 	line := fmt.Sprintf("%s: %d blobs (%d skipped), %s of %s, %s/s", p.verb, p.blobs.Load(), p.skipped.Load(),
-		humanBytes(b), humanBytes(p.total.Load()), humanBytes(int64(float64(b)/max(el, 0.001))))
+		human.Bytes(b), human.Bytes(p.total.Load()), human.Bytes(int64(float64(b)/max(el, 0.001))))
 	if m := p.manifests.Load(); m > 0 {
 		line += fmt.Sprintf(", %d manifests", m)
 	}
@@ -115,17 +116,4 @@ func (p *progress) Done() {
 	if p.tty && p.lastLine > 0 {
 		fmt.Fprintf(p.w, "\r%*s\r", p.lastLine, "")
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

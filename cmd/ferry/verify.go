@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/human"
 )
 
 type verifyJSON struct {
@@ -72,7 +73,7 @@ offline, that every blob left out is in the base the delta names for it.`,
 					return jerr
 				}
 			} else {
-				fmt.Fprintf(e.stdout, "images:     %d\nblobs:      %d checked, %s\n", rep.Images, rep.Blobs, humanBytes(rep.Bytes))
+				fmt.Fprintf(e.stdout, "images:     %d\nblobs:      %d checked, %s\n", rep.Images, rep.Blobs, human.Bytes(rep.Bytes))
 				if rep.Signature.Verified {
 					fmt.Fprintf(e.stdout, "signature:  valid, key %s\n", rep.Signature.KeyFingerprint)
 				}

@@ -33,6 +33,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ferryproject/ferry/internal/human"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
 )
@@ -138,7 +139,7 @@ func run(ctx context.Context, cfg config) error {
 		fmt.Fprintf(tw, "%s\t%s\n", r, sample.Digests[r])
 	}
 	tw.Flush()
-	fmt.Fprintf(cfg.out, "%d images, %d distinct blobs and manifests, %s\n", len(sample.Refs), blobs, humanBytes(unique))
+	fmt.Fprintf(cfg.out, "%d images, %d distinct blobs and manifests, %s\n", len(sample.Refs), blobs, human.Bytes(unique))
 
 	archive := filepath.Join(tmp, "demo.tar.zst")
 	keys := filepath.Join(tmp, "demo")
@@ -181,7 +182,7 @@ func run(ctx context.Context, cfg config) error {
 	ratio := float64(st.Size()) / float64(max(unique, 1))
 	fmt.Fprintf(cfg.out, "export:   %s wall time (process start to exit)\n", exportTime.Round(time.Millisecond))
 	fmt.Fprintf(cfg.out, "import:   %s wall time\n", importTime.Round(time.Millisecond))
-	fmt.Fprintf(cfg.out, "archive:  %s for %s of unique blobs and manifests (ratio %.3f)\n", humanBytes(st.Size()), humanBytes(unique), ratio)
+	fmt.Fprintf(cfg.out, "archive:  %s for %s of unique blobs and manifests (ratio %.3f)\n", human.Bytes(st.Size()), human.Bytes(unique), ratio)
 	if mismatches > 0 {
 		fmt.Fprintf(cfg.out, "digests:  %d of %d images DIFFER or are missing in the destination\n", mismatches, len(sample.Refs))
 		return fmt.Errorf("%d of %d images do not have their source digest in the destination", mismatches, len(sample.Refs))
@@ -352,17 +353,4 @@ func short(d string) string {
 		return algo + ":" + hex[:12]
 	}
 	return d
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
