@@ -83,6 +83,12 @@ func receiptKey(dest Destination, src Reference, keep bool) string {
 	return dest.Map(src, keep) + ":" + src.Tag
 }
 
+// receiptRepository names the repository that holds the receipt of the
+// imports to registry/prefix.
+func receiptRepository(registry, prefix string) string {
+	return path.Join(registry, prefix, ReceiptRepository)
+}
+
 // openReceipts returns the receipt store of dest. For a registry it adds
 // the receipt repository to the target before the push-access check, so
 // a read-only account fails there, before anything is pushed.
@@ -91,10 +97,7 @@ func (im *importer) openReceipts(dest Destination) (receiptStore, error) {
 	case *layoutTarget:
 		return &layoutReceipts{t}, nil
 	case *registryTarget:
-		n := dest.Registry + "/" + ReceiptRepository
-		if dest.Prefix != "" {
-			n = dest.Registry + "/" + dest.Prefix + "/" + ReceiptRepository
-		}
+		n := receiptRepository(dest.Registry, dest.Prefix)
 		repo, err := t.repository(n)
 		if err != nil {
 			return nil, fmt.Errorf("receipt repository %q: %w", n, err)
@@ -331,10 +334,7 @@ func (im *importer) ancestorHistories(ctx context.Context, dest Destination) ([]
 	eg.SetLimit(metaJobs(im.opts.Jobs))
 	for i, prefix := range names {
 		eg.Go(func() error {
-			n := dest.Registry + "/" + ReceiptRepository
-			if prefix != "" {
-				n = dest.Registry + "/" + prefix + "/" + ReceiptRepository
-			}
+			n := receiptRepository(dest.Registry, prefix)
 			repo, err := rt.client.ParseRepository(n)
 			if err != nil {
 				return nil // not a valid repository name: no receipt can be there
