@@ -42,9 +42,23 @@ const (
 	// maxReceiptBytes caps a receipt read back. Each distinct bundle
 	// imported adds its index.json (a few KiB for tens of images).
 	maxReceiptBytes = 64 << 20
-	// receiptTries is how many times a receipt is written when another
-	// import replaces it between the write and the read-back.
+	// receiptTries is how many times the merged receipt is written when
+	// another import replaces it between the write and the read-back.
 	receiptTries = 3
+	// RecordTagPrefix starts the tag of each import's own record in the
+	// receipt repository: one tag per bundle and mapping, written before
+	// the merged receipt, so no import's history is lost to a concurrent
+	// one (docs/format.md, section 11).
+	RecordTagPrefix = "import-"
+	// maxPendingRecords caps how many records not yet merged into the
+	// merged receipt are read (normally one or two: an import that ran
+	// alongside, or that stopped before merging), and maxPendingBytes
+	// their total size.
+	maxPendingRecords = 16
+	maxPendingBytes   = 64 << 20
+	// maxRecordTags caps the tag list of the receipt repository (one tag
+	// per distinct bundle imported).
+	maxRecordTags = 100000
 	// maxIgnoredWarnings is how many ignored receipt entries are named in
 	// warnings one by one; the rest are counted in one more warning.
 	maxIgnoredWarnings = 3
@@ -56,13 +70,20 @@ var errBadReceipt = errors.New("not a ferry receipt")
 
 // receiptStore keeps the receipt of one destination.
 type receiptStore interface {
-	// load returns the stored receipt and a token that changes when it is
-	// replaced; nil and "" when there is none.
-	load(ctx context.Context) (*Receipt, string, error)
+	// load returns the stored receipt, with any per-import records not yet
+	// merged into it, and a token that changes when it is replaced; nil
+	// and "" when there is none. A receipt or record that cannot be read
+	// as one is ignored with a warning through warn.
+	load(ctx context.Context, warn func(string)) (*Receipt, string, error)
+	// record stores the receipt of one import under its own name, before
+	// it is merged, and reports whether the store keeps such records (a
+	// layout directory does not: one import at a time writes it).
+	record(ctx context.Context, name string, rc *Receipt) (kept bool, err error)
 	// save stores rc and returns its token.
 	save(ctx context.Context, rc *Receipt) (string, error)
-	// token is the token of what is stored now ("" when nothing).
-	token(ctx context.Context) (string, error)
+	// settled reports whether what is stored is still tok, with every
+	// per-import record merged into rc.
+	settled(ctx context.Context, tok string, rc *Receipt) (bool, error)
 	// String names where the receipt is, for messages.
 	String() string
 }
@@ -113,7 +134,7 @@ func (im *importer) openReceipts(dest Destination) (receiptStore, error) {
 				return nil, fmt.Errorf("%w: %s maps to %s; ferry keeps its import receipts in repositories named %s (for an import to %s), so it does not import an image there: import it under another name", ErrConflict, it.src, it.repo, ReceiptRepository, path.Dir(it.repo))
 			}
 		}
-		return &registryReceipts{client: t.client, repo: t.repos[repo]}, nil
+		return &registryReceipts{client: t.client, repo: t.repos[repo], own: true}, nil
 	}
 	return nil, nil
 }
@@ -121,11 +142,7 @@ func (im *importer) openReceipts(dest Destination) (receiptStore, error) {
 // loadReceipt reads the stored receipt; one that cannot be read as a
 // receipt is ignored with a warning, as if there were none.
 func (im *importer) loadReceipt(ctx context.Context) (*Receipt, string, error) {
-	rc, tok, err := im.receipts.load(ctx)
-	if errors.Is(err, errBadReceipt) {
-		im.warn(fmt.Sprintf("ignoring the receipt at %s: %v; it will be replaced", im.receipts, err))
-		return nil, tok, nil
-	}
+	rc, tok, err := im.receipts.load(ctx, im.warn)
 	if err != nil {
 		return nil, "", fmt.Errorf("reading the import receipt at %s: %w", im.receipts, err)
 	}
@@ -162,6 +179,64 @@ type tagHistory struct {
 	created time.Time
 }
 
+// receiptEntry is what one entry of Receipt.Bundles says once read: the
+// destination tags its index.json sets (under the entry's mapping, for
+// dest) and its creation time. verified is whether its signature checks
+// with the import's verifier; an entry that does not is never used for
+// rollback decisions, but may be another key's.
+type receiptEntry struct {
+	id       digest.Digest
+	tags     map[string]digest.Digest
+	created  time.Time
+	verified bool
+	// why says why the entry is not verified or cannot be read.
+	why string
+	// useless: the entry cannot be read by any reader (not JSON, no
+	// creation time).
+	useless bool
+}
+
+func readReceiptEntry(b ReceiptBundle, dest Destination, v Verifier) receiptEntry {
+	e := receiptEntry{id: digest.FromBytes(b.Index), why: "no key to check it with"}
+	if v != nil {
+		files := map[string][]byte{}
+		if b.Signature != nil {
+			files[SignatureFile] = b.Signature
+		}
+		if b.SigstoreBundle != nil {
+			files[SigstoreBundleFile] = b.SigstoreBundle
+		}
+		_, err := v(b.Index, files)
+		if e.verified = err == nil; err != nil {
+			e.why = err.Error()
+		}
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b.Index, &idx); err != nil {
+		e.useless = true
+		if e.verified {
+			e.verified, e.why = false, "index.json is not valid JSON"
+		}
+		return e
+	}
+	if e.created = bundleCreated(idx); e.created.IsZero() {
+		e.useless = true
+		if e.verified {
+			e.verified, e.why = false, "index.json has no valid "+AnnotationCreated
+		}
+		return e
+	}
+	e.tags = map[string]digest.Digest{}
+	for _, d := range idx.Manifests {
+		src, err := ParseReference(d.Annotations[AnnotationRefName])
+		if err != nil || src.Tag == "" || validateDigest(d.Digest) != nil {
+			continue
+		}
+		e.tags[receiptKey(dest, src, b.KeepSourceRegistry)] = d.Digest
+	}
+	return e
+}
+
 // trustedHistory derives the tag history from the signed index.json files
 // of rc.Bundles alone, each checked with v (the import's own verifier).
 // Entries that do not verify are ignored with a warning. Receipt.Tags is
@@ -180,46 +255,59 @@ func (im *importer) trustedHistory(rc *Receipt, where fmt.Stringer, dest Destina
 		}
 	}()
 	for i, b := range rc.Bundles {
-		id := digest.FromBytes(b.Index)
-		ignore := func(why string) {
+		e := readReceiptEntry(b, dest, v)
+		if !e.verified {
 			if ignored++; ignored <= maxIgnoredWarnings {
-				im.warn(fmt.Sprintf("ignoring entry %d of the receipt at %s (bundle %s): %s; it is not used for rollback decisions", i, where, id, why))
+				im.warn(fmt.Sprintf("ignoring entry %d of the receipt at %s (bundle %s): %s; it is not used for rollback decisions", i, where, e.id, e.why))
 			}
-		}
-		files := map[string][]byte{}
-		if b.Signature != nil {
-			files[SignatureFile] = b.Signature
-		}
-		if b.SigstoreBundle != nil {
-			files[SigstoreBundleFile] = b.SigstoreBundle
-		}
-		if _, err := v(b.Index, files); err != nil {
-			ignore(err.Error())
 			continue
 		}
-		var idx ocispec.Index
-		if err := json.Unmarshal(b.Index, &idx); err != nil {
-			ignore("index.json is not valid JSON")
-			continue
-		}
-		created := bundleCreated(idx)
-		if created.IsZero() {
-			ignore("index.json has no valid " + AnnotationCreated)
-			continue
-		}
-		for _, d := range idx.Manifests {
-			src, err := ParseReference(d.Annotations[AnnotationRefName])
-			if err != nil || src.Tag == "" || validateDigest(d.Digest) != nil {
-				continue
-			}
-			key := receiptKey(dest, src, b.KeepSourceRegistry)
+		for key, d := range e.tags {
 			// The newest by signed time; of equal times the later entry.
-			if h, ok := hist[key]; !ok || !h.created.After(created) {
-				hist[key] = tagHistory{digest: d.Digest, bundle: id, created: created}
+			if h, ok := hist[key]; !ok || !h.created.After(e.created) {
+				hist[key] = tagHistory{digest: d, bundle: e.id, created: e.created}
 			}
 		}
 	}
 	return hist
+}
+
+// pruneReceipt drops from rc.Bundles the entries no reader needs, so the
+// receipt stays the size of the tags it holds, not of every import ever
+// made: an entry that cannot be read at all, and a verified entry that is
+// superseded, for every tag it sets, by a later or newer entry that v
+// verifies (the history derived from what stays is the same). An entry
+// that v does not verify stays: it may be another key's.
+func pruneReceipt(rc *Receipt, dest Destination, v Verifier) {
+	if v == nil || rc == nil {
+		return
+	}
+	entries := make([]receiptEntry, len(rc.Bundles))
+	newest := map[string]int{}
+	for i, b := range rc.Bundles {
+		e := readReceiptEntry(b, dest, v)
+		entries[i] = e
+		if !e.verified {
+			continue
+		}
+		for key := range e.tags {
+			if j, ok := newest[key]; !ok || !entries[j].created.After(e.created) {
+				newest[key] = i
+			}
+		}
+	}
+	kept := rc.Bundles[:0:0]
+	for i, b := range rc.Bundles {
+		e := entries[i]
+		keep := !e.verified && !e.useless
+		for key := range e.tags {
+			keep = keep || (e.verified && newest[key] == i)
+		}
+		if keep {
+			kept = append(kept, b)
+		}
+	}
+	rc.Bundles = kept
 }
 
 // checkRollback refuses, before anything is pushed, a signed bundle older
@@ -236,6 +324,9 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	}
 	rc, _, err := im.loadReceipt(ctx)
 	if err != nil {
+		return err
+	}
+	if err := im.checkReceiptRoom(rc, dest); err != nil {
 		return err
 	}
 	hist := im.trustedHistory(rc, im.receipts, dest, im.r.verifier)
@@ -340,11 +431,8 @@ func (im *importer) ancestorHistories(ctx context.Context, dest Destination) ([]
 				return nil // not a valid repository name: no receipt can be there
 			}
 			store := &registryReceipts{client: rt.client, repo: repo}
-			rc, _, err := store.load(ctx)
+			rc, _, err := store.load(ctx, im.warn)
 			switch {
-			case errors.Is(err, errBadReceipt):
-				im.warn(fmt.Sprintf("ignoring the receipt at %s: %v", store, err))
-				return nil
 			case errors.Is(err, registry.ErrUnauthorized), errors.Is(err, registry.ErrDenied):
 				im.warn(fmt.Sprintf("cannot read the receipt at %s (%v): its history is not used for rollback decisions", store, err))
 				return nil
@@ -389,13 +477,23 @@ func formatCreated(t time.Time) string {
 	return t.Format(time.RFC3339)
 }
 
-// recordReceipt merges what this import set into the stored receipt and
-// writes it back; when another import replaced the receipt between the
-// write and its read-back, it merges again (receiptTries in all).
-func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
-	if im.receipts == nil {
-		return nil
+// recordTag is the tag of one import's own record: one per bundle
+// (index.json digest) and mapping, signed or not.
+func recordTag(index digest.Digest, keep, signed bool) string {
+	t := RecordTagPrefix + index.Encoded()
+	if keep {
+		t += "-keep"
 	}
+	if !signed {
+		t += "-unsigned"
+	}
+	return t
+}
+
+// receiptOf is the receipt of this import alone: its signed entry (none
+// for an unsigned import), the tags it set and the blobs it found or put
+// at dest.
+func (im *importer) receiptOf(dest Destination) (*Receipt, *ReceiptBundle) {
 	self := digest.FromBytes(im.r.IndexBytes())
 	created := bundleCreated(im.r.Index())
 	key := ""
@@ -425,23 +523,90 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 	for _, b := range im.r.LeftOut() {
 		blobs = append(blobs, b.Digest)
 	}
+	return mergeReceipt(nil, receiptDestination(dest), entry, tags, blobs), entry
+}
+
+// mergedWith is prev with this import (own, its receipt alone) merged in
+// and superseded entries pruned; record names own's record, "" where the
+// store keeps none.
+func (im *importer) mergedWith(prev, own *Receipt, entry *ReceiptBundle, record string, dest Destination) *Receipt {
+	rc := mergeReceipt(prev, own.Destination, entry, own.Tags, own.Blobs)
+	if record != "" && !slices.Contains(rc.Records, record) {
+		rc.Records = append(rc.Records, record)
+		slices.Sort(rc.Records)
+	}
+	pruneReceipt(rc, dest, im.r.verifier)
+	return rc
+}
+
+// checkReceiptRoom refuses, before anything is pushed, an import after
+// which the merged receipt would be larger than ferry reads back: it
+// would be ignored and the history lost.
+func (im *importer) checkReceiptRoom(prev *Receipt, dest Destination) error {
+	own, entry := im.receiptOf(dest)
+	b, err := json.Marshal(im.mergedWith(prev, own, entry, recordTag(digest.FromBytes(im.r.IndexBytes()), im.opts.KeepSourceRegistry, entry != nil), dest))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxReceiptBytes {
+		return fmt.Errorf("%w: after this import the receipt at %s would be %d bytes, more than the %d ferry reads back, even without the entries later bundles superseded; nothing was pushed (import to another prefix to start a new history there)", ErrTooLarge, im.receipts, len(b), maxReceiptBytes)
+	}
+	return nil
+}
+
+// recordReceipt records what this import set: first its own record (where
+// the store keeps them), which no other import can replace, then the
+// merged receipt. When another import replaces the merged receipt between
+// the write and its read-back, it merges again (receiptTries in all);
+// after that, or if the merged receipt cannot be written, the record
+// holds this import's history until the next import merges it.
+func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
+	if im.receipts == nil {
+		return nil
+	}
+	own, entry := im.receiptOf(dest)
+	name := recordTag(digest.FromBytes(im.r.IndexBytes()), im.opts.KeepSourceRegistry, entry != nil)
+	kept, err := im.receipts.record(ctx, name, own)
+	if err != nil {
+		return fmt.Errorf("the images were imported, but recording the import receipt at %s failed: %w; import again to record it", im.receipts, err)
+	}
+	if !kept {
+		name = ""
+	}
+	var rc *Receipt
 	for try := 1; ; try++ {
-		prev, _, err := im.loadReceipt(ctx)
+		var prev *Receipt
+		prev, _, err = im.loadReceipt(ctx)
 		if err == nil {
-			rc := mergeReceipt(prev, receiptDestination(dest), entry, tags, blobs)
-			var tok, now string
-			if tok, err = im.receipts.save(ctx, rc); err == nil {
-				if now, err = im.receipts.token(ctx); err == nil && now == tok {
-					im.res.Receipt, im.res.ReceiptAt = rc, im.receipts.String()
-					return nil
-				}
+			rc = im.mergedWith(prev, own, entry, name, dest)
+			var b []byte
+			if b, err = json.Marshal(rc); err == nil && len(b) > maxReceiptBytes {
+				err = fmt.Errorf("%w: the merged receipt would be %d bytes, more than the %d ferry reads back", ErrTooLarge, len(b), maxReceiptBytes)
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("the images were imported, but recording the import receipt at %s failed: %w; import again to record it", im.receipts, err)
+		var tok string
+		ok := false
+		if err == nil {
+			if tok, err = im.receipts.save(ctx, rc); err == nil {
+				ok, err = im.receipts.settled(ctx, tok, rc)
+			}
 		}
-		if try == receiptTries {
+		switch {
+		case err == nil && ok:
+			im.res.Receipt, im.res.ReceiptAt = rc, im.receipts.String()
+			return nil
+		case err != nil && !kept:
+			return fmt.Errorf("the images were imported, but recording the import receipt at %s failed: %w; import again to record it", im.receipts, err)
+		case err != nil:
+			im.warn(fmt.Sprintf("this import's record %s is written, but updating the merged receipt at %s failed: %v; the next import merges the record", name, im.receipts, err))
+			im.res.Receipt, im.res.ReceiptAt = own, im.receipts.String()
+			return nil
+		case try == receiptTries && !kept:
 			return fmt.Errorf("%w: the images were imported, but another import replaced the receipt at %s each of %d times this one wrote it; import again to record it", ErrConflict, im.receipts, receiptTries)
+		case try == receiptTries:
+			im.warn(fmt.Sprintf("another import replaced the receipt at %s each of %d times this one wrote it; this import's record %s is written, and the next import merges it", im.receipts, receiptTries, name))
+			im.res.Receipt, im.res.ReceiptAt = rc, im.receipts.String()
+			return nil
 		}
 	}
 }
@@ -454,12 +619,7 @@ func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[str
 	have := map[digest.Digest]bool{}
 	if prev != nil {
 		for k, v := range prev.Tags {
-			// The same registry reached under another name: keep the keys
-			// under this destination's name.
-			if rest, ok := strings.CutPrefix(k, prev.Destination+"/"); ok && prev.Destination != dest && !strings.HasPrefix(dest, LayoutScheme) {
-				k = dest + "/" + rest
-			}
-			rc.Tags[k] = v
+			rc.Tags[rekey(k, prev.Destination, dest)] = v
 		}
 		for _, b := range prev.Blobs {
 			have[b] = true
@@ -471,6 +631,7 @@ func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[str
 				rc.Bundles = append(rc.Bundles, b)
 			}
 		}
+		rc.Records = slices.Clone(prev.Records)
 	}
 	if entry != nil {
 		rc.Bundles = append(rc.Bundles, *entry)
@@ -482,6 +643,41 @@ func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[str
 	rc.Blobs = slices.Sorted(maps.Keys(have))
 	if rc.Blobs == nil {
 		rc.Blobs = []digest.Digest{}
+	}
+	return rc
+}
+
+// rekey keeps a tag key recorded under destination from under dest: the
+// same registry reached under another name.
+func rekey(k, from, dest string) string {
+	if rest, ok := strings.CutPrefix(k, from+"/"); ok && from != dest && !strings.HasPrefix(dest, LayoutScheme) {
+		return dest + "/" + rest
+	}
+	return k
+}
+
+// mergeRecord merges the record named name (one import's receipt, not yet
+// in rc) into rc. Of two imports that set the same tag, Tags keeps the
+// one created later (it is not signed, and says what the tag holds, not
+// what may be set).
+func mergeRecord(rc, rec *Receipt, name string) *Receipt {
+	dest := rec.Destination
+	if rc != nil {
+		dest = rc.Destination
+	}
+	for _, e := range rec.Bundles {
+		rc = mergeReceipt(rc, dest, &e, nil, nil)
+	}
+	rc = mergeReceipt(rc, dest, nil, nil, rec.Blobs)
+	for k, v := range rec.Tags {
+		k = rekey(k, rec.Destination, dest)
+		if cur, ok := rc.Tags[k]; !ok || !cur.Created.After(v.Created) {
+			rc.Tags[k] = v
+		}
+	}
+	if !slices.Contains(rc.Records, name) {
+		rc.Records = append(rc.Records, name)
+		slices.Sort(rc.Records)
 	}
 	return rc
 }
@@ -498,16 +694,93 @@ func parseReceipt(b []byte) (*Receipt, error) {
 	return &rc, nil
 }
 
-// registryReceipts keeps the receipt as an OCI artifact, REPO:latest.
+// registryReceipts keeps the receipt as an OCI artifact, REPO:latest,
+// and each import's own record as REPO:import-….
 type registryReceipts struct {
 	client *registry.Client
 	repo   name.Repository
+	// own: the receipt of this import's destination, which it replaces
+	// when it cannot be read (not a receipt of a prefix above).
+	own bool
 }
 
 func (s *registryReceipts) String() string { return s.repo.Name() + ":" + ReceiptTagName }
 
-func (s *registryReceipts) load(ctx context.Context) (*Receipt, string, error) {
-	m, err := s.client.GetManifest(ctx, s.repo, ReceiptTagName, MaxManifestBytes)
+func (s *registryReceipts) load(ctx context.Context, warn func(string)) (*Receipt, string, error) {
+	var (
+		rc   *Receipt
+		tok  string
+		tags []string
+	)
+	var eg errgroup.Group
+	eg.Go(func() error {
+		var err error
+		rc, tok, err = s.fetch(ctx, ReceiptTagName, maxReceiptBytes)
+		if errors.Is(err, errBadReceipt) {
+			replaced := ""
+			if s.own {
+				replaced = "; it will be replaced"
+			}
+			warn(fmt.Sprintf("ignoring the receipt at %s: %v%s", s, err, replaced))
+			rc, err = nil, nil
+		}
+		return err
+	})
+	eg.Go(func() error {
+		var err error
+		if tags, err = s.client.ListTags(ctx, s.repo, maxRecordTags); err != nil {
+			return fmt.Errorf("listing the import records in %s: %w", s.repo.Name(), err)
+		}
+		return nil
+	})
+	if err := eg.Wait(); err != nil {
+		return nil, "", err
+	}
+	pending := pendingRecords(tags, rc)
+	if len(pending) > maxPendingRecords {
+		warn(fmt.Sprintf("%s holds %d import records not merged into %s; reading %d of them", s.repo.Name(), len(pending), s, maxPendingRecords))
+		pending = pending[:maxPendingRecords]
+	}
+	budget := int64(maxPendingBytes)
+	for _, name := range pending {
+		rec, _, err := s.fetch(ctx, name, budget)
+		switch {
+		case errors.Is(err, errBadReceipt):
+			warn(fmt.Sprintf("ignoring the import record %s:%s: %v", s.repo.Name(), name, err))
+			continue
+		case err != nil:
+			return nil, "", fmt.Errorf("reading the import record %s:%s: %w", s.repo.Name(), name, err)
+		case rec == nil:
+			continue // deleted since the tag list
+		}
+		b, _ := json.Marshal(rec)
+		budget -= int64(len(b))
+		rc = mergeRecord(rc, rec, name)
+	}
+	return rc, tok, nil
+}
+
+// pendingRecords are the import records among tags not merged into rc,
+// sorted.
+func pendingRecords(tags []string, rc *Receipt) []string {
+	var merged []string
+	if rc != nil {
+		merged = rc.Records
+	}
+	var out []string
+	for _, t := range tags {
+		if strings.HasPrefix(t, RecordTagPrefix) && !slices.Contains(merged, t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fetch reads the receipt tagged tag, of at most limit bytes: nil when
+// there is none, and the manifest digest as its token.
+func (s *registryReceipts) fetch(ctx context.Context, tag string, limit int64) (*Receipt, string, error) {
+	m, err := s.client.GetManifest(ctx, s.repo, tag, MaxManifestBytes)
 	if errors.Is(err, registry.ErrNotFound) {
 		return nil, "", nil
 	}
@@ -519,8 +792,8 @@ func (s *registryReceipts) load(ctx context.Context) (*Receipt, string, error) {
 		return nil, m.Digest.String(), fmt.Errorf("%w: the manifest is not of artifactType %s with one layer of that type", errBadReceipt, ReceiptMediaType)
 	}
 	desc := man.Layers[0]
-	if desc.Size > maxReceiptBytes || desc.Size < 0 || validateDigest(desc.Digest) != nil {
-		return nil, m.Digest.String(), fmt.Errorf("%w: the receipt is %d bytes (at most %d) of digest %q", errBadReceipt, desc.Size, maxReceiptBytes, truncate(string(desc.Digest), 80))
+	if desc.Size > limit || desc.Size < 0 || validateDigest(desc.Digest) != nil {
+		return nil, m.Digest.String(), fmt.Errorf("%w: the receipt is %d bytes (at most %d) of digest %q", errBadReceipt, desc.Size, limit, truncate(string(desc.Digest), 80))
 	}
 	rc, err := s.client.GetBlob(ctx, s.repo, desc.Digest)
 	if err != nil {
@@ -535,7 +808,17 @@ func (s *registryReceipts) load(ctx context.Context) (*Receipt, string, error) {
 	return r, m.Digest.String(), err
 }
 
+func (s *registryReceipts) record(ctx context.Context, name string, rc *Receipt) (bool, error) {
+	_, err := s.put(ctx, name, rc)
+	return true, err
+}
+
 func (s *registryReceipts) save(ctx context.Context, rc *Receipt) (string, error) {
+	return s.put(ctx, ReceiptTagName, rc)
+}
+
+// put pushes rc as an artifact tagged tag and returns its manifest digest.
+func (s *registryReceipts) put(ctx context.Context, tag string, rc *Receipt) (string, error) {
 	b, err := json.Marshal(rc)
 	if err != nil {
 		return "", err
@@ -552,30 +835,56 @@ func (s *registryReceipts) save(ctx context.Context, rc *Receipt) (string, error
 	if err != nil {
 		return "", err
 	}
+	var eg errgroup.Group
 	for _, blob := range []struct {
 		d    ocispec.Descriptor
 		data []byte
 	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data}, {layer, b}} {
-		ok, err := s.client.BlobExists(ctx, s.repo, blob.d.Digest)
-		if err == nil && !ok {
-			err = s.client.PushBlob(ctx, s.repo, blob.d.Digest, blob.d.Size, bytes.NewReader(blob.data))
-		}
-		if err != nil {
-			return "", fmt.Errorf("pushing blob %s: %w", blob.d.Digest, err)
-		}
+		eg.Go(func() error {
+			ok, err := s.client.BlobExists(ctx, s.repo, blob.d.Digest)
+			if err == nil && !ok {
+				err = s.client.PushBlob(ctx, s.repo, blob.d.Digest, blob.d.Size, bytes.NewReader(blob.data))
+			}
+			if err != nil {
+				return fmt.Errorf("pushing blob %s: %w", blob.d.Digest, err)
+			}
+			return nil
+		})
 	}
-	if err := s.client.PutManifest(ctx, s.repo, ReceiptTagName, ocispec.MediaTypeImageManifest, mb); err != nil {
-		return "", fmt.Errorf("pushing the receipt manifest: %w", err)
+	if err := eg.Wait(); err != nil {
+		return "", err
+	}
+	if err := s.client.PutManifest(ctx, s.repo, tag, ocispec.MediaTypeImageManifest, mb); err != nil {
+		return "", fmt.Errorf("pushing the receipt manifest %s: %w", tag, err)
 	}
 	return digest.FromBytes(mb).String(), nil
 }
 
-func (s *registryReceipts) token(ctx context.Context) (string, error) {
-	d, err := s.client.HeadManifest(ctx, s.repo, ReceiptTagName)
-	if errors.Is(err, registry.ErrNotFound) {
-		return "", nil
+func (s *registryReceipts) settled(ctx context.Context, tok string, rc *Receipt) (bool, error) {
+	var (
+		now  digest.Digest
+		tags []string
+	)
+	var eg errgroup.Group
+	eg.Go(func() error {
+		var err error
+		now, err = s.client.HeadManifest(ctx, s.repo, ReceiptTagName)
+		if errors.Is(err, registry.ErrNotFound) {
+			now, err = "", nil
+		}
+		return err
+	})
+	eg.Go(func() error {
+		var err error
+		if tags, err = s.client.ListTags(ctx, s.repo, maxRecordTags); err != nil {
+			return fmt.Errorf("listing the import records in %s: %w", s.repo.Name(), err)
+		}
+		return nil
+	})
+	if err := eg.Wait(); err != nil {
+		return false, err
 	}
-	return d.String(), err
+	return now.String() == tok && len(pendingRecords(tags, rc)) == 0, nil
 }
 
 // layoutReceipts keeps the receipt in the file ReceiptFile of an OCI
@@ -601,14 +910,20 @@ func (s *layoutReceipts) read() ([]byte, error) {
 	return s.t.root.ReadFile(ReceiptFile)
 }
 
-func (s *layoutReceipts) load(context.Context) (*Receipt, string, error) {
+func (s *layoutReceipts) load(_ context.Context, warn func(string)) (*Receipt, string, error) {
 	b, err := s.read()
 	if b == nil || err != nil {
 		return nil, "", err
 	}
 	rc, err := parseReceipt(b)
+	if errors.Is(err, errBadReceipt) {
+		warn(fmt.Sprintf("ignoring the receipt at %s: %v; it will be replaced", s, err))
+		return nil, digest.FromBytes(b).String(), nil
+	}
 	return rc, digest.FromBytes(b).String(), err
 }
+
+func (s *layoutReceipts) record(context.Context, string, *Receipt) (bool, error) { return false, nil }
 
 func (s *layoutReceipts) save(_ context.Context, rc *Receipt) (string, error) {
 	b, err := json.MarshalIndent(rc, "", "  ")
@@ -621,10 +936,14 @@ func (s *layoutReceipts) save(_ context.Context, rc *Receipt) (string, error) {
 	return digest.FromBytes(b).String(), nil
 }
 
-func (s *layoutReceipts) token(context.Context) (string, error) {
+func (s *layoutReceipts) settled(_ context.Context, tok string, _ *Receipt) (bool, error) {
 	b, err := s.read()
-	if b == nil || err != nil {
-		return "", err
+	if err != nil {
+		return false, err
 	}
-	return digest.FromBytes(b).String(), nil
+	now := ""
+	if b != nil {
+		now = digest.FromBytes(b).String()
+	}
+	return now == tok, nil
 }

@@ -30,8 +30,13 @@ type Receipt struct {
 	// destination, sorted.
 	Blobs []digest.Digest `json:"blobs"`
 	// Bundles are the signed index.json files (with their signatures) of
-	// the bundles recorded, oldest first.
+	// the bundles recorded, oldest first. Entries that later bundles
+	// superseded for every tag they set are dropped.
 	Bundles []ReceiptBundle `json:"bundles"`
+	// Records are the tags of the per-import records (in the receipt
+	// repository of a registry destination) merged into this receipt,
+	// sorted. A record not listed here is merged when the receipt is read.
+	Records []string `json:"records,omitempty"`
 }
 
 // ReceiptTag is what one destination tag holds, and which bundle set it.

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -162,6 +163,8 @@ var (
 	// matching its digest (DIGEST_INVALID). ferry verifies what it sends,
 	// so the content was damaged on the way: a proxy, the network.
 	ErrDigestRefused = errors.New("the registry refused the content as not matching its digest")
+	// ErrTooMany: the registry listed more than the caller allows.
+	ErrTooMany = errors.New("too many entries")
 )
 
 // ParseRepository parses "host[:port]/path" with this client's insecure
@@ -675,4 +678,74 @@ func (c *Client) PutManifest(ctx context.Context, repo name.Repository, ref, med
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// maxTagPageBytes caps one page of a tag list.
+const maxTagPageBytes = 4 << 20
+
+// ListTags lists the tags of repo, following the registry's pagination
+// (a Link header naming the next page on the same registry), and fails
+// with ErrTooMany past limit tags: the work stays bounded whatever the
+// registry claims. A repository the registry does not know has no tags.
+func (c *Client) ListTags(ctx context.Context, repo name.Repository, limit int) ([]string, error) {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return nil, err
+	}
+	next := c.url(repo, "tags/list")
+	var tags []string
+	for next != "" {
+		req, err := http.NewRequest(http.MethodGet, next, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.do(ctx, rt, req, http.StatusOK, http.StatusNotFound)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			resp.Body.Close()
+			return nil, nil
+		}
+		var page struct {
+			Tags []string `json:"tags"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, maxTagPageBytes)).Decode(&page)
+		link := resp.Header.Get("Link")
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading the tag list of %s: %w", repo, err)
+		}
+		tags = append(tags, page.Tags...)
+		if len(tags) > limit {
+			return nil, fmt.Errorf("%w: %s lists more than %d tags", ErrTooMany, repo, limit)
+		}
+		if next, err = nextPage(req.URL, link); err != nil {
+			return nil, fmt.Errorf("the tag list of %s: %w", repo, err)
+		}
+	}
+	return tags, nil
+}
+
+// nextPage is the URL a Link header names with rel="next" ("" when none).
+// It must be on the registry the page came from: credentials go nowhere
+// else.
+func nextPage(base *url.URL, link string) (string, error) {
+	if link == "" {
+		return "", nil
+	}
+	target, rest, ok := strings.Cut(link, ";")
+	if !ok || !strings.Contains(strings.ReplaceAll(rest, " ", ""), `rel="next"`) {
+		return "", nil
+	}
+	target = strings.TrimSpace(target)
+	target = strings.TrimSuffix(strings.TrimPrefix(target, "<"), ">")
+	u, err := base.Parse(target)
+	if err != nil {
+		return "", fmt.Errorf("bad Link header %q: %w", link, err)
+	}
+	if u.Scheme != base.Scheme || u.Host != base.Host {
+		return "", fmt.Errorf("the next page is on %s://%s, not on the registry %s", u.Scheme, u.Host, base.Host)
+	}
+	return u.String(), nil
 }
