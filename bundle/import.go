@@ -191,12 +191,18 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	if im.receipts, err = im.openReceipts(dest); err != nil {
 		return nil, err
 	}
+	// The push-access check and the rollback check (which reads the
+	// receipts) both only read, and run side by side: each costs round
+	// trips before the first blob moves.
+	rollback := make(chan error, 1)
+	go func() { rollback <- im.checkRollback(ctx, dest) }()
 	if rt, ok := dst.(*registryTarget); ok {
 		if err := rt.preflight(ctx, opts.Jobs); err != nil {
+			<-rollback
 			return nil, err
 		}
 	}
-	if err := im.checkRollback(ctx, dest); err != nil {
+	if err := <-rollback; err != nil {
 		return im.res, err
 	}
 	if err := im.checkLeftOut(ctx, to); err != nil {

@@ -566,7 +566,20 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 	}
 	own, entry := im.receiptOf(dest)
 	name := recordTag(digest.FromBytes(im.r.IndexBytes()), im.opts.KeepSourceRegistry, entry != nil)
+	// The record is written while the receipt is read the first time: the
+	// record must be in place before the merged receipt is written, not
+	// before it is read (a record read back is merged once only).
+	var (
+		prev    *Receipt
+		loadErr error
+		loaded  = make(chan struct{})
+	)
+	go func() {
+		defer close(loaded)
+		prev, _, loadErr = im.loadReceipt(ctx)
+	}()
 	kept, err := im.receipts.record(ctx, name, own)
+	<-loaded
 	if err != nil {
 		return fmt.Errorf("the images were imported, but recording the import receipt at %s failed: %w; import again to record it", im.receipts, err)
 	}
@@ -575,8 +588,9 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 	}
 	var rc *Receipt
 	for try := 1; ; try++ {
-		var prev *Receipt
-		prev, _, err = im.loadReceipt(ctx)
+		if err = loadErr; try > 1 {
+			prev, _, err = im.loadReceipt(ctx)
+		}
 		if err == nil {
 			rc = im.mergedWith(prev, own, entry, name, dest)
 			var b []byte
