@@ -460,3 +460,28 @@ func TestReceiptPrunesSupersededEntries(t *testing.T) {
 		t.Errorf("records merged: %q, want the three imports'", r.Records)
 	}
 }
+
+// A bundle exported on a host whose clock ran years ahead would, once
+// recorded, make every later bundle look older: the import says so, with
+// what to check.
+func TestRollbackFutureCreationWarned(t *testing.T) {
+	f := newRfix(t)
+	f.push(t, "team/app:1.0", "app-1")
+	future := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	p, _ := f.export(t, future, f.key, "team/app:1.0")
+	res, err := f.imp(t, p, bundle.ImportOptions{}, f.key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`^this bundle's signed creation time 2099-01-01T00:00:00Z is \d+h0m0s ahead of this host's clock: once it is recorded, every bundle created before that time is refused as older for the tags it sets \(check the clock of the host that exported it; --allow-rollback accepts them knowingly\)$`)
+	if len(res.Warnings) != 1 || !want.MatchString(res.Warnings[0]) {
+		t.Errorf("warnings %q\nwant one matching %s", res.Warnings, want)
+	}
+	// A bundle created now is not warned about (only refused as older
+	// than the 2099 one, here accepted knowingly).
+	f.push(t, "team/app:1.0", "app-2")
+	p, _ = f.export(t, time.Now().Add(time.Hour), f.key, "team/app:1.0")
+	if res, err := f.imp(t, p, bundle.ImportOptions{AllowRollback: true}, f.key.Public()); err != nil || len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], "--allow-rollback: ") {
+		t.Errorf("%v, warnings %q", err, res.Warnings)
+	}
+}
