@@ -136,7 +136,7 @@ Examples:
 					return err
 				}
 			}
-			if err := writeMirrorConfig(c, dest, res); err != nil {
+			if err := writeMirrorConfig(c, e, dest, res); err != nil {
 				return err
 			}
 			if receiptOut != "" {

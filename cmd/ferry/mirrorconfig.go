@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/mirrorconfig"
+	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 const flagMirrorConfigOut = "mirror-config-out"
@@ -35,7 +36,7 @@ func checkMirrorConfigOut(c *cli.Context, dest bundle.Destination) error {
 
 // writeMirrorConfig writes the --mirror-config-out directory for the
 // images of res.
-func writeMirrorConfig(c *cli.Context, dest bundle.Destination, res *bundle.ImportResult) error {
+func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bundle.ImportResult) error {
 	dir := c.String(flagMirrorConfigOut)
 	if dir == "" {
 		return nil
@@ -53,6 +54,9 @@ func writeMirrorConfig(c *cli.Context, dest bundle.Destination, res *bundle.Impo
 	}
 	if err != nil {
 		return fmt.Errorf("the images were imported, but writing --%s failed: %w", flagMirrorConfigOut, err)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(e.stderr, "ferry: WARNING: --%s: %s\n", flagMirrorConfigOut, termtext.Escape(w))
 	}
 	return nil
 }

@@ -1,17 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/mirrorconfig"
 	"github.com/ferryproject/ferry/internal/registrytest"
+	"github.com/ferryproject/ferry/internal/testimages"
 )
 
 // TestImportMirrorConfigOut: the directory holds one hosts.toml for the
@@ -143,5 +147,40 @@ func TestImportMirrorConfigOutRefused(t *testing.T) {
 			}
 			assertNoTags(t, dst.Host, dst.Host+"/refused", sample, basicAuth{})
 		})
+	}
+}
+
+// TestImportMirrorConfigSharedPathWarning: images of two source registries
+// imported under one prefix share the mirror's paths; ferry says so, and
+// not with --keep-source-registry.
+func TestImportMirrorConfigSharedPathWarning(t *testing.T) {
+	t.Parallel()
+	src1, sample1 := source(t)
+	src2 := registrytest.New(t, registrytest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sample2, err := testimages.Push(ctx, src2.Host, layerSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "two.tar.zst")
+	refs := []string{sample1.Refs[0], sample2.Refs[1]}
+	if _, err := bundle.ExportFile(ctx, refs, path, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := registrytest.New(t, registrytest.Options{})
+	hosts := []string{src1.Host, src2.Host}
+	slices.Sort(hosts)
+	warning := "ferry: WARNING: --mirror-config-out: " + hosts[0] + " and " + hosts[1] + " share the path " + dst.Host + "/shared in the mirror: a pull of REGISTRY/PATH:TAG from one of them gets whatever image of PATH:TAG the mirror holds, from whichever registry it came (digest pulls are not affected); import with --keep-source-registry to keep them apart\n"
+
+	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/shared", "--mirror-config-out", filepath.Join(t.TempDir(), "cfg"), path)
+	res.expect(t, exitOK)
+	if !strings.Contains(res.stderr, warning) {
+		t.Errorf("stderr lacks the warning %q:\n%s", warning, res.stderr)
+	}
+	res = ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--keep-source-registry", "--to", dst.Host+"/apart", "--mirror-config-out", filepath.Join(t.TempDir(), "cfg"), path)
+	res.expect(t, exitOK)
+	if strings.Contains(res.stderr, "--mirror-config-out") {
+		t.Errorf("a warning with --keep-source-registry:\n%s", res.stderr)
 	}
 }

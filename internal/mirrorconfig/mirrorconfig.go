@@ -153,3 +153,27 @@ func upstream(host string) string {
 	}
 	return "https://" + host
 }
+
+// Warnings are what the operator should know about the configuration:
+// source registries that share one path in the mirror (an import without
+// --keep-source-registry), where a tag pull of one registry's image can get
+// another registry's image of the same path.
+func (c *Config) Warnings() []string {
+	shared := map[string][]string{} // mirror root -> source registries
+	var roots []string
+	for _, m := range c.Mirrors {
+		root := c.mirrorRoot(m)
+		if len(shared[root]) == 0 {
+			roots = append(roots, root)
+		}
+		shared[root] = append(shared[root], m.Source)
+	}
+	var w []string
+	for _, root := range roots {
+		if s := shared[root]; len(s) > 1 {
+			w = append(w, fmt.Sprintf("%s share the path %s in the mirror: a pull of REGISTRY/PATH:TAG from one of them gets whatever image of PATH:TAG the mirror holds, from whichever registry it came (digest pulls are not affected); import with --keep-source-registry to keep them apart",
+				strings.Join(s, " and "), root))
+		}
+	}
+	return w
+}

@@ -3,6 +3,7 @@ package mirrorconfig
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -148,5 +149,31 @@ func TestNewErrors(t *testing.T) {
 				t.Errorf("got %v, want %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		prefix     string
+		keepSource bool
+		want       []string
+	}{
+		{"shared prefix", "mirror", false, []string{"docker.io and quay.io and registry.example.com:5000 share the path reg.local:5000/mirror in the mirror: a pull of REGISTRY/PATH:TAG from one of them gets whatever image of PATH:TAG the mirror holds, from whichever registry it came (digest pulls are not affected); import with --keep-source-registry to keep them apart"}},
+		{"shared root", "", false, []string{"docker.io and quay.io and registry.example.com:5000 share the path reg.local:5000 in the mirror: a pull of REGISTRY/PATH:TAG from one of them gets whatever image of PATH:TAG the mirror holds, from whichever registry it came (digest pulls are not affected); import with --keep-source-registry to keep them apart"}},
+		{"keep source registry", "mirror", true, nil},
+	} {
+		c, err := New(fixture("reg.local:5000", tc.prefix, tc.keepSource), Options{Registry: "reg.local:5000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Warnings(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	one, err := New(fixture("reg.local:5000", "mirror", false)[:2], Options{Registry: "reg.local:5000"})
+	if err != nil || one.Warnings() != nil {
+		t.Errorf("one source registry: %v %v", one.Warnings(), err)
 	}
 }
