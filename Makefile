@@ -6,7 +6,8 @@ GO      ?= go
 BIN     := bin/ferry
 # Override on the command line: make build VERSION=1.2.3
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -X main.version=$(VERSION)
+COMMIT  := $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Fuzz hook for `make test`: FUZZ_TARGETS lists PACKAGE:FuzzFunc pairs
 # (e.g. ./bundle:FuzzReader), each fuzzed for FUZZTIME after the tests (a run
@@ -14,7 +15,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZ_TARGETS ?= ./bundle:FuzzReader ./bundle:FuzzSeekTable ./bundle:FuzzParseManifest ./bundle:FuzzVerifyIndex
 FUZZTIME     ?= 20000x
 
-.PHONY: help build test demo bench lint clean
+.PHONY: help build test demo bench lint docs clean
 
 help: ## Show this list of targets
 	@echo "usage: make [target] (default: build)"
@@ -53,6 +54,10 @@ lint: ## Run go vet and fail on files gofmt would change
 	$(GO) vet ./...
 	@out="$$(gofmt -l .)"; \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+
+docs: ## Regenerate docs/cli.md from the CLI definition (a test fails when it is stale)
+	$(GO) run ./cmd/ferry __docs > docs/cli.md.tmp || { rm -f docs/cli.md.tmp; exit 1; }
+	mv docs/cli.md.tmp docs/cli.md
 
 clean: ## Remove build output (bin/, dist/, coverage.out; not the .bench/ cache)
 	rm -rf bin/ dist/ coverage.out

@@ -55,6 +55,9 @@ func newApp(e *env) *cli.App {
 			newVerifyCommand(e),
 			newKeygenCommand(e),
 			newLoginCommand(e),
+			newCompletionCommand(e),
+			newVersionCommand(e),
+			newDocsCommand(e),
 		},
 		OnUsageError:    func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		ExitErrHandler:  func(*cli.Context, error) {},
@@ -76,6 +79,9 @@ func newApp(e *env) *cli.App {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	app := newApp(e)
+	if answerCompletion(app, args, e) {
+		return exitOK
+	}
 	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && app.Command(args[1]) == nil {
 		fmt.Fprintf(stderr, "ferry: unknown command %q; run 'ferry --help' for the list\n", args[1])
 		return exitUsage

@@ -8,14 +8,16 @@ import (
 
 // TestDependencies keeps the layering: the public bundle package never pulls
 // in CLI code, and the ferry binary never links the registry server used by
-// the tests and the demo.
+// the tests and the demo, nor a TOML or YAML library.
 func TestDependencies(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the go command is needed to list dependencies and is not on PATH")
 	}
 	for pkg, banned := range map[string][]string{
-		"github.com/ferryproject/ferry/bundle":    {"github.com/urfave/cli", "github.com/distribution/distribution"},
-		"github.com/ferryproject/ferry/cmd/ferry": {"github.com/distribution/distribution", "github.com/ferryproject/ferry/internal/registrytest"},
+		"github.com/ferryproject/ferry/bundle": {"github.com/urfave/cli", "github.com/distribution/distribution"},
+		// The TOML and YAML parsers are for the tests of internal/mirrorconfig,
+		// which writes its files without them.
+		"github.com/ferryproject/ferry/cmd/ferry": {"github.com/distribution/distribution", "github.com/ferryproject/ferry/internal/registrytest", "github.com/BurntSushi/toml", "go.yaml.in/yaml/v3"},
 	} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {

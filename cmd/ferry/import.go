@@ -41,6 +41,7 @@ Examples:
 			&cli.StringFlag{Name: flagTo, Usage: "push to `REGISTRY[/PREFIX]`, or write to the OCI layout oci:DIR (required)"},
 			&cli.BoolFlag{Name: flagKeepSourceRegistry, Usage: "keep the source registry host as the first path element under the prefix"},
 			&cli.StringFlag{Name: flagMappingOut, Usage: "write source=destination@digest lines to `FILE`"},
+			mirrorConfigFlag(),
 			&cli.StringFlag{Name: flagReceiptOut, Usage: "write the destination's receipt (JSON) to `FILE` after the import"},
 			&cli.BoolFlag{Name: flagAllowRollback, Usage: "let an older signed bundle move tags a newer one set (prints a warning)"},
 			keyFlag("trust the public key `FILE` (repeatable, for key rotation; also FERRY_PUBLIC_KEYS)"),
@@ -78,6 +79,9 @@ Examples:
 				if err := replaceable(out.path); err != nil {
 					return usagef("--%s: %v", out.flag, err)
 				}
+			}
+			if err := checkMirrorConfigOut(c, dest); err != nil {
+				return err
 			}
 			path := c.Args().First()
 			if path == "-" && c.Bool(flagPasswordStdin) {
@@ -131,6 +135,9 @@ Examples:
 				if err := writeMapping(mapping, res); err != nil {
 					return err
 				}
+			}
+			if err := writeMirrorConfig(c, e, dest, res); err != nil {
+				return err
 			}
 			if receiptOut != "" {
 				return writeReceipt(receiptOut, res.Receipt)
