@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -37,7 +38,11 @@ func (r RegistryResolver) Digest(ctx context.Context, ref bundle.Reference) (dig
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", bundle.ErrInvalidReference, err)
 	}
-	return r.Client.HeadManifest(ctx, repo, ref.Identifier())
+	d, err := r.Client.HeadManifest(ctx, repo, ref.Identifier())
+	if errors.Is(err, registry.ErrNotFound) {
+		return "", fmt.Errorf("image not found in %s (check the name and tag): %w", ref.Domain, err)
+	}
+	return d, err
 }
 
 // DefaultPinJobs is how many references Pin resolves at once when jobs is 0.

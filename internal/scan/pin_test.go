@@ -158,7 +158,7 @@ func TestPinRegistry(t *testing.T) {
 		t.Fatalf("error %v, want ErrNotFound", err)
 	}
 	for _, ref := range []string{missing, absent} {
-		if !strings.Contains(err.Error(), "\n  "+ref+": ") {
+		if !strings.Contains(err.Error(), "\n  "+ref+": image not found in "+reg.Host+" (check the name and tag): not found: ") {
 			t.Errorf("the error does not name %s:\n%s", ref, err)
 		}
 	}
