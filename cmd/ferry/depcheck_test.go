@@ -6,16 +6,17 @@ import (
 	"testing"
 )
 
-// TestDependencies keeps the layering: the public bundle package never pulls
-// in CLI code, and the ferry binary never links the registry server used by
+// TestDependencies keeps the layering: the public bundle package and the
+// manifest scanner never pull in CLI code, and the ferry binary never links the registry server used by
 // the tests and the demo.
 func TestDependencies(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the go command is needed to list dependencies and is not on PATH")
 	}
 	for pkg, banned := range map[string][]string{
-		"github.com/ferryproject/ferry/bundle":    {"github.com/urfave/cli", "github.com/distribution/distribution"},
-		"github.com/ferryproject/ferry/cmd/ferry": {"github.com/distribution/distribution", "github.com/ferryproject/ferry/internal/registrytest"},
+		"github.com/ferryproject/ferry/bundle":        {"github.com/urfave/cli", "github.com/distribution/distribution"},
+		"github.com/ferryproject/ferry/internal/scan": {"github.com/urfave/cli", "github.com/distribution/distribution"},
+		"github.com/ferryproject/ferry/cmd/ferry":     {"github.com/distribution/distribution", "github.com/ferryproject/ferry/internal/registrytest"},
 	} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {

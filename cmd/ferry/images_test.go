@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/ferryproject/ferry/internal/registrytest"
 )
 
 const scanFixtures = "../../testdata/scan"
@@ -263,5 +265,36 @@ func TestScanPinFailures(t *testing.T) {
 	res.expect(t, exitFailure, "resolving "+missing+": image not found in "+reg.Host+" (check the name and tag): not found: HEAD ")
 	if res.stdout != "" {
 		t.Errorf("stdout after a failed pin:\n%s", res.stdout)
+	}
+}
+
+// TestScanPinCredentials: --pin reaches a registry that requires a
+// password with export's -u/--password-stdin, and fails without it.
+func TestScanPinCredentials(t *testing.T) {
+	_, sample := source(t)
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	auth := registrytest.New(t, registrytest.Options{Username: "op", Password: "s3cret"})
+	dir := t.TempDir()
+	b := filepath.Join(dir, "sample.tar.zst")
+	if err := os.WriteFile(b, sampleBundle(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ferry(t, strings.NewReader("s3cret\n"), "import", "-q", "--insecure-skip-verify", "-u", "op", "--password-stdin", "--to", auth.Host+"/m", b).expect(t, exitOK)
+	var src string
+	for _, r := range sample.Refs {
+		if strings.HasSuffix(r, "/team/app:1.0") {
+			src = r
+		}
+	}
+	ref := auth.Host + "/m/team/app:1.0"
+	manifest := filepath.Join(dir, "pod.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: app\n    image: "+ref+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ferry(t, nil, "images", "scan", "--pin", manifest).expect(t, exitFailure, "resolving "+ref+": ", "authentication refused")
+	res := ferry(t, strings.NewReader("s3cret\n"), "images", "scan", "--pin", "-u", "op", "--password-stdin", manifest)
+	res.expect(t, exitOK)
+	if want := ref + "@" + sample.Digests[src] + "\n"; res.stdout != want {
+		t.Errorf("scan --pin with credentials:\n%s\nwant:\n%s", res.stdout, want)
 	}
 }
