@@ -102,6 +102,8 @@ func TestImagesScanUsage(t *testing.T) {
 		{[]string{"images", "scan", "--pin", "-u", "op", "--password-stdin", "-"}, "ferry: - and --password-stdin both read standard input; put the manifests in a file (see 'ferry --help')"},
 		{[]string{"export", "--from-manifests", "-", "-u", "op", "--password-stdin", "-o", "x"}, "ferry: --from-manifests - and --password-stdin both read standard input; put the manifests in a file (see 'ferry --help')"},
 		{[]string{"images", "scan", f, "-u", "op"}, "ferry: --username is for --pin, which asks registries; scanning alone reads files only (see 'ferry --help')"},
+		{[]string{"images", "scan", f, "--pin", "--registry", "example.com"}, "ferry: --registry says which registry --username logs in to; give it with --username USER --password-stdin (see 'ferry --help')"},
+		{[]string{"images", "scan", f, "--registry", "example.com"}, "ferry: --registry is for --pin, which asks registries; scanning alone reads files only (see 'ferry --help')"},
 		{[]string{"images", "scan", f, "--pin", "-j", "0"}, "ferry: --jobs must be at least 1, got 0 (see 'ferry --help')"},
 		{[]string{"images", "scan", f, "--no-such-flag"}, "ferry: flag provided but not defined: -no-such-flag (see 'ferry --help')"},
 		{[]string{"images", "bogus"}, "ferry: unknown command 'images bogus'; the images commands are: scan (see 'ferry --help')"},

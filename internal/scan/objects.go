@@ -99,16 +99,13 @@ func (s *scanner) podSpec(spec *yaml.Node, path string) {
 	}
 }
 
-// compose scans services.*.image of a compose file. A service without an
-// image (one that is built) names none.
+// compose scans services.*.image of a compose file, services merged from
+// an anchor included. A service without an image (one that is built)
+// names none.
 func (s *scanner) compose(services *yaml.Node) {
-	for i := 0; i+1 < len(services.Content); i += 2 {
-		k := deref(services.Content[i])
-		if k == nil || k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
-			continue
-		}
-		if img := get(services.Content[i+1], "image"); img != nil {
-			s.value(img, "services."+k.Value+".image")
+	for _, e := range entries(services) {
+		if img := get(e.value, "image"); img != nil {
+			s.value(img, "services."+e.key+".image")
 		}
 	}
 }
@@ -162,45 +159,61 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// get returns the value of key in the mapping n, looking in merged
-// mappings (<<: *anchor, <<: [*a, *b]) after the mapping's own keys, as
-// YAML merges them; nil if there is none. Each merged mapping is searched
-// once, however often it is merged: anchors that merge each other twice
-// over would otherwise cost 2^depth lookups.
+// get returns the value of key in the mapping n, nil if there is none.
 func get(n *yaml.Node, key string) *yaml.Node {
-	return getOnce(n, key, map[*yaml.Node]bool{})
-}
-
-func getOnce(n *yaml.Node, key string, seen map[*yaml.Node]bool) *yaml.Node {
-	n = deref(n)
-	if n == nil || n.Kind != yaml.MappingNode || seen[n] {
-		return nil
-	}
-	seen[n] = true
-	var merges []*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := deref(n.Content[i])
-		switch {
-		case k == nil || k.Kind != yaml.ScalarNode:
-		case k.Tag == "!!merge":
-			merges = append(merges, n.Content[i+1])
-		case k.Value == key:
-			return n.Content[i+1]
-		}
-	}
-	for _, m := range merges {
-		m = deref(m)
-		if m != nil && m.Kind == yaml.SequenceNode {
-			for _, item := range m.Content {
-				if v := getOnce(item, key, seen); v != nil {
-					return v
-				}
-			}
-		} else if v := getOnce(m, key, seen); v != nil {
-			return v
+	for _, e := range entries(n) {
+		if e.key == key {
+			return e.value
 		}
 	}
 	return nil
+}
+
+type entry struct {
+	key   string
+	value *yaml.Node
+}
+
+// entries lists the scalar keys of the mapping n with their values, those
+// of merged mappings (<<: *anchor, <<: [*a, *b]) after its own, each key
+// once: the first wins, as YAML merges them. Each merged mapping is read
+// once, however often it is merged: anchors that merge each other twice
+// over would otherwise cost 2^depth.
+func entries(n *yaml.Node) []entry {
+	var out []entry
+	have := map[string]bool{}
+	seen := map[*yaml.Node]bool{}
+	var add func(n *yaml.Node)
+	add = func(n *yaml.Node) {
+		n = deref(n)
+		if n == nil || n.Kind != yaml.MappingNode || seen[n] {
+			return
+		}
+		seen[n] = true
+		var merges []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := deref(n.Content[i])
+			switch {
+			case k == nil || k.Kind != yaml.ScalarNode:
+			case k.Tag == "!!merge":
+				merges = append(merges, n.Content[i+1])
+			case !have[k.Value]:
+				have[k.Value] = true
+				out = append(out, entry{k.Value, n.Content[i+1]})
+			}
+		}
+		for _, m := range merges {
+			if m = deref(m); m != nil && m.Kind == yaml.SequenceNode {
+				for _, item := range m.Content {
+					add(item)
+				}
+			} else {
+				add(m)
+			}
+		}
+	}
+	add(n)
+	return out
 }
 
 // walk follows a dotted path of keys.

@@ -99,6 +99,24 @@ func TestPin(t *testing.T) {
 	}
 }
 
+// TestPinCancelled: an interrupted pin is context.Canceled, not a list of
+// failed references.
+func TestPinCancelled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Pin(ctx, mustParse(t, "nginx:1.27"), cancelled{}, 0)
+	if err != context.Canceled {
+		t.Errorf("error %v, want context.Canceled", err)
+	}
+}
+
+type cancelled struct{}
+
+func (cancelled) Digest(ctx context.Context, _ bundle.Reference) (digest.Digest, error) {
+	return "", fmt.Errorf("asking: %w", ctx.Err())
+}
+
 // TestPinJobs: at most jobs references are resolved at once.
 func TestPinJobs(t *testing.T) {
 	t.Parallel()

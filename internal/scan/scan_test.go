@@ -139,6 +139,9 @@ func TestStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := found(images, "")
+	if empty, err := Paths([]string{Stdin}, nil); len(empty) != 0 || err != nil {
+		t.Errorf("no standard input: %v, %v", empty, err)
+	}
 	if len(got) != 7 || got[0] != "standard input:63: document 5: spec.template.spec.initContainers[0].image registry.example.com/shop/migrate:2.4.1" {
 		t.Errorf("from standard input:\n%s", strings.Join(got, "\n"))
 	}
@@ -273,6 +276,9 @@ func TestValues(t *testing.T) {
 		{"scalar beside an object", "just text\n---\n" + pod("nginx"), "docker.io/library/nginx:latest"},
 		{"top-level list", "- " + strings.ReplaceAll(pod("nginx"), "\n", "\n  "), ""},
 		{"merge of a list of mappings", "base: &b\n  image: busybox:1\nother: &o\n  name: x\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - <<: [*o, *b]\n", "docker.io/library/busybox:1"},
+		{"List item without kind", "apiVersion: v1\nkind: List\nitems:\n- spec:\n    template:\n      spec:\n        containers:\n        - image: nginx\n", ""},
+		{"other kind without containers", "apiVersion: example.com/v1\nkind: Foo\nspec:\n  template:\n    spec:\n      initContainers:\n      - image: nginx\n", ""},
+		{"compose services merged", "x: &x\n  web:\n    image: nginx:1\n  db:\n    image: mysql:8\nservices:\n  <<: *x\n  db:\n    image: postgres:16\n", "docker.io/library/nginx:1,docker.io/library/postgres:16"},
 		{"own key before merged", "base: &b\n  image: busybox:1\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - <<: *b\n    image: alpine:3\n", "docker.io/library/alpine:3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
