@@ -177,6 +177,7 @@ func interspersed(app *cli.App, args []string) []string {
 	for _, sub := range cmd.Subcommands {
 		if len(rest) > 0 && sub.HasName(rest[0]) {
 			cmd, head, rest = sub, args[:3], rest[1:]
+			break
 		}
 	}
 	takesValue := map[string]bool{}
