@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/ferryproject/ferry/internal/registrytest"
 )
 
@@ -298,5 +300,19 @@ func TestScanPinCredentials(t *testing.T) {
 	res.expect(t, exitOK)
 	if want := ref + "@" + sample.Digests[src] + "\n"; res.stdout != want {
 		t.Errorf("scan --pin with credentials:\n%s\nwant:\n%s", res.stdout, want)
+	}
+}
+
+// TestInterspersedSubcommand: the flags after the arguments of a
+// subcommand are moved to it, and an argument named like another
+// subcommand stays an argument.
+func TestInterspersedSubcommand(t *testing.T) {
+	app := &cli.App{Commands: []*cli.Command{{Name: "x", Subcommands: []*cli.Command{
+		{Name: "a", Flags: []cli.Flag{&cli.BoolFlag{Name: "f"}, &cli.StringFlag{Name: "v"}}},
+		{Name: "b"},
+	}}}}
+	got := strings.Join(interspersed(app, []string{"ferry", "x", "a", "b", "--f", "c", "--v", "1"}), " ")
+	if want := "ferry x a --f --v 1 -- b c"; got != want {
+		t.Errorf("interspersed: %q, want %q", got, want)
 	}
 }
