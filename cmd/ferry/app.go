@@ -50,6 +50,7 @@ func newApp(e *env) *cli.App {
 		ErrWriter: e.stderr,
 		Commands: []*cli.Command{
 			newExportCommand(e),
+			newImagesCommand(e),
 			newImportCommand(e),
 			newInspectCommand(e),
 			newVerifyCommand(e),
@@ -176,6 +177,15 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	head, rest := args[:2], args[2:]
+	// A command with subcommands (ferry images scan): the flags are the
+	// subcommand's.
+	for _, sub := range cmd.Subcommands {
+		if len(rest) > 0 && sub.HasName(rest[0]) {
+			cmd, head, rest = sub, args[:3], rest[1:]
+			break
+		}
+	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
 		_, isBool := f.(*cli.BoolFlag)
@@ -184,7 +194,6 @@ func interspersed(app *cli.App, args []string) []string {
 		}
 	}
 	flags, positional := []string{}, []string{}
-	rest := args[2:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		switch {
@@ -202,7 +211,7 @@ func interspersed(app *cli.App, args []string) []string {
 			positional = append(positional, a)
 		}
 	}
-	out := append([]string{args[0], args[1]}, flags...)
+	out := append(append([]string{}, head...), flags...)
 	if len(positional) > 0 {
 		out = append(append(out, "--"), positional...)
 	}

@@ -34,6 +34,7 @@ Without --key the bundle is unsigned, and importing it needs
 Examples:
   ferry export nginx:1.27 alpine:3.20 --key ferry.key -o images.tar.zst
   ferry export oci:./build/layout --key ferry.key -o app.tar.zst
+  ferry export --from-manifests deploy/ --key ferry.key -o images.tar.zst
   ferry export -f images.txt --key ferry.key -o - | ssh diode 'cat > images.tar.zst'
   grep -v '^#' images.txt | ferry export -f - --key ferry.key -o images.tar.zst
   ferry export -f images.txt --key ferry.key --base 2026-10.tar.zst -o 2026-11-delta.tar.zst
@@ -45,6 +46,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
 			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE` ('-' for standard input), one per line, '#' comments (repeatable)"},
+			fromManifestsFlag(),
 			&cli.StringSliceFlag{Name: flagPlatform, Usage: "keep only `OS/ARCH[/VARIANT]` of multi-platform images (repeatable; changes the index digest)"},
 			&cli.StringFlag{Name: flagKey, Usage: "sign index.json with the private key `FILE` (password from FERRY_PASSWORD or COSIGN_PASSWORD)"},
 			&cli.StringFlag{Name: flagSignatureOut, Usage: "also write the signature (base64, as cosign sign-blob) to `FILE`"},
@@ -72,8 +74,13 @@ bundle (only its seek table and index.json are read) or an import receipt
 				}
 				refs = append(refs, more...)
 			}
+			more, err := manifestRefs(c, e, stdinList)
+			if err != nil {
+				return err
+			}
+			refs = append(refs, more...)
 			if len(refs) == 0 {
-				return usagef("no images to export: give references as arguments or with --images-file")
+				return usagef("no images to export: give references as arguments, with --images-file or with --from-manifests")
 			}
 			j, err := jobs(c)
 			if err != nil {

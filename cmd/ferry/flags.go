@@ -20,6 +20,8 @@ import (
 const (
 	flagOutput             = "output"
 	flagImagesFile         = "images-file"
+	flagFromManifests      = "from-manifests"
+	flagPin                = "pin"
 	flagPlatform           = "platform"
 	flagJobs               = "jobs"
 	flagInsecureRegistry   = "insecure-registry"
