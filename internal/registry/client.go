@@ -61,6 +61,9 @@ type Options struct {
 	// reading a response body. Zero means DefaultStallTimeout; negative
 	// means no limit.
 	StallTimeout time.Duration
+	// Egress, when set, records every host the client contacts (registries,
+	// token services, redirect targets), with request and byte counts.
+	Egress *EgressLog
 }
 
 // RetryPolicy returns the number of retries and the first backoff.
@@ -105,6 +108,10 @@ func New(opts Options) *Client {
 			base = &perHost{hosts: hosts, insecure: insecure, secure: secure}
 		}
 		opts.Transport = base
+	}
+	if opts.Egress != nil {
+		// Lowest in the stack: every request on the wire, retries included.
+		opts.Transport = &egressTransport{inner: opts.Transport, log: opts.Egress}
 	}
 	if opts.Debug != nil {
 		opts.Transport = &debugTransport{inner: opts.Transport, w: opts.Debug}
@@ -261,6 +268,9 @@ func (c *Client) challenge(ctx context.Context, reg name.Registry, base http.Rou
 		pr, err := transport.Ping(ctx, reg, base)
 		if err != nil {
 			return nil, c.classify(reg.RegistryStr(), err)
+		}
+		if strings.EqualFold(pr.Scheme, "bearer") && c.opts.Egress != nil {
+			c.opts.Egress.noteRealm(pr.Parameters["realm"])
 		}
 		c.mu.Lock()
 		c.challenges[reg.RegistryStr()] = pr
