@@ -686,3 +686,25 @@ func (c *Client) PutManifest(ctx context.Context, repo name.Repository, ref, med
 	resp.Body.Close()
 	return nil
 }
+
+// ProbeBlob starts the download of blob d and ends it after the first byte
+// (it asks for that byte alone with a Range header), following redirects
+// as GetBlob does: the hosts a download reaches are contacted, and nothing
+// more than a byte is transferred from a registry that honours Range.
+func (c *Client) ProbeBlob(ctx context.Context, repo name.Repository, d digest.Digest) error {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.url(repo, "blobs/"+d.String()), nil)
+	req.Header.Set("Range", "bytes=0-0")
+	resp, err := c.do(ctx, rt, req, http.StatusOK, http.StatusPartialContent)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.CopyN(io.Discard, resp.Body, 1); err != nil && err != io.EOF {
+		return fmt.Errorf("reading blob %s from %s: %w", d, repo.RegistryStr(), err)
+	}
+	return nil
+}
