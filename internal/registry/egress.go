@@ -70,12 +70,13 @@ type HostTraffic struct {
 	Endpoints []Endpoint
 	// Roles are RoleRegistry, RoleToken and RoleRedirect, as seen, sorted.
 	Roles []string
-	// Requests is the number of requests sent, retries included.
+	// Requests is the number of requests sent, retries included, and
+	// requests ferry canceled itself (after another failure, or an
+	// interrupt).
 	Requests int64
 	// Failed counts the requests that got no HTTP answer at all; Failures
 	// names their kinds ("name not resolved", "connection refused",
-	// "connection reset", "timeout", "not TLS", "TLS", "canceled",
-	// "other"), sorted.
+	// "connection reset", "timeout", "not TLS", "TLS", "other"), sorted.
 	Failed   int64
 	Failures []string
 	// BytesReceived and BytesSent count response and request bodies read
@@ -185,6 +186,9 @@ func (l *EgressLog) answered(c *hostCounts, ep Endpoint) {
 }
 
 func (l *EgressLog) failed(c *hostCounts, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // ferry ended it: after another failure, or an interrupt
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c.failed++
@@ -198,8 +202,6 @@ func failureKind(err error) string {
 	var dnsErr *net.DNSError
 	var nerr net.Error
 	switch {
-	case errors.Is(err, context.Canceled):
-		return "canceled"
 	case errors.As(err, &dnsErr):
 		return "name not resolved"
 	case errors.Is(err, syscall.ECONNREFUSED):

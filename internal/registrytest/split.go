@@ -73,8 +73,16 @@ func NewSplit(t testing.TB, tokenName, cdnName string, opts Options) *Split {
 	token.Store(s.Registry.TokenHandler())
 	cdnSrv := listen(t, cdnName, s.CDN.wrap(s.Registry.Storage()))
 	s.CDNHost = net.JoinHostPort(cdnName, port(cdnSrv))
-	s.Registry.InjectFaults(&Fault{Method: http.MethodGet, Path: "/blobs/sha256:", Redirect: StorageQuery, RedirectTo: "http://" + s.CDNHost, Times: 1 << 40})
+	s.InjectFaults()
 	return s
+}
+
+// InjectFaults puts faults in front of the registry, checked in order
+// before the redirect of blob downloads to the CDN (which a fault with
+// Redirect can replace); it replaces earlier ones.
+func (s *Split) InjectFaults(faults ...*Fault) {
+	cdn := &Fault{Method: http.MethodGet, Path: "/blobs/sha256:", Redirect: StorageQuery, RedirectTo: "http://" + s.CDNHost, Times: 1 << 40}
+	s.Registry.InjectFaults(append(faults, cdn)...)
 }
 
 func port(s *httptest.Server) string {
