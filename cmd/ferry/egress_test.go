@@ -273,6 +273,32 @@ func TestEgressReportFailedExport(t *testing.T) {
 	if !strings.Contains(r.stderr, "egress: 3 hosts contacted (incomplete: the export failed; the hosts contacted until then)") {
 		t.Errorf("stderr has no incomplete egress summary:\n%s", r.stderr)
 	}
+
+	// The same failure, and the report's name taken by a directory while
+	// the export runs: both are said, the export's error first, and the
+	// exit code is the export's.
+	late := filepath.Join(dir, "late.json")
+	before := split.Requests.Load()
+	done := make(chan error, 1)
+	go func() {
+		for split.Requests.Load() == before {
+			time.Sleep(5 * time.Millisecond)
+		}
+		done <- os.Mkdir(late, 0o755)
+	}()
+	split.InjectFaults(
+		&registrytest.Fault{Method: http.MethodGet, Path: "/manifests/", Delay: 300 * time.Millisecond, Times: 1},
+		&registrytest.Fault{Method: http.MethodGet, Path: "/blobs/sha256:", Redirect: registrytest.StorageQuery, RedirectTo: "http://" + cdn, Times: 1 << 40})
+	r = ferry(t, nil, "export", "-q", "--retries", "0", "--platform", "linux/arm64", "--egress-report", late, "-o", out, ref)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, exitFailure, "registry unreachable", cdn)
+	lines := strings.Split(r.errMessage(), "\n")
+	if want := "  egress report not written: " + late + " exists and is a directory; ferry writes this file by replacing a regular file only: remove it, or choose another name"; len(lines) != 2 || lines[1] != want ||
+		!strings.HasPrefix(lines[0], "ferry: fetch blob ") {
+		t.Errorf("message\n %s\nwant the export's error, then\n%s", r.errMessage(), want)
+	}
 }
 
 // TestEgressReportPath: a report path that cannot be written fails before

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -33,8 +35,9 @@ func portOf(t *testing.T, hostport string) int {
 // TestEgressCountsEveryHost: a registry whose token service and blob
 // storage are on other hosts (registry.test, auth.test, cdn.test, all
 // dialled on loopback) shows up in the egress log as three hosts with the
-// roles, endpoints, request counts and body bytes each server saw; the log
-// holds none of the signed storage query, the token or the password.
+// roles, endpoints, request counts (a retried request twice) and body
+// bytes each server saw; the log holds none of the signed storage query,
+// the token or the password.
 func TestEgressCountsEveryHost(t *testing.T) {
 	t.Parallel()
 	split := registrytest.NewSplit(t, "auth.test", "cdn.test", registrytest.Options{Username: "u", Password: "pa55word"})
@@ -44,10 +47,14 @@ func TestEgressCountsEveryHost(t *testing.T) {
 		Keychain:  staticKeychain{Username: "u", Password: "pa55word"},
 		Transport: redirectTo127(),
 		// Plain HTTP to names that are not loopback, credentials included.
-		Insecure: []string{regHost, split.TokenHost},
-		Retries:  -1,
-		Egress:   &log,
+		Insecure:  []string{regHost, split.TokenHost},
+		Retries:   1,
+		RetryBase: time.Millisecond,
+		Egress:    &log,
 	})
+	// The first upload request gets a 503 and is sent again: both count.
+	retried := &registrytest.Fault{Method: http.MethodPost, Path: "/blobs/uploads/", Status: http.StatusServiceUnavailable, Times: 1}
+	split.InjectFaults(retried)
 	repo, err := c.ParseRepository(regHost + "/team/app")
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +74,9 @@ func TestEgressCountsEveryHost(t *testing.T) {
 	rc.Close()
 	if err != nil || !bytes.Equal(got, blob) {
 		t.Fatalf("GetBlob: %d bytes, %v", len(got), err)
+	}
+	if retried.Hits() != 1 {
+		t.Fatalf("the 503 was served %d times, want 1: no retry was tested", retried.Hits())
 	}
 	if split.CDN.Requests.Load() != 1 {
 		t.Fatalf("the CDN served %d requests, want 1: the blob was not redirected, nothing was tested", split.CDN.Requests.Load())
