@@ -9,7 +9,9 @@
 // `zstd -dc | tar -x` still yields a valid layout. The format is specified in
 // docs/format.md.
 //
-// Export and ExportFile resolve image references and write a bundle; Open and
+// Export and ExportFile resolve image references and write a bundle;
+// PlanExport reports what they would write without downloading layers, and
+// RegistryOptions.Egress records every host contacted; Open and
 // NewReader read one, checking every manifest before returning; Import and
 // ImportFile push a bundle's content to a registry. Writer, Encoder and
 // Reader give lower-level access to the format.

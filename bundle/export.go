@@ -253,28 +253,11 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	if opts.TempDir == "" {
 		opts.TempDir = os.TempDir()
 	}
-	e := &exporter{
-		opts:      opts,
-		client:    opts.Registry.client(),
-		manifests: map[digest.Digest]fetched{},
-		blobSrc:   map[digest.Digest]upstream{},
-		configs:   map[digest.Digest][]byte{},
-	}
-	for _, p := range opts.Platforms {
-		pl, err := ParsePlatform(p)
-		if err != nil {
-			return nil, err
-		}
-		e.platforms = append(e.platforms, pl)
-	}
-	if len(refs) == 0 {
-		return nil, fmt.Errorf("no image references given")
-	}
-	images, err := e.resolveAll(ctx, refs)
+	e, err := newExporter(opts)
 	if err != nil {
 		return nil, err
 	}
-	g, index, indexBytes, err := e.buildIndex(images)
+	images, g, index, indexBytes, err := e.prepare(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
@@ -307,25 +290,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		return nil, err
 	}
 	sum.ArchiveBytes = at.bw.Size()
-	// Statistics from the graph.
-	for _, m := range g.manifests {
-		sum.Blobs++
-		sum.UniqueBytes += m.Descriptor.Size
-	}
-	for d, b := range g.blobs {
-		if e.leftOut[d] {
-			sum.LeftOut++
-			sum.LeftOutBytes += b.desc.Size
-			continue
-		}
-		sum.Blobs++
-		sum.UniqueBytes += b.desc.Size
-	}
-	r := &Reader{g: g, index: index}
-	for _, img := range r.Images() {
-		sum.ReferencedBytes += img.Size
-		sum.Platforms += len(img.Platforms)
-	}
+	e.count(sum, g, index)
 	sum.Duration = time.Since(start)
 	return sum, nil
 }

@@ -46,7 +46,30 @@ type RegistryOptions struct {
 	// wait for the registry to store a fully sent blob is not limited.
 	// Zero means DefaultStallTimeout; negative means no limit.
 	StallTimeout time.Duration
+	// Egress, when set, records every host contacted (registries, their
+	// token services, the storage blob downloads are redirected to), with
+	// request and body byte counts per host: what a firewall must allow.
+	// It records host names, schemes and ports only, never paths, queries
+	// or credentials.
+	Egress *EgressLog
 }
+
+// EgressLog records the hosts a registry client contacts; see
+// RegistryOptions.Egress. The zero value is ready to use.
+type EgressLog = registry.EgressLog
+
+// HostTraffic is what an EgressLog recorded for one host.
+type HostTraffic = registry.HostTraffic
+
+// Endpoint is a scheme and port an EgressLog saw a host on.
+type Endpoint = registry.Endpoint
+
+// Roles of a host in HostTraffic.Roles.
+const (
+	RoleRegistry = registry.RoleRegistry
+	RoleToken    = registry.RoleToken
+	RoleRedirect = registry.RoleRedirect
+)
 
 // DefaultStallTimeout, one minute, is the stall timeout when
 // RegistryOptions.StallTimeout is zero.

@@ -54,8 +54,8 @@ bundle (only its seek table and index.json are read) or an import receipt
 			&cli.StringFlag{Name: flagRegistry, Usage: "send the credentials of --username to `HOST` only (required with --username when the references name several registries)"},
 			jobsFlag("download and compress `N` blobs at once"),
 			quietFlag(),
-		}, registryFlags()...),
-		Action: func(c *cli.Context) error {
+		}, append(registryFlags(), egressFlags()...)...),
+		Action: func(c *cli.Context) (err error) {
 			refs := c.Args().Slice()
 			stdinList := false
 			for _, f := range c.StringSlice(flagImagesFile) {
@@ -92,7 +92,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 				}
 			}
 			out := c.String(flagOutput)
-			if out == "" {
+			if out == "" && !c.Bool(flagDryRun) {
 				return usagef("no output given: use -o FILE, or -o - for standard output")
 			}
 			if out == "-" && isTerminal(e.stdout) {
@@ -105,6 +105,11 @@ bundle (only its seek table and index.json are read) or an import receipt
 			if err != nil {
 				return err
 			}
+			egress, err := newEgressRecorder(c)
+			if err != nil {
+				return err
+			}
+			egress.attach(&reg)
 			bases, err := readBases(c)
 			if err != nil {
 				return err
@@ -124,6 +129,9 @@ bundle (only its seek table and index.json are read) or an import receipt
 					return usagef("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
 				}
 				opts.Created = time.Unix(sec, 0)
+			}
+			if c.Bool(flagDryRun) {
+				return egress.finish(e, dryRun(c, e, refs, opts, prog.Done))
 			}
 			var sigs map[string][]byte
 			signature := "unsigned (no --key)"
@@ -149,6 +157,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 					return usagef("--signature-out: %v", err)
 				}
 			}
+			defer func() { err = egress.finish(e, err) }()
 			var sum *bundle.ExportSummary
 			if out == "-" {
 				sum, err = bundle.Export(c.Context, refs, e.stdout, opts)

@@ -48,6 +48,8 @@ const (
 	flagDebug              = "debug"
 	flagRegistry           = "registry"
 	flagBase               = "base"
+	flagEgressReport       = "egress-report"
+	flagDryRun             = "dry-run"
 )
 
 // readBases reads the --base files: earlier bundles or receipts.

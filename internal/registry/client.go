@@ -62,6 +62,9 @@ type Options struct {
 	// reading a response body. Zero means DefaultStallTimeout; negative
 	// means no limit.
 	StallTimeout time.Duration
+	// Egress, when set, records every host the client contacts (registries,
+	// token services, redirect targets), with request and byte counts.
+	Egress *EgressLog
 }
 
 // RetryPolicy returns the number of retries and the first backoff.
@@ -106,6 +109,10 @@ func New(opts Options) *Client {
 			base = &perHost{hosts: hosts, insecure: insecure, secure: secure}
 		}
 		opts.Transport = base
+	}
+	if opts.Egress != nil {
+		// Lowest in the stack: every request on the wire, retries included.
+		opts.Transport = &egressTransport{inner: opts.Transport, log: opts.Egress}
 	}
 	if opts.Debug != nil {
 		opts.Transport = &debugTransport{inner: opts.Transport, w: opts.Debug}
@@ -264,6 +271,9 @@ func (c *Client) challenge(ctx context.Context, reg name.Registry, base http.Rou
 		pr, err := transport.Ping(ctx, reg, base)
 		if err != nil {
 			return nil, c.classify(reg.RegistryStr(), err)
+		}
+		if strings.EqualFold(pr.Scheme, "bearer") && c.opts.Egress != nil {
+			c.opts.Egress.noteRealm(pr.Parameters["realm"])
 		}
 		c.mu.Lock()
 		c.challenges[reg.RegistryStr()] = pr
@@ -748,4 +758,26 @@ func nextPage(base *url.URL, link string) (string, error) {
 		return "", fmt.Errorf("the next page is on %s://%s, not on the registry %s", u.Scheme, u.Host, base.Host)
 	}
 	return u.String(), nil
+}
+
+// ProbeBlob starts the download of blob d and ends it after the first byte
+// (it asks for that byte alone with a Range header), following redirects
+// as GetBlob does: the hosts a download reaches are contacted, and nothing
+// more than a byte is transferred from a registry that honours Range.
+func (c *Client) ProbeBlob(ctx context.Context, repo name.Repository, d digest.Digest) error {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.url(repo, "blobs/"+d.String()), nil)
+	req.Header.Set("Range", "bytes=0-0")
+	resp, err := c.do(ctx, rt, req, http.StatusOK, http.StatusPartialContent)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.CopyN(io.Discard, resp.Body, 1); err != nil && err != io.EOF {
+		return fmt.Errorf("reading blob %s from %s: %w", d, repo.RegistryStr(), err)
+	}
+	return nil
 }

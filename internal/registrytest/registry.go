@@ -6,6 +6,7 @@ package registrytest
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -71,7 +72,9 @@ type Options struct {
 //   - Redirect: answer 307 with Location (and Content-Location) naming the
 //     same path with Redirect as its query, as a registry that sends blob
 //     downloads to pre-signed storage URLs does; the redirected request,
-//     which carries that query, is served.
+//     which carries that query, is served. With RedirectTo, the Location
+//     names that base URL (another host: the storage or CDN) instead of the
+//     registry; serve Storage there.
 //
 // Body, with Status, replaces the JSON error body of the answer (a registry
 // or proxy that answers with its own text).
@@ -91,6 +94,7 @@ type Fault struct {
 	Corrupt    bool
 	Digest     string
 	Redirect   string
+	RedirectTo string
 	Body       string
 	Times      int64
 	hits       atomic.Int64
@@ -156,7 +160,7 @@ func (reg *Registry) inject(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			case f.Redirect != "":
-				to := r.URL.Path + "?" + f.Redirect
+				to := f.RedirectTo + r.URL.Path + "?" + f.Redirect
 				w.Header().Set("Location", to)
 				w.Header().Set("Content-Location", to)
 				w.WriteHeader(http.StatusTemporaryRedirect)
@@ -335,12 +339,16 @@ type Registry struct {
 	cancel context.CancelFunc
 	tokens *tokenServer
 	tmpDir string
+	// app is the registry behind its fault injection and counters.
+	app http.Handler
 
 	// Counters of requests by kind, for tests that assert what was sent.
 	BlobUploads atomic.Int64 // completed blob uploads (PUT on an upload session)
 	BlobMounts  atomic.Int64 // mount requests (POST with ?mount=)
 	Pings       atomic.Int64 // GET /v2/, the version check clients ping
 	Requests    atomic.Int64
+	// BodyBytes counts the response body bytes the registry wrote.
+	BodyBytes atomic.Int64
 	// PlainRequests counts the requests that came over plain HTTP.
 	PlainRequests atomic.Int64
 	// BasicAuths counts the requests, to the registry or its token
@@ -401,7 +409,11 @@ func Start(opts Options) (*Registry, error) {
 		if opts.TLS || opts.MixedTLS {
 			scheme = "https"
 		}
-		config.Auth = r.tokens.authConfig(scheme+"://"+r.Host+TokenPath, bundle)
+		realm := scheme + "://" + r.Host + TokenPath
+		if opts.Token.Realm != "" {
+			realm = opts.Token.Realm
+		}
+		config.Auth = r.tokens.authConfig(realm, bundle)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -417,6 +429,7 @@ func Start(opts Options) (*Registry, error) {
 	case opts.Username != "":
 		h = basicAuth(opts.Username, opts.Password, h)
 	}
+	r.app = h
 	h = r.inject(h)
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -439,7 +452,7 @@ func Start(opts Options) (*Registry, error) {
 				req.URL.RawQuery = q.Encode()
 			}
 		}
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, bytes: &r.BodyBytes}
 		inner.ServeHTTP(rec, req)
 		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") && rec.status == http.StatusCreated {
 			r.BlobUploads.Add(1)
@@ -531,12 +544,55 @@ func (r *Registry) SetPassword(password string) {
 	r.tokens.mu.Unlock()
 }
 
+// Storage serves what a Fault with RedirectTo sends clients to: the blob
+// the redirected request names, from the registry, to anyone who has the
+// URL (a pre-signed storage URL needs no credentials), whatever its query.
+// It is the handler of a second server, the "CDN".
+func (r *Registry) Storage() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		req = req.Clone(req.Context())
+		req.URL.RawQuery = ""
+		req.Header.Del("Authorization")
+		if r.tokens != nil {
+			repo, _, ok := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/"), "/blobs/")
+			if !ok {
+				http.NotFound(w, req)
+				return
+			}
+			tok := httptest.NewRecorder()
+			treq := httptest.NewRequest(http.MethodGet, TokenPath+"?service="+tokenService+"&scope=repository:"+repo+":pull", nil)
+			r.tokens.mu.Lock()
+			user, pass := r.tokens.user, r.tokens.pass
+			r.tokens.mu.Unlock()
+			if user != "" {
+				treq.SetBasicAuth(user, pass)
+			}
+			r.tokens.ServeHTTP(tok, treq)
+			r.tokens.issued.Add(-1) // not a token a client asked for
+			var answer struct{ Token string }
+			if err := json.Unmarshal(tok.Body.Bytes(), &answer); err != nil || answer.Token == "" {
+				http.Error(w, "registrytest: no token for the storage", http.StatusInternalServerError)
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+answer.Token)
+		}
+		r.app.ServeHTTP(w, req)
+	})
+}
+
 // URL is the registry's base URL.
 func (r *Registry) URL() string { return r.server.URL }
 
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  *atomic.Int64
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	n, err := s.ResponseWriter.Write(p)
+	s.bytes.Add(int64(n))
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach the connection (Flush, Hijack).

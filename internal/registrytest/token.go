@@ -47,6 +47,12 @@ type TokenAuth struct {
 	// config.json). A GET with valid credentials and offline_token=true,
 	// as docker login sends, gets it back as refresh_token.
 	RefreshToken string
+	// Realm, when set, is the token service the registry's challenge names
+	// instead of TokenPath on its own address, as Docker Hub names
+	// auth.docker.io: serve TokenHandler there. go-containerregistry accepts
+	// a realm on another host only when it is a name (such as localhost),
+	// not a loopback or private IP address.
+	Realm string
 }
 
 // TokenPath is the path of the token endpoint of a registry with TokenAuth.
@@ -94,6 +100,15 @@ func newTokenServer(opts Options, dir string) (*tokenServer, string, error) {
 	}
 	ts := &tokenServer{key: key, kid: token.GetJWKThumbprint(&key.PublicKey), ttl: ttl, refresh: opts.Token.RefreshToken, user: opts.Username, pass: opts.Password}
 	return ts, bundle, nil
+}
+
+// TokenHandler serves the token endpoint of a registry with TokenAuth, for
+// a server at TokenAuth.Realm.
+func (r *Registry) TokenHandler() http.Handler {
+	if r.tokens == nil {
+		panic("registrytest: TokenHandler needs TokenAuth")
+	}
+	return r.tokens
 }
 
 // authConfig is the registry's auth section for the token access controller.
