@@ -69,7 +69,7 @@ func TestCompletionUsageErrors(t *testing.T) {
 // the trigger) through the whole CLI.
 func TestCompletionAnswers(t *testing.T) {
 	t.Parallel()
-	commands := []string{"export", "import", "inspect", "verify", "keygen", "login", "completion", "version"}
+	commands := []string{"export", "images", "import", "inspect", "verify", "keygen", "login", "completion", "version"}
 	for _, tc := range []struct {
 		words []string
 		want  []string
