@@ -72,6 +72,8 @@ type ExportSummary struct {
 	Rewritten []RewrittenIndex
 	// Index is the index.json written.
 	Index ocispec.Index
+	// Exported lists every image written, in index.json order.
+	Exported []Image
 }
 
 // RewrittenIndex records an index changed by a platform filter.
@@ -322,7 +324,8 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		sum.UniqueBytes += b.desc.Size
 	}
 	r := &Reader{g: g, index: index}
-	for _, img := range r.Images() {
+	sum.Exported = r.Images()
+	for _, img := range sum.Exported {
 		sum.ReferencedBytes += img.Size
 		sum.Platforms += len(img.Platforms)
 	}
@@ -378,6 +381,7 @@ func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, err
 	eg.SetLimit(metaJobs(e.opts.Jobs))
 	for i, j := range jobs {
 		eg.Go(func() error {
+			e.opts.Progress.emit(Event{Kind: EventResolving, Ref: j.r.String()})
 			if j.layout != nil {
 				images[i], errs[i] = e.resolveLayout(ctx, *j.layout, j.r, j.desc)
 			} else {
