@@ -97,7 +97,7 @@ func insecureFlag() cli.Flag {
 }
 
 func quietFlag() cli.Flag {
-	return &cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Usage: "print no progress"}
+	return &cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Usage: "print errors only: no progress, warnings, notes or summary (--json still prints its document)"}
 }
 
 func jobs(c *cli.Context) (int, error) {
