@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -175,7 +176,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 					return err
 				}
 			} else if o.human() {
-				printExportSummary(e, out, sum, signature)
+				printExportSummary(o.summary(e.stderr), out, sum, signature)
 			}
 			if so := c.String(flagSignatureOut); so != "" {
 				if err := replaceFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
@@ -187,8 +188,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 	}
 }
 
-func printExportSummary(e *env, out string, s *bundle.ExportSummary, signature string) {
-	w := e.stderr
+func printExportSummary(w io.Writer, out string, s *bundle.ExportSummary, signature string) {
 	if out == "-" {
 		out = "standard output"
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -137,7 +138,7 @@ Examples:
 				return err
 			}
 			if o.human() {
-				printImportResult(e, res)
+				printImportResult(e, res, o.summary(e.stderr))
 			}
 			if mapping != "" {
 				if err := writeMapping(mapping, res); err != nil {
@@ -164,7 +165,7 @@ func displayName(path string) string {
 	return path
 }
 
-func printImportResult(e *env, res *bundle.ImportResult) {
+func printImportResult(e *env, res *bundle.ImportResult, summary io.Writer) {
 	// BUNDLE DIGEST is what the bundle holds and the destination must
 	// answer; after an export with --platform it is the rewritten index,
 	// and UPSTREAM DIGEST says what the source registry had.
@@ -192,10 +193,10 @@ func printImportResult(e *env, res *bundle.ImportResult) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stderr, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
+	fmt.Fprintf(summary, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
 		len(res.Images), res.BlobsUploaded, human.Bytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
 	if res.Receipt != nil {
-		fmt.Fprintf(e.stderr, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
+		fmt.Fprintf(summary, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
 	}
 }
 

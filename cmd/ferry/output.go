@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,6 +98,33 @@ func (o *output) progressLog() *slog.Logger {
 		return o.log
 	}
 	return nil
+}
+
+// summary returns where the human summary goes: w, or with --log-format
+// json the log, one record a line.
+func (o *output) summary(w io.Writer) io.Writer {
+	if o.format == logJSON {
+		return &logWriter{log: o.log}
+	}
+	return w
+}
+
+// logWriter logs each line written to it as a record.
+type logWriter struct {
+	log  *slog.Logger
+	part []byte
+}
+
+func (l *logWriter) Write(b []byte) (int, error) {
+	l.part = append(l.part, b...)
+	for {
+		i := bytes.IndexByte(l.part, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		l.log.Info(string(l.part[:i]))
+		l.part = l.part[i+1:]
+	}
 }
 
 // human says whether to print the human summary: not with --quiet or

@@ -361,8 +361,10 @@ func (p *progress) Done() {
 	if p == nil {
 		return
 	}
-	close(p.stop)
-	p.wg.Wait()
+	if p.stop != nil {
+		close(p.stop)
+		p.wg.Wait()
+	}
 	if p.tty {
 		p.mu.Lock()
 		var b strings.Builder
