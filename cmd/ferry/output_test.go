@@ -510,7 +510,7 @@ func TestProgressLines(t *testing.T) {
 	t.Parallel()
 	clock := time.Unix(1700000000, 0)
 	var buf bytes.Buffer
-	p := &progress{w: &buf, verb: "export", tty: true, now: func() time.Time { return clock }, flight: map[string]*flight{}, width: 80}
+	p := &progress{w: &buf, verb: "export", tty: true, now: func() time.Time { return clock }, flight: map[string]*flight{}, done: map[string]bool{}, width: 100}
 	p.start = clock
 	ev := p.event
 	if got, want := p.plainLine(p.snapshot()), "export: preparing"; got != want {
@@ -535,6 +535,7 @@ func TestProgressLines(t *testing.T) {
 	ev(bundle.Event{Kind: bundle.EventBlobBytes, Digest: small, Bytes: 4 << 10})
 	ev(bundle.Event{Kind: bundle.EventBlobDone, Digest: small, Size: 4 << 10, Total: 100 << 20})
 	ev(bundle.Event{Kind: bundle.EventBlobSkipped, Digest: "sha256:ef", Size: 1 << 20, Total: 100 << 20})
+	ev(bundle.Event{Kind: bundle.EventBlobSkipped, Digest: small, Size: 4 << 10, Total: 100 << 20}) // mounted into a second repository: counted once
 	clock = clock.Add(4 * time.Second)
 	want := fmt.Sprintf("export: 2 of 4 blobs (1 skipped), %s of %s (40%%), %s/s, ETA 6s, 1 manifests",
 		human.Bytes(40<<20+4<<10), human.Bytes(100<<20), human.Bytes((40<<20+4<<10)/4))

@@ -62,6 +62,7 @@ type progress struct {
 	manifests atomic.Int64
 
 	mu        sync.Mutex
+	done      map[string]bool    // blobs done, by digest: counted once, however many repositories get them
 	resolving []string           // references being resolved, in order
 	flight    map[string]*flight // by digest
 	lines     int                // lines drawn last time (terminal)
@@ -84,7 +85,7 @@ func newProgress(w io.Writer, verb string, quiet bool, log *slog.Logger) *progre
 	if quiet {
 		return nil
 	}
-	p := &progress{w: w, log: log, verb: verb, tty: isTerminal(w), now: time.Now, flight: map[string]*flight{}, width: inspectWidth}
+	p := &progress{w: w, log: log, verb: verb, tty: isTerminal(w), now: time.Now, flight: map[string]*flight{}, done: map[string]bool{}, width: inspectWidth}
 	p.start = p.now()
 	interval := plainInterval
 	if p.tty {
@@ -160,18 +161,22 @@ func (p *progress) event(e bundle.Event) {
 			}
 		}
 	case bundle.EventBlobDone, bundle.EventBlobSkipped:
-		if e.Kind == bundle.EventBlobDone {
+		// Import reports a blob once per repository that gets it (the
+		// others mount it): the first report counts.
+		p.mu.Lock()
+		first := !p.done[e.Digest]
+		p.done[e.Digest] = true
+		delete(p.flight, e.Digest)
+		p.mu.Unlock()
+		switch {
+		case !first:
+		case e.Kind == bundle.EventBlobDone:
 			p.blobs.Add(1)
-		} else {
+		default:
 			p.skipped.Add(1)
 		}
 		if e.Total > 0 {
 			p.total.Store(e.Total)
-		}
-		if p.tty {
-			p.mu.Lock()
-			delete(p.flight, e.Digest)
-			p.mu.Unlock()
 		}
 	}
 }
@@ -283,7 +288,9 @@ func (p *progress) ttyLines(s snapshot) []string {
 	}
 	right += fmt.Sprintf("  %d/%d blobs", s.blobs+s.skipped, s.count)
 	left := fmt.Sprintf("%s %3d%% ", p.verb, percent(s.bytes, s.total))
-	barWidth := min(40, p.width-1-len(left)-len(right)-2)
+	// A bar of fixed width, so it does not jump as the numbers change;
+	// the numbers take at most about 62 columns.
+	barWidth := min(30, p.width-1-len(left)-62)
 	lines := []string{left + bar(s.bytes, s.total, barWidth) + right}
 	shown := s.flight[:min(len(s.flight), maxFlightLines)]
 	for _, f := range shown {
