@@ -114,7 +114,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 			if err != nil {
 				return err
 			}
-			doc := &report.Export{Header: report.NewHeader("export"), Output: out}
+			doc := &report.Export{Header: report.NewHeader("export"), Output: out, Images: []report.ExportImage{}}
 			o.setDoc(doc)
 			prog := newProgress(e.stderr, "export", o.quiet, o.progressLog())
 			opts := bundle.ExportOptions{

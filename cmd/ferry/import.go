@@ -117,7 +117,7 @@ Examples:
 				return err
 			}
 			defer r.Close()
-			doc := &report.Import{Header: report.NewHeader("import"), Bundle: path, Destination: c.String(flagTo)}
+			doc := &report.Import{Header: report.NewHeader("import"), Bundle: path, Destination: c.String(flagTo), Images: []report.ImportImage{}}
 			o.setDoc(doc)
 			prog := newProgress(e.stderr, "import", o.quiet, o.progressLog())
 			res, err := bundle.Import(c.Context, r, c.String(flagTo), bundle.ImportOptions{

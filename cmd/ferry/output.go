@@ -138,7 +138,7 @@ func (o *output) setDoc(doc interface{ Fail(*report.Error) }) {
 	o.mu.Unlock()
 }
 
-// emit prints doc as the one JSON document of the run.
+// emitJSON prints doc as the one JSON document of the run.
 func emitJSON(w io.Writer, doc any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -283,7 +283,7 @@ func TestJSONFailures(t *testing.T) {
 		if e := doc.Error; e.ExitCode != exitFailure || "ferry: "+e.Message != res.errMessage() || !slices.Equal(e.Images, []string{missing}) || e.Blob != "" {
 			t.Errorf("error %+v, stderr %q", e, res.errMessage())
 		}
-		if doc.Output != filepath.Join(dir, "x.tar.zst") || len(doc.Images) != 0 {
+		if doc.Output != filepath.Join(dir, "x.tar.zst") || doc.Images == nil || len(doc.Images) != 0 {
 			t.Errorf("failed export document %+v", doc)
 		}
 	})
@@ -305,7 +305,7 @@ func TestJSONFailures(t *testing.T) {
 				t.Errorf("error names %s, not a sample image", img)
 			}
 		}
-		if doc.Bundle != path || doc.Destination != dst.Host+"/m" || doc.BlobsUploaded != 0 || len(doc.Images) != 0 {
+		if doc.Bundle != path || doc.Destination != dst.Host+"/m" || doc.BlobsUploaded != 0 || doc.Images == nil || len(doc.Images) != 0 {
 			t.Errorf("failed import document %+v", doc)
 		}
 	})
@@ -601,4 +601,44 @@ func TestProgressPlainRun(t *testing.T) {
 func writePublicKey(t *testing.T, k interface{ Public() crypto.PublicKey }) string {
 	t.Helper()
 	return writeFile(t, "key.pub", pubPEM(t, k.Public()))
+}
+
+// BenchmarkProgressEvent: the cost of one event on the transfer path (a
+// MiB of a blob reported, blobs starting and ending) with the terminal
+// display on and drawing all the time: the transfer never waits for it.
+func BenchmarkProgressEvent(b *testing.B) {
+	var buf bytes.Buffer
+	p := &progress{w: &buf, verb: "import", tty: true, now: time.Now, flight: map[string]*flight{}, done: map[string]bool{}, width: 100}
+	p.start = p.now()
+	p.event(bundle.Event{Kind: bundle.EventPlanned, Total: 1 << 40, Blobs: 1 << 20})
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				p.draw()
+				buf.Reset()
+			}
+		}
+	}()
+	defer close(stop)
+	digests := make([]string, 64)
+	for i := range digests {
+		digests[i] = fmt.Sprintf("sha256:%064d", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			d := digests[i%64]
+			if i%64 == 0 {
+				p.event(bundle.Event{Kind: bundle.EventBlobStart, Digest: d, Size: 64 << 20, Ref: "reg.example/app:1"})
+			}
+			p.event(bundle.Event{Kind: bundle.EventBlobBytes, Digest: d, Bytes: 1 << 20})
+			i++
+		}
+	})
 }

@@ -65,7 +65,11 @@ type progress struct {
 	done      map[string]bool    // blobs done, by digest: counted once, however many repositories get them
 	resolving []string           // references being resolved, in order
 	flight    map[string]*flight // by digest
-	lines     int                // lines drawn last time (terminal)
+
+	// drawMu serialises drawing, apart from mu: an event never waits
+	// for a slow terminal.
+	drawMu sync.Mutex
+	lines  int // lines drawn last time (terminal)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -85,7 +89,8 @@ func newProgress(w io.Writer, verb string, quiet bool, log *slog.Logger) *progre
 	if quiet {
 		return nil
 	}
-	p := &progress{w: w, log: log, verb: verb, tty: isTerminal(w), now: time.Now, flight: map[string]*flight{}, done: map[string]bool{}, width: inspectWidth}
+	// JSON log records are for a collector: no bar, even on a terminal.
+	p := &progress{w: w, log: log, verb: verb, tty: log == nil && isTerminal(w), now: time.Now, flight: map[string]*flight{}, done: map[string]bool{}, width: inspectWidth}
 	p.start = p.now()
 	interval := plainInterval
 	if p.tty {
@@ -344,8 +349,8 @@ func (p *progress) draw() {
 		return
 	}
 	lines := p.ttyLines(s)
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.drawMu.Lock()
+	defer p.drawMu.Unlock()
 	var b strings.Builder
 	p.clear(&b)
 	for _, l := range lines {
@@ -373,11 +378,11 @@ func (p *progress) Done() {
 		p.wg.Wait()
 	}
 	if p.tty {
-		p.mu.Lock()
+		p.drawMu.Lock()
+		defer p.drawMu.Unlock()
 		var b strings.Builder
 		p.clear(&b)
 		p.lines = 0
-		p.mu.Unlock()
 		io.WriteString(p.w, b.String())
 	}
 }
