@@ -143,6 +143,14 @@ func TestJSONExportImport(t *testing.T) {
 	}
 	insp := decode[report.Inspect](t, ferry(t, nil, "inspect", "--json", out))
 	checkHeader(t, insp.Header, "inspect", true)
+	if insp.FormatVersion != "1" || insp.Signed || insp.SignedBy != "" || !insp.SeekTable || insp.Delta != nil || len(insp.Images) != len(exp.Images) {
+		t.Errorf("inspect document %+v", insp)
+	}
+	for i, img := range insp.Images {
+		if e := exp.Images[i]; img.Ref != e.Ref || img.Digest != e.Digest || img.MediaType != e.MediaType || img.Size != e.Size || !slices.Equal(img.Platforms, e.Platforms) {
+			t.Errorf("inspect image %+v, export said %+v", img, e)
+		}
+	}
 	if exp.Platforms != platforms || exp.Blobs != insp.Blobs || exp.UniqueBytes != insp.UniqueBytes || exp.ArchiveBytes != insp.ArchiveBytes ||
 		exp.ReferencedBytes <= exp.UniqueBytes || exp.DurationSeconds <= 0 {
 		t.Errorf("export totals %+v, inspect says %d blobs, %d bytes, archive %d", exp, insp.Blobs, insp.UniqueBytes, insp.ArchiveBytes)
@@ -594,6 +602,22 @@ func TestProgressPlainRun(t *testing.T) {
 		if len(totals) != 1 {
 			t.Errorf("%s: progress lines with totals %v, want one total throughout:\n%s", args[0], totals, res.stderr)
 		}
+	}
+	// With --log-format json, the same lines are records with the counts.
+	res := ferry(t, nil, append([]string{"export", "--log-format", "json", "-o", out}, sample.Refs...)...)
+	res.expect(t, exitOK)
+	progress := 0
+	for _, r := range jsonLines(t, res.stderr) {
+		if r["phase"] != "transfer" {
+			continue
+		}
+		progress++
+		if r["level"] != "INFO" || r["totalBytes"].(float64) <= 0 || r["blobs"].(float64) <= 0 || !line.MatchString(r["msg"].(string)) {
+			t.Errorf("progress record %v", r)
+		}
+	}
+	if progress == 0 {
+		t.Errorf("no progress record:\n%s", res.stderr)
 	}
 }
 
