@@ -71,7 +71,10 @@ const (
 	EventBlobBytes
 	// EventBlobDone: a blob was transferred.
 	EventBlobDone
-	// EventBlobSkipped: the destination already had the blob (or it was mounted).
+	// EventBlobSkipped: the destination already had the blob (or it was
+	// mounted). Import reports a blob that several repositories need once
+	// for each: EventBlobDone or EventBlobSkipped for the first, then
+	// EventBlobSkipped for each other one.
 	EventBlobSkipped
 	// EventManifest: export read a manifest, or import pushed one or set a
 	// tag (Ref, Digest): one event each.
