@@ -430,6 +430,11 @@ func (im *importer) checkLeftOut(ctx context.Context, to string) error {
 				return nil
 			}
 			present += len(need) - len(lack)
+			for _, repo := range need {
+				if !slices.Contains(lack, repo) {
+					im.record(repo, desc.Digest, blobPresent)
+				}
+			}
 			for _, repo := range lack {
 				mounts = append(mounts, mount{desc, repo, holder})
 			}
@@ -459,7 +464,9 @@ func (im *importer) checkLeftOut(ctx context.Context, to string) error {
 			im.res.BlobsSkipped++
 		} else {
 			im.res.BlobsMounted++
+			how = blobMounted
 		}
+		im.record(m.into, m.desc.Digest, how)
 		im.opts.Progress.emit(Event{Kind: EventBlobSkipped, Digest: m.desc.Digest.String(), Size: m.desc.Size})
 	}
 	return nil

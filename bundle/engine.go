@@ -102,6 +102,10 @@ type copier struct {
 	repos func(digest.Digest) []string
 	total int64
 	large chan struct{} // one per blob over memSpoolLimit in flight: Jobs
+	// outcome, when set, learns how each repository came to hold each
+	// blob (import counts them per image); called from several
+	// goroutines.
+	outcome func(repo string, desc ocispec.Descriptor, how blobOutcome)
 
 	uploaded, mounted, present, bytesUp atomic.Int64
 }
@@ -120,6 +124,7 @@ func (c *copier) copyBlobs(ctx context.Context, src source, dst blobTarget, blob
 	for _, b := range blobs {
 		c.total += b.Size
 	}
+	c.progress.emit(Event{Kind: EventPlanned, Total: c.total, Blobs: len(blobs)})
 	if s, ok := src.(sequentialSource); ok {
 		for {
 			// Neither a stream nor an OCI layout target looks at the
@@ -233,6 +238,7 @@ func (c *copier) copyBlob(ctx context.Context, src source, dst blobTarget, desc 
 	for i, repo := range repos[1:] {
 		if held[i+1] {
 			c.present.Add(1)
+			c.record(repo, desc, blobPresent)
 			c.emit(EventBlobSkipped, desc)
 			continue
 		}
@@ -312,6 +318,7 @@ func (c *copier) put(ctx context.Context, src source, dst blobTarget, repo, from
 		}
 		return c.blobErr(op, desc.Digest, fmt.Errorf("to %s: %w", dst.display(repo, ""), err))
 	}
+	c.record(repo, desc, how)
 	switch how {
 	case blobUploaded:
 		c.uploaded.Add(1)
@@ -342,7 +349,25 @@ func (c *copier) blobErr(op string, d digest.Digest, err error) error {
 }
 
 func (c *copier) emit(kind EventKind, desc ocispec.Descriptor) {
-	c.progress.emit(Event{Kind: kind, Digest: desc.Digest.String(), Size: desc.Size, Total: c.total})
+	if c.progress == nil {
+		return
+	}
+	e := Event{Kind: kind, Digest: desc.Digest.String(), Size: desc.Size, Total: c.total}
+	if kind == EventBlobStart {
+		if users := c.users(desc.Digest); len(users) > 0 {
+			e.Ref = users[0]
+			if len(users) > 1 {
+				e.Ref += fmt.Sprintf(" +%d", len(users)-1)
+			}
+		}
+	}
+	c.progress(e)
+}
+
+func (c *copier) record(repo string, desc ocispec.Descriptor, how blobOutcome) {
+	if c.outcome != nil {
+		c.outcome(repo, desc, how)
+	}
 }
 
 // sourceError marks a failure to read the source, as opposed to a failure

@@ -72,6 +72,8 @@ type ExportSummary struct {
 	Rewritten []RewrittenIndex
 	// Index is the index.json written.
 	Index ocispec.Index
+	// Exported lists every image written, in index.json order.
+	Exported []Image
 }
 
 // RewrittenIndex records an index changed by a platform filter.
@@ -290,7 +292,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 		return nil, err
 	}
 	sum.ArchiveBytes = at.bw.Size()
-	e.count(sum, g, index)
+	sum.Exported = e.count(sum, g, index)
 	sum.Duration = time.Since(start)
 	return sum, nil
 }
@@ -343,6 +345,7 @@ func (e *exporter) resolveAll(ctx context.Context, refs []string) ([]*image, err
 	eg.SetLimit(metaJobs(e.opts.Jobs))
 	for i, j := range jobs {
 		eg.Go(func() error {
+			e.opts.Progress.emit(Event{Kind: EventResolving, Ref: j.r.String()})
 			if j.layout != nil {
 				images[i], errs[i] = e.resolveLayout(ctx, *j.layout, j.r, j.desc)
 			} else {

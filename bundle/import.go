@@ -52,6 +52,18 @@ type ImportedImage struct {
 	// platform filter at export rewrote its index (Digest is then the
 	// rewritten index's); empty otherwise.
 	Upstream digest.Digest
+	// Confirmed: the destination resolved Destination to Digest after
+	// the push.
+	Confirmed bool
+	// How the configs and layers of this image reached its repository:
+	// sent, mounted from another repository of the destination, or
+	// already there. BytesUploaded is the size of those sent. A blob
+	// shared by images of one repository is counted in each of them; one
+	// shared across repositories is sent to the first and mounted into
+	// the others. The sums over images can therefore exceed the
+	// ImportResult totals, which count each blob once per repository.
+	BlobsUploaded, BlobsMounted, BlobsPresent int
+	BytesUploaded                             int64
 }
 
 // ImportResult reports what Import did.
@@ -259,6 +271,48 @@ type importer struct {
 	// manifests each repository needs, children first
 	repoManifests map[string][]*Manifest
 	repoBlobs     map[string]map[digest.Digest]bool
+	// how each repository came to hold each blob, for the counts of
+	// each image
+	outMu    sync.Mutex
+	outcomes map[string]map[digest.Digest]blobOutcome
+}
+
+// record notes how repo came to hold blob d.
+func (im *importer) record(repo string, d digest.Digest, how blobOutcome) {
+	im.outMu.Lock()
+	defer im.outMu.Unlock()
+	if im.outcomes == nil {
+		im.outcomes = map[string]map[digest.Digest]blobOutcome{}
+	}
+	if im.outcomes[repo] == nil {
+		im.outcomes[repo] = map[digest.Digest]blobOutcome{}
+	}
+	im.outcomes[repo][d] = how
+}
+
+// count sets the blob counts of img, target t.
+func (im *importer) count(img *ImportedImage, t imageTarget) {
+	im.outMu.Lock()
+	defer im.outMu.Unlock()
+	im.r.g.closure(t.root.Digest, func(d digest.Digest, m *Manifest) bool {
+		if m != nil {
+			return true
+		}
+		how, ok := im.outcomes[t.repo][d]
+		switch {
+		case !ok:
+		case how == blobUploaded:
+			img.BlobsUploaded++
+			if b := im.r.g.blobs[d]; b != nil {
+				img.BytesUploaded += b.desc.Size
+			}
+		case how == blobMounted:
+			img.BlobsMounted++
+		case how == blobPresent:
+			img.BlobsPresent++
+		}
+		return true
+	})
 }
 
 func (im *importer) plan(dest Destination) error {
@@ -327,6 +381,7 @@ func (im *importer) addClosure(repo string, root digest.Digest) {
 func (im *importer) pushBlobs(ctx context.Context) error {
 	c := newCopier("import", im.opts.Jobs, im.opts.Registry.client(), im.opts.Progress, im.r.Users)
 	c.repos = func(d digest.Digest) []string { return im.blobRepos[d] }
+	c.outcome = func(repo string, desc ocispec.Descriptor, how blobOutcome) { im.record(repo, desc.Digest, how) }
 	defer func() {
 		im.res.BlobsUploaded += int(c.uploaded.Load())
 		im.res.BlobsMounted += int(c.mounted.Load())
@@ -457,7 +512,8 @@ func (im *importer) check(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("checking %s after the push: %w", dst, err)
 			}
-			images[i] = ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got}
+			images[i] = ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got, Confirmed: got == t.root.Digest}
+			im.count(&images[i], t)
 			if up := digest.Digest(t.root.Annotations[AnnotationOriginalDigest]); validateDigest(up) == nil {
 				images[i].Upstream = up
 			}

@@ -94,23 +94,38 @@ const (
 	EventBlobBytes
 	// EventBlobDone: a blob was transferred.
 	EventBlobDone
-	// EventBlobSkipped: the destination already had the blob (or it was mounted).
+	// EventBlobSkipped: the destination already had the blob (or it was
+	// mounted). Import reports a blob that several repositories need once
+	// for each: EventBlobDone or EventBlobSkipped for the first, then
+	// EventBlobSkipped for each other one.
 	EventBlobSkipped
 	// EventManifest: export read a manifest, or import pushed one or set a
 	// tag (Ref, Digest): one event each.
 	EventManifest
+	// EventResolving: export started resolving a reference (Ref), before
+	// any of its manifests is read.
+	EventResolving
+	// EventPlanned: the blobs to transfer are known, before the first
+	// starts: Blobs of them, Total bytes. Export knows them once every
+	// manifest is read, import from the bundle's index.json (also on
+	// standard input). Sent once per copy.
+	EventPlanned
 )
 
 // Event is a progress report. The library only reports; drawing is the
 // caller's business. Callbacks may come from several goroutines at once.
 type Event struct {
-	Kind   EventKind
+	Kind EventKind
+	// Ref names the reference; for EventBlobStart, the first image that
+	// uses the blob (with " +N" when N more use it).
 	Ref    string
 	Digest string
 	Size   int64
 	Bytes  int64
 	// Total is the number of bytes the whole operation will transfer, when known.
 	Total int64
+	// Blobs is, for EventPlanned, the number of blobs to transfer.
+	Blobs int
 }
 
 func (f ProgressFunc) emit(e Event) {

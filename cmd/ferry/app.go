@@ -38,6 +38,19 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// out is what the running command prints besides its result, once
+	// it has read its output flags (setupOutput); nil before.
+	out *output
+}
+
+// warn prints a warning through the command's output, or as text before
+// the command set it up.
+func (e *env) warn(msg string) {
+	if e.out != nil {
+		e.out.warn(msg)
+		return
+	}
+	fmt.Fprintf(e.stderr, "ferry: WARNING: %s\n", termtext.Escape(msg))
 }
 
 func newApp(e *env) *cli.App {
@@ -99,7 +112,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitFailure
 	}
 	code := exitCode(ctx, err)
-	fmt.Fprintf(stderr, "ferry: %s\n", message(err))
+	out := e.out
+	if out == nil {
+		// The command did not start: --json still gets its document.
+		command, json := jsonRequested(args)
+		out = &output{command: command, json: json, format: logText}
+	}
+	out.failed(stdout, stderr, err, code)
 	return code
 }
 

@@ -341,7 +341,7 @@ func TestExportInspectImport(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "images.tar.zst")
 
-	res := ferry(t, nil, append([]string{"export", "-q", "-o", out}, sample.Refs...)...)
+	res := ferry(t, nil, append([]string{"export", "-o", out}, sample.Refs...)...)
 	res.expect(t, exitOK)
 	if !strings.Contains(res.stderr, fmt.Sprintf("exported %d images", len(sample.Refs))) {
 		t.Errorf("export summary:\n%s", res.stderr)
@@ -356,7 +356,7 @@ func TestExportInspectImport(t *testing.T) {
 	}
 
 	t.Run("inspect", func(t *testing.T) {
-		res := ferry(t, nil, "inspect", out)
+		res := ferry(t, nil, "inspect", "--wide", out)
 		res.expect(t, exitOK)
 		for _, ref := range sample.Refs {
 			if !strings.Contains(res.stdout, ref) || !strings.Contains(res.stdout, sample.Digests[ref]) {
@@ -399,7 +399,7 @@ func TestExportInspectImport(t *testing.T) {
 	to := dst.Host + "/mirror"
 	mapping := filepath.Join(t.TempDir(), "mapping.txt")
 	t.Run("import", func(t *testing.T) {
-		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, "--mapping-out", mapping, out)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "--to", to, "--mapping-out", mapping, out)
 		res.expect(t, exitOK)
 		assertTagged(t, to, false, sample)
 		if dst.BlobUploads.Load() == 0 {
@@ -437,7 +437,7 @@ func TestExportInspectImport(t *testing.T) {
 
 	t.Run("second import uploads nothing", func(t *testing.T) {
 		before := dst.BlobUploads.Load()
-		res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", to, out)
+		res := ferry(t, nil, "import", "--insecure-skip-verify", "--to", to, out)
 		res.expect(t, exitOK)
 		if n := dst.BlobUploads.Load() - before; n != 0 {
 			t.Errorf("second import uploaded %d blobs, want 0", n)
@@ -454,7 +454,7 @@ func TestExportToStdoutImportFromStdin(t *testing.T) {
 	_, sample := source(t)
 	dst := registrytest.New(t, registrytest.Options{})
 
-	res := ferry(t, nil, append([]string{"export", "-q", "-o", "-"}, sample.Refs...)...)
+	res := ferry(t, nil, append([]string{"export", "-o", "-"}, sample.Refs...)...)
 	res.expect(t, exitOK)
 	if len(res.stdout) < 4 || binary.LittleEndian.Uint32([]byte(res.stdout)) != 0xFD2FB528 {
 		t.Fatalf("standard output does not start with a zstd frame (%d bytes)", len(res.stdout))
@@ -1081,7 +1081,7 @@ func TestImportTableAfterPlatformFilter(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "images.tar.zst")
 	ferry(t, nil, "export", "-q", "--platform", "linux/amd64", "-o", out, multi, single).expect(t, exitOK)
 	dst := registrytest.New(t, registrytest.Options{})
-	res := ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/m", out)
+	res := ferry(t, nil, "import", "--insecure-skip-verify", "--to", dst.Host+"/m", out)
 	res.expect(t, exitOK)
 	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
 	if len(lines) != 3 {
@@ -1109,7 +1109,7 @@ func TestImportTableAfterPlatformFilter(t *testing.T) {
 		}
 	}
 	// Without --platform: no upstream column.
-	res = ferry(t, nil, "import", "--insecure-skip-verify", "-q", "--to", dst.Host+"/n", writeFile(t, "all.tar.zst", sampleBundle(t)))
+	res = ferry(t, nil, "import", "--insecure-skip-verify", "--to", dst.Host+"/n", writeFile(t, "all.tar.zst", sampleBundle(t)))
 	res.expect(t, exitOK)
 	if h := strings.SplitN(res.stdout, "\n", 2)[0]; strings.Join(strings.Fields(h), " ") != "SOURCE DESTINATION BUNDLE DIGEST DESTINATION DIGEST OK" {
 		t.Errorf("header without a platform filter %q", h)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/registrytest"
+	"github.com/ferryproject/ferry/internal/report"
 )
 
 // deltaSet is a signed base bundle (the first three sample images), a
@@ -68,7 +69,7 @@ func TestDeltaCLI(t *testing.T) {
 	// export --base, from the CLI (unsigned: the flag, not the key, is
 	// under test).
 	out := filepath.Join(s.dir, "cli-delta.tar.zst")
-	res := ferry(t, nil, append([]string{"export", "-q", "--base", s.base, "-o", out}, sample.Refs...)...)
+	res := ferry(t, nil, append([]string{"export", "--base", s.base, "-o", out}, sample.Refs...)...)
 	res.expect(t, exitOK)
 	if !strings.Contains(res.stderr, fmt.Sprintf("  delta:          %d blobs (", s.leftOut)) {
 		t.Errorf("export summary does not report the blobs left out:\n%s", res.stderr)
@@ -81,7 +82,7 @@ func TestDeltaCLI(t *testing.T) {
 	res.expect(t, exitFailure, "open "+filepath.Join(s.dir, "nothing")+": no such file or directory")
 
 	// inspect
-	res = ferry(t, nil, "inspect", s.delta)
+	res = ferry(t, nil, "inspect", "--wide", s.delta)
 	res.expect(t, exitOK)
 	for _, want := range []string{
 		fmt.Sprintf("delta:           yes, %d blobs (", s.leftOut),
@@ -92,7 +93,7 @@ func TestDeltaCLI(t *testing.T) {
 		}
 	}
 	res = ferry(t, nil, "inspect", "--json", s.delta)
-	var rep inspectReport
+	var rep report.Inspect
 	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestDeltaCLI(t *testing.T) {
 		t.Errorf("verify --base does not say the delta is complete:\n%s", res.stdout)
 	}
 	res = ferry(t, nil, "verify", "--key", s.pub, "--base", s.base, "--json", s.delta)
-	var vj verifyJSON
+	var vj report.Verify
 	if err := json.Unmarshal([]byte(res.stdout), &vj); err != nil || !vj.BasesChecked || vj.Delta == nil || vj.Delta.LeftOutBlobs != s.leftOut {
 		t.Errorf("verify --json = %s (%v)", res.stdout, err)
 	}

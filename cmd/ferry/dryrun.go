@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/report"
 	"github.com/ferryproject/ferry/internal/human"
 	"github.com/ferryproject/ferry/internal/termtext"
 )
@@ -45,14 +46,26 @@ type dryRunImage struct {
 // output, after progressDone; it writes no bundle. A failed blob probe (a redirect target that
 // cannot be reached) fails the dry run after the listing: the export would
 // fail there.
-func dryRun(c *cli.Context, e *env, refs []string, opts bundle.ExportOptions, progressDone func()) error {
+func dryRun(c *cli.Context, e *env, refs []string, opts bundle.ExportOptions, progressDone func(), asJSON bool, doc *report.Export) error {
 	plan, err := bundle.PlanExport(c.Context, refs, opts)
 	progressDone()
 	if err != nil {
 		return err
 	}
 	l := newDryRunListing(plan)
-	l.print(e.stdout)
+	if asJSON {
+		// The export document, with what the bundle would hold: the
+		// caller prints it, on failure with its error.
+		doc.DryRun = true
+		for i, img := range l.Images {
+			doc.Images = append(doc.Images, report.ExportImage{Ref: img.Ref, Digest: img.Digest, MediaType: plan.Images[i].Descriptor.MediaType, Platforms: img.Platforms, Size: img.Bytes, UpstreamDigest: img.Upstream})
+			doc.Platforms += len(img.Platforms)
+		}
+		doc.Blobs, doc.UniqueBytes, doc.ReferencedBytes = l.Blobs, l.UniqueBytes, l.ReferencedBytes
+		doc.LeftOutBlobs, doc.LeftOutBytes = l.LeftOut, l.LeftOutBytes
+	} else {
+		l.print(e.stdout)
+	}
 	var failed []string
 	for _, p := range plan.Probes {
 		if p.Err != nil {

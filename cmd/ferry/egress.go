@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/report"
 	"github.com/ferryproject/ferry/internal/human"
 	"github.com/ferryproject/ferry/internal/termtext"
 )
@@ -51,16 +52,19 @@ func egressFlags() []cli.Flag {
 type egressRecorder struct {
 	path   string // the report file, "" for none
 	dryRun bool
-	log    bundle.EgressLog
+	// print: print the readable summary on standard error (not for
+	// --json alone, whose document carries the hosts)
+	print bool
+	log   bundle.EgressLog
 }
 
 // newEgressRecorder checks --egress-report before any work: the name must
 // be replaceable (not a symbolic link, a directory, a device) and its
 // directory must take a new file, so that an export of an hour does not
 // end without its report.
-func newEgressRecorder(c *cli.Context) (*egressRecorder, error) {
+func newEgressRecorder(c *cli.Context, asJSON bool) (*egressRecorder, error) {
 	path, dry := c.String(flagEgressReport), c.Bool(flagDryRun)
-	if path == "" && !dry {
+	if path == "" && !dry && !asJSON {
 		return nil, nil
 	}
 	if path != "" {
@@ -78,7 +82,21 @@ func newEgressRecorder(c *cli.Context) (*egressRecorder, error) {
 		}
 		os.Remove(tmp)
 	}
-	return &egressRecorder{path: path, dryRun: dry}, nil
+	return &egressRecorder{path: path, dryRun: dry, print: path != "" || dry}, nil
+}
+
+// summary is what the --json document of the export says of the hosts
+// contacted so far (nil without a recorder).
+func (r *egressRecorder) summary() *report.EgressSummary {
+	if r == nil {
+		return nil
+	}
+	rep := buildEgressReport(r.log.Hosts(), r.dryRun, nil)
+	s := &report.EgressSummary{Report: r.path, Hosts: []report.EgressHost{}, Allowlist: rep.Allowlist}
+	for _, h := range rep.Hosts {
+		s.Hosts = append(s.Hosts, report.EgressHost{Host: h.Host, Roles: h.Roles, Requests: h.Requests, BytesReceived: h.BytesReceived, BytesSent: h.BytesSent})
+	}
+	return s
 }
 
 // attach makes the registry client record into r.
@@ -107,7 +125,9 @@ func (r *egressRecorder) finish(e *env, runErr error) error {
 			werr = fmt.Errorf("%w: %w", errEgressReport, err)
 		}
 	}
-	printEgressSummary(e.stderr, rep)
+	if r.print {
+		printEgressSummary(e.stderr, rep)
+	}
 	switch {
 	case werr != nil && runErr != nil:
 		return fmt.Errorf("%w\n%w", runErr, werr)

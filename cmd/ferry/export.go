@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/human"
+	"github.com/ferryproject/ferry/internal/report"
 )
 
 func newExportCommand(e *env) *cli.Command {
@@ -54,8 +57,14 @@ bundle (only its seek table and index.json are read) or an import receipt
 			&cli.StringFlag{Name: flagRegistry, Usage: "send the credentials of --username to `HOST` only (required with --username when the references name several registries)"},
 			jobsFlag("download and compress `N` blobs at once"),
 			quietFlag(),
+			jsonFlag(),
+			logFormatFlag(),
 		}, append(registryFlags(), egressFlags()...)...),
 		Action: func(c *cli.Context) (err error) {
+			o, err := setupOutput(c, e, "export")
+			if err != nil {
+				return err
+			}
 			refs := c.Args().Slice()
 			stdinList := false
 			for _, f := range c.StringSlice(flagImagesFile) {
@@ -95,6 +104,9 @@ bundle (only its seek table and index.json are read) or an import receipt
 			if out == "" && !c.Bool(flagDryRun) {
 				return usagef("no output given: use -o FILE, or -o - for standard output")
 			}
+			if out == "-" && o.json {
+				return usagef("--json prints its document on standard output, where -o - writes the bundle; write the bundle to a file")
+			}
 			if out == "-" && isTerminal(e.stdout) {
 				return usagef("refusing to write a bundle to a terminal; redirect standard output or use -o FILE")
 			}
@@ -105,7 +117,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 			if err != nil {
 				return err
 			}
-			egress, err := newEgressRecorder(c)
+			egress, err := newEgressRecorder(c, o.json)
 			if err != nil {
 				return err
 			}
@@ -114,7 +126,9 @@ bundle (only its seek table and index.json are read) or an import receipt
 			if err != nil {
 				return err
 			}
-			prog := newProgress(e.stderr, "export", c.Bool(flagQuiet))
+			doc := &report.Export{Header: report.NewHeader("export"), Output: out, Images: []report.ExportImage{}}
+			o.setDoc(doc)
+			prog := newProgress(e.stderr, "export", o.quiet, o.progressLog())
 			opts := bundle.ExportOptions{
 				Jobs:      j,
 				Platforms: c.StringSlice(flagPlatform),
@@ -131,7 +145,12 @@ bundle (only its seek table and index.json are read) or an import receipt
 				opts.Created = time.Unix(sec, 0)
 			}
 			if c.Bool(flagDryRun) {
-				return egress.finish(e, dryRun(c, e, refs, opts, prog.Done))
+				err := dryRun(c, e, refs, opts, prog.Done, o.json, doc)
+				doc.Egress = egress.summary()
+				if err == nil && o.json {
+					err = emitJSON(e.stdout, doc)
+				}
+				return egress.finish(e, err)
 			}
 			var sigs map[string][]byte
 			signature := "unsigned (no --key)"
@@ -150,14 +169,17 @@ bundle (only its seek table and index.json are read) or an import receipt
 			} else if c.String(flagSignatureOut) != "" {
 				return usagef("--signature-out needs --key")
 			} else {
-				fmt.Fprintln(e.stderr, "ferry: note: no --key: the bundle will be unsigned, and importing it will need --insecure-skip-verify (make a key with 'ferry keygen')")
+				o.note("no --key: the bundle will be unsigned, and importing it will need --insecure-skip-verify (make a key with 'ferry keygen')")
 			}
 			if so := c.String(flagSignatureOut); so != "" {
 				if err := replaceable(so); err != nil {
 					return usagef("--signature-out: %v", err)
 				}
 			}
-			defer func() { err = egress.finish(e, err) }()
+			defer func() {
+				doc.Egress = egress.summary()
+				err = egress.finish(e, err)
+			}()
 			var sum *bundle.ExportSummary
 			if out == "-" {
 				sum, err = bundle.Export(c.Context, refs, e.stdout, opts)
@@ -172,7 +194,15 @@ bundle (only its seek table and index.json are read) or an import receipt
 			if err != nil {
 				return err
 			}
-			printExportSummary(e, out, sum, signature)
+			if o.json {
+				fillExport(doc, sum, signature)
+				doc.Egress = egress.summary()
+				if err := emitJSON(e.stdout, doc); err != nil {
+					return err
+				}
+			} else if o.human() {
+				printExportSummary(o.summary(e.stderr), out, sum, signature)
+			}
 			if so := c.String(flagSignatureOut); so != "" {
 				if err := replaceFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing the signature: %w", err)
@@ -183,8 +213,7 @@ bundle (only its seek table and index.json are read) or an import receipt
 	}
 }
 
-func printExportSummary(e *env, out string, s *bundle.ExportSummary, signature string) {
-	w := e.stderr
+func printExportSummary(w io.Writer, out string, s *bundle.ExportSummary, signature string) {
 	if out == "-" {
 		out = "standard output"
 	}
@@ -204,5 +233,27 @@ func printExportSummary(e *env, out string, s *bundle.ExportSummary, signature s
 	fmt.Fprintf(w, "  signature:      %s\n", signature)
 	for _, r := range s.Rewritten {
 		fmt.Fprintf(w, "  note: %s: --platform rewrote the index, digest %s (source %s)\n", r.Ref, r.Rewritten, r.Original)
+	}
+}
+
+// fillExport completes the --json document of an export from its summary.
+func fillExport(doc *report.Export, s *bundle.ExportSummary, signature string) {
+	upstream := map[string]string{}
+	for _, r := range s.Rewritten {
+		upstream[r.Ref] = r.Original.String()
+	}
+	doc.Images = []report.ExportImage{}
+	for _, img := range s.Exported {
+		ei := report.ExportImage{Ref: img.Ref, Digest: img.Descriptor.Digest.String(), MediaType: img.Descriptor.MediaType, Size: img.Size, UpstreamDigest: upstream[img.Ref]}
+		for _, p := range img.Platforms {
+			ei.Platforms = append(ei.Platforms, bundle.FormatPlatform(p))
+		}
+		doc.Images = append(doc.Images, ei)
+	}
+	doc.Platforms, doc.Blobs, doc.UniqueBytes, doc.ReferencedBytes = s.Platforms, s.Blobs, s.UniqueBytes, s.ReferencedBytes
+	doc.LeftOutBlobs, doc.LeftOutBytes, doc.ArchiveBytes = s.LeftOut, s.LeftOutBytes, s.ArchiveBytes
+	doc.DurationSeconds = s.Duration.Seconds()
+	if fp, ok := strings.CutPrefix(signature, "key "); ok {
+		doc.SignedBy = fp
 	}
 }

@@ -101,7 +101,7 @@ func insecureFlag() cli.Flag {
 }
 
 func quietFlag() cli.Flag {
-	return &cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Usage: "print no progress"}
+	return &cli.BoolFlag{Name: flagQuiet, Aliases: []string{"q"}, Usage: "print errors and warnings only: no progress, notes or summary (--json still prints its document)"}
 }
 
 func jobs(c *cli.Context) (int, error) {

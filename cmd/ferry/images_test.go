@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/internal/registrytest"
+	"github.com/ferryproject/ferry/internal/report"
 )
 
 const scanFixtures = "../../testdata/scan"
@@ -214,7 +215,7 @@ spec:
 		t.Helper()
 		res := ferry(t, nil, "inspect", "--json", bundle)
 		res.expect(t, exitOK)
-		var rep inspectReport
+		var rep report.Inspect
 		if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/human"
+	"github.com/ferryproject/ferry/internal/report"
 	"github.com/ferryproject/ferry/internal/termtext"
 )
 
@@ -49,8 +51,14 @@ Examples:
 			&cli.BoolFlag{Name: flagVerifyFirst, Usage: "check every blob of the file before pushing anything"},
 			jobsFlag("upload `N` blobs at once"),
 			quietFlag(),
+			jsonFlag(),
+			logFormatFlag(),
 		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
+			o, err := setupOutput(c, e, "import")
+			if err != nil {
+				return err
+			}
 			if c.NArg() != 1 {
 				return usagef("import takes one bundle file (or - for standard input), got %d arguments", c.NArg())
 			}
@@ -113,7 +121,9 @@ Examples:
 				return err
 			}
 			defer r.Close()
-			prog := newProgress(e.stderr, "import", c.Bool(flagQuiet))
+			doc := &report.Import{Header: report.NewHeader("import"), Bundle: path, Destination: c.String(flagTo), Images: []report.ImportImage{}}
+			o.setDoc(doc)
+			prog := newProgress(e.stderr, "import", o.quiet, o.progressLog())
 			res, err := bundle.Import(c.Context, r, c.String(flagTo), bundle.ImportOptions{
 				Jobs:               j,
 				KeepSourceRegistry: c.Bool(flagKeepSourceRegistry),
@@ -124,13 +134,16 @@ Examples:
 			prog.Done()
 			if res != nil {
 				for _, w := range res.Warnings {
-					fmt.Fprintf(e.stderr, "ferry: WARNING: %s\n", termtext.Escape(w))
+					o.warn(w)
 				}
+				fillImport(doc, res)
 			}
 			if err != nil {
 				return err
 			}
-			printImportResult(e, res)
+			if o.human() {
+				printImportResult(e, res, o.summary(e.stderr))
+			}
 			if mapping != "" {
 				if err := writeMapping(mapping, res); err != nil {
 					return err
@@ -140,7 +153,12 @@ Examples:
 				return err
 			}
 			if receiptOut != "" {
-				return writeReceipt(receiptOut, res.Receipt)
+				if err := writeReceipt(receiptOut, res.Receipt); err != nil {
+					return err
+				}
+			}
+			if o.json {
+				return emitJSON(e.stdout, doc)
 			}
 			return nil
 		},
@@ -154,7 +172,7 @@ func displayName(path string) string {
 	return path
 }
 
-func printImportResult(e *env, res *bundle.ImportResult) {
+func printImportResult(e *env, res *bundle.ImportResult, summary io.Writer) {
 	// BUNDLE DIGEST is what the bundle holds and the destination must
 	// answer; after an export with --platform it is the rewritten index,
 	// and UPSTREAM DIGEST says what the source registry had.
@@ -182,10 +200,10 @@ func printImportResult(e *env, res *bundle.ImportResult) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stderr, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
+	fmt.Fprintf(summary, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
 		len(res.Images), res.BlobsUploaded, human.Bytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
 	if res.Receipt != nil {
-		fmt.Fprintf(e.stderr, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
+		fmt.Fprintf(summary, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
 	}
 }
 
@@ -232,4 +250,20 @@ func openBundle(e *env, path string, opts ...bundle.ReadOption) (*bundle.Reader,
 		return nil, fmt.Errorf("reading %s: %w", displayName(path), err)
 	}
 	return r, nil
+}
+
+// fillImport fills the --json document of an import from its result (a
+// partial one when the import failed).
+func fillImport(doc *report.Import, res *bundle.ImportResult) {
+	doc.Images = []report.ImportImage{}
+	for _, img := range res.Images {
+		ii := report.ImportImage{Source: img.Source, Destination: img.Destination, Digest: img.Digest.String(), DestinationDigest: img.DestinationDigest.String(),
+			Confirmed: img.Confirmed, BlobsUploaded: img.BlobsUploaded, BlobsMounted: img.BlobsMounted, BlobsPresent: img.BlobsPresent, BytesUploaded: img.BytesUploaded}
+		if img.Upstream != "" {
+			ii.UpstreamDigest = img.Upstream.String()
+		}
+		doc.Images = append(doc.Images, ii)
+	}
+	doc.BlobsUploaded, doc.BlobsMounted, doc.BlobsPresent, doc.BytesUploaded = res.BlobsUploaded, res.BlobsMounted, res.BlobsSkipped, res.BytesUploaded
+	doc.Manifests, doc.DurationSeconds, doc.Receipt, doc.Warnings = res.Manifests, res.Duration.Seconds(), res.ReceiptAt, res.Warnings
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
-	"encoding/json"
+	"slices"
+	"unicode/utf8"
+
 	"fmt"
+	"github.com/ferryproject/ferry/internal/report"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -16,41 +19,9 @@ import (
 	"github.com/ferryproject/ferry/internal/termtext"
 )
 
-// inspectReport is the --json output of inspect.
-type inspectReport struct {
-	FormatVersion string            `json:"formatVersion"`
-	Created       string            `json:"created,omitempty"`
-	FerryVersion  string            `json:"ferryVersion,omitempty"`
-	Platforms     string            `json:"platformFilter,omitempty"`
-	Signed        bool              `json:"signed"`
-	SignedBy      string            `json:"signedBy,omitempty"`
-	SeekTable     bool              `json:"seekTable"`
-	Images        []inspectImage    `json:"images"`
-	Blobs         int               `json:"blobs"`
-	UniqueBytes   int64             `json:"uniqueBytes"`
-	ArchiveBytes  int64             `json:"archiveBytes,omitempty"`
-	Annotations   map[string]string `json:"annotations,omitempty"`
-	Delta         *deltaReport      `json:"delta,omitempty"`
-}
-
-// deltaReport says what a delta bundle leaves out, and of which base.
-type deltaReport struct {
-	LeftOutBlobs int          `json:"leftOutBlobs"`
-	LeftOutBytes int64        `json:"leftOutBytes"`
-	Bases        []baseReport `json:"bases"`
-}
-
-type baseReport struct {
-	Kind         string `json:"kind"`
-	Digest       string `json:"digest"`
-	Name         string `json:"name,omitempty"`
-	LeftOutBlobs int    `json:"leftOutBlobs"`
-	LeftOutBytes int64  `json:"leftOutBytes,omitempty"`
-}
-
 // newDeltaReport describes delta d; sizes come from the descriptors of
 // the blobs left out, when known (nil for verify, which counts only).
-func newDeltaReport(d *bundle.Delta, leftOut []ocispec.Descriptor) *deltaReport {
+func newDeltaReport(d *bundle.Delta, leftOut []ocispec.Descriptor) *report.Delta {
 	if d == nil {
 		return nil
 	}
@@ -58,9 +29,9 @@ func newDeltaReport(d *bundle.Delta, leftOut []ocispec.Descriptor) *deltaReport 
 	for _, desc := range leftOut {
 		size[desc.Digest] = desc.Size
 	}
-	rep := &deltaReport{}
+	rep := &report.Delta{}
 	for _, b := range d.Bases {
-		br := baseReport{Kind: b.Kind, Digest: b.Digest.String(), Name: b.Name, LeftOutBlobs: len(b.LeftOut)}
+		br := report.Base{Kind: b.Kind, Digest: b.Digest.String(), Name: b.Name, LeftOutBlobs: len(b.LeftOut)}
 		for _, dg := range b.LeftOut {
 			br.LeftOutBytes += size[dg]
 		}
@@ -72,8 +43,9 @@ func newDeltaReport(d *bundle.Delta, leftOut []ocispec.Descriptor) *deltaReport 
 }
 
 // printDelta prints what a delta leaves out and the bases it needs. Base
-// names come from the bundle: escaped.
-func printDelta(e *env, d *deltaReport, sizes bool) {
+// names come from the bundle: escaped. Unless wide, digests are short and
+// names cut, to fit 100 columns.
+func printDelta(e *env, d *report.Delta, sizes, wide bool) {
 	if d == nil {
 		return
 	}
@@ -83,24 +55,23 @@ func printDelta(e *env, d *deltaReport, sizes bool) {
 		fmt.Fprintf(e.stdout, "delta:           yes, %d blobs left out; import it only where its bases were imported\n", d.LeftOutBlobs)
 	}
 	for _, b := range d.Bases {
-		name := ""
+		name, dg := "", b.Digest
 		if b.Name != "" {
-			name = " (" + termtext.Escape(b.Name) + ")"
+			if wide {
+				name = " (" + termtext.Escape(b.Name) + ")"
+			} else {
+				name = " (" + elide(termtext.Escape(b.Name), 24) + ")"
+			}
+		}
+		if !wide {
+			dg = shortDigest(dg)
 		}
 		if sizes {
-			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs, %s\n", b.Kind, b.Digest, name, b.LeftOutBlobs, human.Bytes(b.LeftOutBytes))
+			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs, %s\n", b.Kind, dg, name, b.LeftOutBlobs, human.Bytes(b.LeftOutBytes))
 		} else {
-			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs\n", b.Kind, b.Digest, name, b.LeftOutBlobs)
+			fmt.Fprintf(e.stdout, "  base:          %s %s%s: %d blobs\n", b.Kind, dg, name, b.LeftOutBlobs)
 		}
 	}
-}
-
-type inspectImage struct {
-	Ref       string   `json:"ref"`
-	Digest    string   `json:"digest"`
-	MediaType string   `json:"mediaType"`
-	Platforms []string `json:"platforms,omitempty"`
-	Size      int64    `json:"size"`
 }
 
 func newInspectCommand(e *env) *cli.Command {
@@ -109,11 +80,17 @@ func newInspectCommand(e *env) *cli.Command {
 		Usage:     "list the images and metadata of a bundle",
 		ArgsUsage: "FILE|-",
 		Description: `Reads index.json and the manifests only (through the seek table when
-present); layers are not decompressed.`,
+present); layers are not decompressed. The table fits 100 columns: short
+digests and cut names; --wide prints them in full.`,
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: flagJSON, Usage: "print JSON"},
+			jsonFlag(),
+			&cli.BoolFlag{Name: flagWide, Usage: "print full digests, names and media types, however wide"},
+			logFormatFlag(),
 		},
 		Action: func(c *cli.Context) error {
+			if _, err := setupOutput(c, e, "inspect"); err != nil {
+				return err
+			}
 			if c.NArg() != 1 {
 				return usagef("inspect takes one bundle file (or - for standard input), got %d arguments", c.NArg())
 			}
@@ -123,26 +100,25 @@ present); layers are not decompressed.`,
 				return err
 			}
 			defer r.Close()
-			rep := report(r)
+			rep := inspectDoc(r)
 			if path != "-" {
 				if st, err := os.Stat(path); err == nil {
 					rep.ArchiveBytes = st.Size()
 				}
 			}
 			if c.Bool(flagJSON) {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return emitJSON(e.stdout, rep)
 			}
-			printReport(e, rep)
+			printReport(e, rep, c.Bool(flagWide))
 			return nil
 		},
 	}
 }
 
-func report(r *bundle.Reader) inspectReport {
+func inspectDoc(r *bundle.Reader) report.Inspect {
 	idx := r.Index()
-	rep := inspectReport{
+	rep := report.Inspect{
+		Header:        report.NewHeader("inspect"),
 		FormatVersion: idx.Annotations[bundle.AnnotationFormatVersion],
 		Created:       idx.Annotations[bundle.AnnotationCreated],
 		FerryVersion:  idx.Annotations[bundle.AnnotationFerryVersion],
@@ -152,7 +128,7 @@ func report(r *bundle.Reader) inspectReport {
 	}
 	rep.Signed, rep.SignedBy = r.Signature().Signed, r.Signature().KeyFingerprint
 	for _, img := range r.Images() {
-		ii := inspectImage{Ref: img.Ref, Digest: img.Descriptor.Digest.String(), MediaType: img.Descriptor.MediaType, Size: img.Size}
+		ii := report.InspectImage{Ref: img.Ref, Digest: img.Descriptor.Digest.String(), MediaType: img.Descriptor.MediaType, Size: img.Size}
 		for _, p := range img.Platforms {
 			ii.Platforms = append(ii.Platforms, bundle.FormatPlatform(p))
 		}
@@ -167,40 +143,76 @@ func report(r *bundle.Reader) inspectReport {
 // the key fingerprint is what index.json and the manifests of a bundle not
 // verified here say: escaped (see termtext), so that a hostile bundle can
 // neither move the cursor (rewriting the "signed:" line) nor start a line.
-func printReport(e *env, rep inspectReport) {
+// Unless wide, every line fits inspectWidth columns: short digests, short
+// media types, cut names and platform lists.
+func printReport(e *env, rep report.Inspect, wide bool) {
 	w := e.stdout
 	esc := termtext.Escape
-	fmt.Fprintf(w, "format version:  %s\n", esc(rep.FormatVersion))
-	fmt.Fprintf(w, "created:         %s by ferry %s\n", esc(rep.Created), esc(rep.FerryVersion))
+	cut := func(s string, n int) string {
+		if wide {
+			return esc(s)
+		}
+		return elide(esc(s), n)
+	}
+	fmt.Fprintf(w, "format version:  %s\n", cut(rep.FormatVersion, 40))
+	fmt.Fprintf(w, "created:         %s by ferry %s\n", cut(rep.Created, 30), cut(rep.FerryVersion, 40))
 	if rep.Platforms != "" {
-		fmt.Fprintf(w, "platform filter: %s\n", esc(rep.Platforms))
+		fmt.Fprintf(w, "platform filter: %s\n", cut(rep.Platforms, inspectWidth-17))
 	}
 	signed := "no"
 	if rep.Signed {
+		// The fingerprint in full: it is what the operator compares.
 		signed = "yes (not verified here; use ferry verify)"
 		if rep.SignedBy != "" {
-			signed = "yes, key " + rep.SignedBy + " (not verified here; use ferry verify)"
+			signed = "yes, key " + rep.SignedBy + "\n                 (not verified here; use ferry verify)"
 		}
 	}
 	fmt.Fprintf(w, "signed:          %s\n", signed)
 	fmt.Fprintf(w, "blobs:           %d unique, %s\n", rep.Blobs, human.Bytes(rep.UniqueBytes))
-	printDelta(e, rep.Delta, true)
+	printDelta(e, rep.Delta, true, wide)
 	if rep.ArchiveBytes > 0 {
 		fmt.Fprintf(w, "archive:         %s\n", human.Bytes(rep.ArchiveBytes))
 	}
 	seek := "yes (random access)"
 	if !rep.SeekTable {
-		seek = "no (sequential read; a file written by ferry that lost its seek table may be truncated: check with zstd -t or ferry import)"
+		seek = "no (sequential read; a file written by ferry that lost its seek table may be truncated:\n                 check with zstd -t or ferry import)"
+		if wide {
+			seek = "no (sequential read; a file written by ferry that lost its seek table may be truncated: check with zstd -t or ferry import)"
+		}
 	}
 	fmt.Fprintf(w, "seek table:      %s\n\n", seek)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REFERENCE\tDIGEST\tMEDIA TYPE\tPLATFORMS\tSIZE")
+	rows := [][]string{{"REFERENCE", "DIGEST", "MEDIA TYPE", "PLATFORMS", "SIZE"}}
 	for _, img := range rep.Images {
 		pl := strings.Join(img.Platforms, ",")
 		if pl == "" {
 			pl = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), human.Bytes(img.Size))
+		row := []string{esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), human.Bytes(img.Size)}
+		if !wide {
+			// No media type: the reference needs the room more.
+			row = []string{row[0], shortDigest(img.Digest), elidePlatforms(img.Platforms, 24), row[4]}
+		}
+		rows = append(rows, row)
+	}
+	if !wide {
+		rows[0] = slices.Delete(rows[0], 2, 3)
+		// The reference gets what the other columns leave.
+		other := 0
+		for col := 1; col < len(rows[0]); col++ {
+			n := 0
+			for _, r := range rows {
+				n = max(n, utf8.RuneCountInString(r[col]))
+			}
+			other += n + 2
+		}
+		refWidth := max(inspectWidth-other, 24)
+		for _, r := range rows[1:] {
+			r[0] = elideMiddle(r[0], refWidth)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	tw.Flush()
 }

@@ -34,12 +34,20 @@ func TestInspectEscapesBundleText(t *testing.T) {
 	}
 	path := writeFile(t, "hostile.tar.zst", archivetest.Framed(t, archivetest.WithBody(t, ents, bundle.IndexFile, b), eoa))
 
-	res := ferry(t, nil, "inspect", path)
-	if res.code != 0 {
-		t.Fatalf("inspect: exit %d: %s", res.code, res.stderr)
-	}
-	if strings.ContainsAny(res.stdout, "\x1b\r") || strings.Contains(res.stdout, "\u202e") {
-		t.Errorf("inspect printed control characters from the bundle:\n%q", res.stdout)
+	// Cut to 100 columns by default, in full with --wide: escaped both ways.
+	var res result
+	for _, wide := range []bool{false, true} {
+		args := []string{"inspect", path}
+		if wide {
+			args = []string{"inspect", "--wide", path}
+		}
+		res = ferry(t, nil, args...)
+		if res.code != 0 {
+			t.Fatalf("inspect: exit %d: %s", res.code, res.stderr)
+		}
+		if strings.ContainsAny(res.stdout, "\x1b\r") || strings.Contains(res.stdout, "\u202e") {
+			t.Errorf("inspect printed control characters from the bundle:\n%q", res.stdout)
+		}
 	}
 	for _, want := range []string{
 		`created:         2024-01-01T00:00:00Z\x1b[1A\x1b[2K\rsigned:          yes, key sha256:0000 by ferry 1.0\u202e` + "\n",

@@ -123,7 +123,7 @@ func readOptions(c *cli.Context, e *env) ([]bundle.ReadOption, error) {
 		if len(keys) > 0 {
 			return nil, usagef("--insecure-skip-verify and --key contradict each other")
 		}
-		fmt.Fprintln(e.stderr, "ferry: WARNING: --insecure-skip-verify: the bundle's signature is NOT checked; anyone who could alter the file could alter the images")
+		e.warn("--insecure-skip-verify: the bundle's signature is NOT checked; anyone who could alter the file could alter the images")
 		return nil, nil
 	}
 	if len(keys) == 0 {

@@ -131,7 +131,8 @@ func TestExportLeftovers(t *testing.T) {
 		}
 		pr.Close()
 		code := waitExit(t, cmd, &stderr)
-		want := unsignedNote + "ferry: standard output was closed by the program reading it before the bundle was complete (broken pipe): what it received is not usable\n"
+		// -q: no note, only the error.
+		want := "ferry: standard output was closed by the program reading it before the bundle was complete (broken pipe): what it received is not usable\n"
 		if code != exitFailure || stderr.String() != want {
 			t.Errorf("exit code %d, stderr %q; want %d, %q", code, stderr.String(), exitFailure, want)
 		}

@@ -26,7 +26,7 @@ func TestExportSignatureSummary(t *testing.T) {
 	t.Setenv("FERRY_PASSWORD", "summary")
 	dir := t.TempDir()
 
-	res := ferry(t, nil, "export", "-q", "-o", filepath.Join(dir, "u.tar.zst"), sample.Refs[0])
+	res := ferry(t, nil, "export", "-o", filepath.Join(dir, "u.tar.zst"), sample.Refs[0])
 	res.expect(t, exitOK)
 	if !strings.HasPrefix(res.stderr, unsignedNote) {
 		t.Errorf("stderr does not start with the unsigned note:\n%s", res.stderr)
@@ -42,7 +42,7 @@ func TestExportSignatureSummary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res = ferry(t, nil, "export", "-q", "--key", prefix+".key", "-o", filepath.Join(dir, "s.tar.zst"), sample.Refs[0])
+	res = ferry(t, nil, "export", "--key", prefix+".key", "-o", filepath.Join(dir, "s.tar.zst"), sample.Refs[0])
 	res.expect(t, exitOK)
 	if strings.Contains(res.stderr, "unsigned") {
 		t.Errorf("a signed export says unsigned:\n%s", res.stderr)
@@ -133,7 +133,7 @@ func TestImagesFileStdin(t *testing.T) {
 	_, sample := source(t)
 	dir := t.TempDir()
 	list := "# from stdin\n" + strings.Join(sample.Refs, "\n") + "\n"
-	res := ferry(t, strings.NewReader(list), "export", "-q", "-f", "-", "-o", filepath.Join(dir, "x.tar.zst"))
+	res := ferry(t, strings.NewReader(list), "export", "-f", "-", "-o", filepath.Join(dir, "x.tar.zst"))
 	res.expect(t, exitOK)
 	if want := "exported " + strconv.Itoa(len(sample.Refs)) + " images"; !strings.Contains(res.stderr, want) {
 		t.Errorf("stderr does not say %q:\n%s", want, res.stderr)

@@ -85,7 +85,7 @@ func TestCLIReceiptsAndRollback(t *testing.T) {
 	// Host A imports February's bundle and writes the receipt out.
 	host(t)
 	out := filepath.Join(t.TempDir(), "receipt.json")
-	res := ferry(t, nil, "import", "-q", "--key", pub, "--to", to, "--receipt-out", out, p2)
+	res := ferry(t, nil, "import", "--key", pub, "--to", to, "--receipt-out", out, p2)
 	res.expect(t, exitOK)
 	if want := fmt.Sprintf("receipt recorded at %s/ferry-receipts:latest (1 tags, 1 signed bundles)\n", to); !strings.HasSuffix(res.stderr, want) {
 		t.Errorf("stderr %q does not end with %q", res.stderr, want)
@@ -105,7 +105,7 @@ func TestCLIReceiptsAndRollback(t *testing.T) {
 	// Host B, sharing nothing with A, is refused January's bundle.
 	host(t)
 	uploads := dst.BlobUploads.Load()
-	res = ferry(t, nil, "import", "-q", "--key", pub, "--to", to, p1)
+	res = ferry(t, nil, "import", "--key", pub, "--to", to, p1)
 	want := fmt.Sprintf("ferry: rollback refused: %s holds %s, set by bundle %s created 2026-02-01T00:00:00Z; this bundle (%s, created 2026-01-01T00:00:00Z) is older and would set it to %s; nothing was pushed (to accept this knowingly, import again with --allow-rollback)", tag, d2, i2, i1, d1)
 	res.expect(t, exitVerify)
 	if res.errMessage() != want {
@@ -117,7 +117,7 @@ func TestCLIReceiptsAndRollback(t *testing.T) {
 
 	// --allow-rollback moves it, with a warning.
 	out2 := filepath.Join(t.TempDir(), "receipt.json")
-	res = ferry(t, nil, "import", "-q", "--key", pub, "--to", to, "--allow-rollback", "--receipt-out", out2, p1)
+	res = ferry(t, nil, "import", "--key", pub, "--to", to, "--allow-rollback", "--receipt-out", out2, p1)
 	res.expect(t, exitOK)
 	warn := fmt.Sprintf("ferry: WARNING: --allow-rollback: moving a tag back to an older bundle: %s holds %s, set by bundle %s created 2026-02-01T00:00:00Z; this bundle (%s, created 2026-01-01T00:00:00Z) is older and would set it to %s\n", tag, d2, i2, i1, d1)
 	if !strings.HasPrefix(res.stderr, warn) {
@@ -131,7 +131,7 @@ func TestCLIReceiptsAndRollback(t *testing.T) {
 	}
 
 	// Unsigned: no check, a warning.
-	res = ferry(t, nil, "import", "-q", "--insecure-skip-verify", "--to", to, p2)
+	res = ferry(t, nil, "import", "--insecure-skip-verify", "--to", to, p2)
 	res.expect(t, exitOK)
 	if !strings.Contains(res.stderr, "ferry: WARNING: rollback protection is off for this import: the bundle's signature was not checked") {
 		t.Errorf("stderr %q", res.stderr)
@@ -142,6 +142,6 @@ func TestCLIReceiptsAndRollback(t *testing.T) {
 	if err := os.Symlink(out, link); err != nil {
 		t.Fatal(err)
 	}
-	res = ferry(t, nil, "import", "-q", "--key", pub, "--to", to, "--receipt-out", link, p2)
+	res = ferry(t, nil, "import", "--key", pub, "--to", to, "--receipt-out", link, p2)
 	res.expect(t, exitUsage, "--receipt-out: "+link+" exists and is a symbolic link")
 }

@@ -1,26 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/human"
+	"github.com/ferryproject/ferry/internal/report"
 )
-
-type verifyJSON struct {
-	Result         string       `json:"result"`
-	Error          string       `json:"error,omitempty"`
-	Images         int          `json:"images"`
-	Blobs          int          `json:"blobs"`
-	Bytes          int64        `json:"bytes"`
-	KeyFingerprint string       `json:"keyFingerprint,omitempty"`
-	Delta          *deltaReport `json:"delta,omitempty"`
-	// BasesChecked: --base was given and the delta is complete against it.
-	BasesChecked bool `json:"basesChecked,omitempty"`
-}
 
 func newVerifyCommand(e *env) *cli.Command {
 	return &cli.Command{
@@ -33,9 +21,14 @@ offline, that every blob left out is in the base the delta names for it.`,
 		Flags: []cli.Flag{
 			keyFlag("trust the public key `FILE` (repeatable; also FERRY_PUBLIC_KEYS)"),
 			&cli.StringSliceFlag{Name: flagBase, Usage: "check a delta against the earlier bundle or receipt `BASE` (repeatable)"},
-			&cli.BoolFlag{Name: flagJSON, Usage: "print JSON"},
+			jsonFlag(),
+			logFormatFlag(),
 		},
 		Action: func(c *cli.Context) error {
+			o, err := setupOutput(c, e, "verify")
+			if err != nil {
+				return err
+			}
 			if c.NArg() != 1 {
 				return usagef("verify takes one bundle file (or - for standard input), got %d arguments", c.NArg())
 			}
@@ -61,23 +54,25 @@ offline, that every blob left out is in the base the delta names for it.`,
 					checked = true
 				}
 			}
-			if c.Bool(flagJSON) {
-				out := verifyJSON{Result: "ok", Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes, KeyFingerprint: rep.Signature.KeyFingerprint,
-					Delta: newDeltaReport(rep.Delta, nil), BasesChecked: checked}
+			if o.json {
+				// On failure run prints it, with the error.
+				doc := &report.Verify{Header: report.NewHeader("verify"), Result: "ok", Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes,
+					KeyFingerprint: rep.Signature.KeyFingerprint, Delta: newDeltaReport(rep.Delta, nil), BasesChecked: checked}
 				if err != nil {
-					out.Result, out.Error = "failed", err.Error()
+					doc.Result = "failed"
 				}
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(out); jerr != nil {
-					return jerr
+				o.setDoc(doc)
+				if err == nil {
+					if jerr := emitJSON(e.stdout, doc); jerr != nil {
+						return jerr
+					}
 				}
 			} else {
 				fmt.Fprintf(e.stdout, "images:     %d\nblobs:      %d checked, %s\n", rep.Images, rep.Blobs, human.Bytes(rep.Bytes))
 				if rep.Signature.Verified {
 					fmt.Fprintf(e.stdout, "signature:  valid, key %s\n", rep.Signature.KeyFingerprint)
 				}
-				printDelta(e, newDeltaReport(rep.Delta, nil), false)
+				printDelta(e, newDeltaReport(rep.Delta, nil), false, true)
 				switch {
 				case checked:
 					fmt.Fprintln(e.stdout, "bases:      every blob left out is in its base")
