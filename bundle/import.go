@@ -62,7 +62,10 @@ type ImportResult struct {
 	BlobsSkipped  int // already present at the destination
 	BytesUploaded int64
 	Manifests     int
-	Duration      time.Duration
+	// ReferrerTags counts the fallback tags (sha256-<hex>) written so that
+	// referrers resolve at a registry without the Referrers API.
+	ReferrerTags int
+	Duration     time.Duration
 	// Receipt is the destination's receipt after this import was merged
 	// into it (docs/format.md, section 11); ReceiptAt names where it is.
 	Receipt   *Receipt
@@ -207,6 +210,9 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 		return im.res, &noteError{err: err, note: fmt.Sprintf("; no manifest or tag was pushed (%d blob(s) already pushed are content-addressed and harmless)", n)}
 	}
 	if err := im.pushManifests(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.indexReferrers(ctx); err != nil {
 		return nil, err
 	}
 	if err := dst.commit(ctx); err != nil {

@@ -149,6 +149,9 @@ type Image struct {
 	// Size is the total of every distinct blob the image uses (manifests
 	// included).
 	Size int64
+	// Referrers are the signatures, SBOMs and attestations carried for the
+	// image (and for its referrers), in index.json order.
+	Referrers []Referrer
 }
 
 // Reader reads a bundle. A Reader made by Open on a file with a seek table
@@ -648,6 +651,9 @@ func (r *Reader) load() error {
 		if errors.Is(err, ErrDescriptorConflict) {
 			return fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
+		return err
+	}
+	if err := r.checkReferrers(); err != nil {
 		return err
 	}
 	return r.checkDelta()

@@ -162,6 +162,8 @@ var (
 	// matching its digest (DIGEST_INVALID). ferry verifies what it sends,
 	// so the content was damaged on the way: a proxy, the network.
 	ErrDigestRefused = errors.New("the registry refused the content as not matching its digest")
+	// ErrNoReferrersAPI: the registry has no OCI 1.1 Referrers API.
+	ErrNoReferrersAPI = errors.New("no Referrers API")
 )
 
 // ParseRepository parses "host[:port]/path" with this client's insecure
@@ -376,33 +378,65 @@ func (c *Client) GetManifest(ctx context.Context, repo name.Repository, ref stri
 	if err != nil {
 		return nil, err
 	}
-	req, _ := http.NewRequest(http.MethodGet, c.url(repo, "manifests/"+ref), nil)
-	req.Header.Set("Accept", strings.Join(ManifestAccept, ","))
+	m, err := c.getSmall(ctx, rt, repo, "manifests/"+ref, "manifest", strings.Join(ManifestAccept, ","), limit)
+	if err != nil {
+		return nil, err
+	}
+	if d, err := digest.Parse(ref); err == nil {
+		if got := d.Algorithm().FromBytes(m.Bytes); got != d {
+			return nil, fmt.Errorf("%w: manifest served for %s hashes to %s", ErrDigestMismatch, d, got)
+		}
+		m.Digest = d
+	}
+	return m, nil
+}
+
+// getSmall reads a document of at most limit bytes (a manifest, a list of
+// referrers) from path under repo.
+func (c *Client) getSmall(ctx context.Context, rt http.RoundTripper, repo name.Repository, path, what, accept string, limit int64) (*Manifest, error) {
+	req, _ := http.NewRequest(http.MethodGet, c.url(repo, path), nil)
+	req.Header.Set("Accept", accept)
 	resp, err := c.do(ctx, rt, req, http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("manifest is %d bytes, more than the %d allowed", resp.ContentLength, limit)
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", what, resp.ContentLength, limit)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest from %s: %w", repo.RegistryStr(), err)
+		return nil, fmt.Errorf("reading %s from %s: %w", what, repo.RegistryStr(), err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("manifest is more than the %d bytes allowed", limit)
+		return nil, fmt.Errorf("%s is more than the %d bytes allowed", what, limit)
 	}
 	mt := resp.Header.Get("Content-Type")
 	if i := strings.IndexByte(mt, ';'); i >= 0 {
 		mt = strings.TrimSpace(mt[:i])
 	}
-	m := &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b)}
-	if d, err := digest.Parse(ref); err == nil {
-		if got := d.Algorithm().FromBytes(b); got != d {
-			return nil, fmt.Errorf("%w: manifest served for %s hashes to %s", ErrDigestMismatch, d, got)
-		}
-		m.Digest = d
+	return &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b)}, nil
+}
+
+// Referrers asks the OCI 1.1 Referrers API of repo for the manifests that
+// name d as their subject, and returns the image index it answers (at most
+// limit bytes; only its first page). A registry without the API answers
+// 404: the error is then ErrNotFound, and the caller looks for the
+// fallback tag instead.
+func (c *Client) Referrers(ctx context.Context, repo name.Repository, d digest.Digest, limit int64) (*Manifest, error) {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.getSmall(ctx, rt, repo, "referrers/"+d.String(), "list of referrers", "application/vnd.oci.image.index.v1+json", limit)
+	var terr *transport.Error
+	switch {
+	case errors.As(err, &terr) && (terr.StatusCode == http.StatusNotFound || terr.StatusCode == http.StatusBadRequest || terr.StatusCode == http.StatusNotAcceptable):
+		return nil, fmt.Errorf("%w: %s answered %d", ErrNoReferrersAPI, repo.RegistryStr(), terr.StatusCode)
+	case err != nil:
+		return nil, err
+	case m.MediaType != "application/vnd.oci.image.index.v1+json":
+		return nil, fmt.Errorf("%w: %s answered %q", ErrNoReferrersAPI, repo.RegistryStr(), m.MediaType)
 	}
 	return m, nil
 }
