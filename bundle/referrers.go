@@ -34,7 +34,7 @@ const (
 	// maxReferrerDepth is how many levels of referrers below an image
 	// manifest are followed: 1 is a signature or an SBOM of the image, 2 a
 	// signature on that SBOM, and so on.
-	maxReferrerDepth = 4
+	maxReferrerDepth = 5
 	// maxReferrers bounds the referrers one export carries, and the length
 	// of any one list a registry answers.
 	maxReferrers = 10000

@@ -3,6 +3,7 @@ package bundle_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -279,5 +280,320 @@ func TestReferrersRoundTrip(t *testing.T) {
 			}
 			checkReferrersImported(t, s, dst+"/mirror/app/signed", tc.dstAPI)
 		})
+	}
+}
+
+// lies answers some requests in place of the registry: path → content type
+// and body.
+type lies map[string][2]string
+
+func (l lies) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, ok := l[r.URL.Path]; ok && r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", a[0])
+			io.WriteString(w, a[1])
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// liarSigned starts a registry with the Referrers API behind the lies that
+// make(s) returns, and pushes the signed image to it.
+func liarSigned(t *testing.T, make func(s *signed) lies) *signed {
+	t.Helper()
+	l := lies{}
+	host := startGGCR(t, true, l.wrap)
+	s := pushSigned(t, host)
+	for k, v := range make(s) {
+		l[k] = v
+	}
+	return s
+}
+
+func referrersPath(s *signed, d v1.Hash) string {
+	return "/v2/app/signed/referrers/" + d.String()
+}
+
+func indexOf(descs ...string) string {
+	return `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + strings.Join(descs, ",") + `]}`
+}
+
+func descJSON(d v1.Descriptor) string {
+	return fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d}`, d.MediaType, d.Digest, d.Size)
+}
+
+// TestReferrersHostileRegistry: a registry that lies in its lists of
+// referrers makes the export fail, naming the image, what is wrong and how
+// to go on, and writes nothing; a cycle of cosign tags ends.
+func TestReferrersHostileRegistry(t *testing.T) {
+	t.Parallel()
+	huge := func(s *signed) lies {
+		descs := make([]string, 10001)
+		for i := range descs {
+			descs[i] = fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%064x","size":100}`, i)
+		}
+		return lies{referrersPath(s, s.image.Digest): {ocispec.MediaTypeImageIndex, indexOf(descs...)}}
+	}
+	for _, tc := range []struct {
+		name    string
+		lies    func(s *signed) lies
+		wantErr error
+		want    func(s *signed) string
+	}{{
+		name: "wrong subject",
+		lies: func(s *signed) lies {
+			return lies{referrersPath(s, s.image.Digest): {ocispec.MediaTypeImageIndex, indexOf(descJSON(s.sbomSig))}}
+		},
+		wantErr: bundle.ErrReferrer,
+		want: func(s *signed) string {
+			return fmt.Sprintf("invalid referrer: %s lists %s as a referrer of %s, but its subject is %s: the registry's list of referrers is wrong; leave referrers out with --no-referrers",
+				s.repo, s.sbomSig.Digest, s.image.Digest, s.sbom.Digest)
+		},
+	}, {
+		name:    "huge list",
+		lies:    huge,
+		wantErr: bundle.ErrTooLarge,
+		want: func(s *signed) string {
+			return fmt.Sprintf("content exceeds size limit: %s lists 10001 referrers of %s, more than the 10000 ferry carries; leave them out with --no-referrers", s.repo, s.image.Digest)
+		},
+	}, {
+		name: "size lie",
+		lies: func(s *signed) lies {
+			d := s.sbom
+			d.Size = 10
+			return lies{referrersPath(s, s.image.Digest): {ocispec.MediaTypeImageIndex, indexOf(descJSON(d))}}
+		},
+		wantErr: bundle.ErrDigestMismatch,
+		want: func(s *signed) string {
+			return fmt.Sprintf("referrer %s of %s: digest mismatch: registry served %d bytes, its list of referrers says 10", s.sbom.Digest, s.image.Digest, s.sbom.Size)
+		},
+	}, {
+		name: "not an index",
+		lies: func(s *signed) lies {
+			return lies{referrersPath(s, s.image.Digest): {ocispec.MediaTypeImageIndex, `{"schemaVersion":1}`}}
+		},
+		wantErr: bundle.ErrReferrer,
+		want: func(s *signed) string {
+			return fmt.Sprintf("invalid referrer: the list of referrers of %s in %s is not an OCI image index", s.image.Digest, s.repo)
+		},
+	}, {
+		name: "bad digest",
+		lies: func(s *signed) lies {
+			return lies{referrersPath(s, s.image.Digest): {ocispec.MediaTypeImageIndex, indexOf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"md5:0123","size":2}`)}}
+		},
+		wantErr: bundle.ErrUnsupported,
+		want: func(s *signed) string {
+			return fmt.Sprintf(`invalid referrer: the list of referrers of %s in %s: unsupported content: digest "md5:0123" (only sha256 and sha512 are accepted)`, s.image.Digest, s.repo)
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := liarSigned(t, tc.lies)
+			path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{Registry: bundle.RegistryOptions{Retries: -1}})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("export: %v, want %v", err, tc.wantErr)
+			}
+			want := s.ref + ": finding its referrers (--no-referrers leaves them out): " + tc.want(s)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("export: %v\nwant it to say %s", err, want)
+			}
+			if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a bundle was written: %v", err)
+			}
+			// --no-referrers is the way on.
+			if _, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{NoReferrers: true}); err != nil {
+				t.Errorf("export --no-referrers: %v", err)
+			}
+		})
+	}
+
+	t.Run("cosign tags in a cycle", func(t *testing.T) {
+		t.Parallel()
+		// The SBOM's cosign tag names the image, whose referrers name the
+		// SBOM: discovery stops at what it has seen.
+		var imgManifest string
+		s := liarSigned(t, func(s *signed) lies {
+			r, _ := name.ParseReference(s.ref)
+			d, err := remote.Get(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			imgManifest = string(d.Manifest)
+			return lies{"/v2/app/signed/manifests/sha256-" + s.sbom.Digest.Hex + ".sig": {string(d.MediaType), imgManifest}}
+		})
+		_, sum, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Referrers != 4 {
+			t.Errorf("referrers: %d, want the 3 and the cosign tag of the SBOM", sum.Referrers)
+		}
+	})
+
+	t.Run("too deep", func(t *testing.T) {
+		t.Parallel()
+		host := startGGCR(t, true, nil)
+		s := pushSigned(t, host)
+		subject := s.sbomSig
+		for i := range 3 { // the SBOM's signature is level 2
+			subject, _ = pushArtifact(t, s.repo, &subject, sigType, "", fmt.Sprintf("level %d", i+3), "")
+		}
+		if _, sum, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{}); err != nil || sum.Referrers != 6 {
+			t.Fatalf("export of 5 levels: %v, %d referrers (want 6)", err, sum.Referrers)
+		}
+		last := subject
+		pushArtifact(t, s.repo, &last, sigType, "", "level 6", "")
+		_, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+		if !errors.Is(err, bundle.ErrReferrer) {
+			t.Fatalf("export: %v, want %v", err, bundle.ErrReferrer)
+		}
+		want := fmt.Sprintf("%s: finding its referrers (--no-referrers leaves them out): invalid referrer: referrers nest deeper than 5 levels below the image (%s has 1); keep some with --referrers-type", s.ref, last.Digest)
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("export: %v\nwant it to say %s", err, want)
+		}
+	})
+}
+
+// bundleReferrers lists the referrer entries of a bundle's index.json.
+func bundleReferrers(t *testing.T, path string) []string {
+	t.Helper()
+	r, err := bundle.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []string
+	for _, d := range r.Index().Manifests {
+		if bundle.IsReferrer(d) {
+			out = append(out, d.Digest.String()+" "+d.ArtifactType)
+		}
+	}
+	return out
+}
+
+// TestReferrersOptions: --referrers-type keeps only the types named, at
+// every level; --no-referrers leaves them all out.
+func TestReferrersOptions(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	for _, tc := range []struct {
+		name string
+		opts bundle.ExportOptions
+		want []string
+	}{
+		{"sbom only", bundle.ExportOptions{ReferrerTypes: []string{sbomType}}, []string{s.sbom.Digest.String() + " " + sbomType}},
+		{"sbom and its signature", bundle.ExportOptions{ReferrerTypes: []string{sbomType, sigType}}, []string{s.sbom.Digest.String() + " " + sbomType, s.sbomSig.Digest.String() + " " + sigType}},
+		{"cosign signature", bundle.ExportOptions{ReferrerTypes: []string{cosignType}}, []string{s.cosignSig.Digest.String() + " " + cosignType}},
+		{"a type nobody has", bundle.ExportOptions{ReferrerTypes: []string{"application/x-none"}}, nil},
+		{"none", bundle.ExportOptions{NoReferrers: true}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path, sum, err := exportRefs(t, []string{s.ref}, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := bundleReferrers(t, path); !slices.Equal(got, tc.want) {
+				t.Errorf("referrers carried: %v, want %v", got, tc.want)
+			}
+			if sum.Referrers != len(tc.want) {
+				t.Errorf("summary: %d referrers, want %d", sum.Referrers, len(tc.want))
+			}
+		})
+	}
+}
+
+// TestReferrersMergeFallbackTag: at a registry without the Referrers API,
+// import adds its referrers to the fallback tag another tool wrote, keeping
+// what it lists; an import of the same bundle again writes nothing.
+func TestReferrersMergeFallbackTag(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := startGGCR(t, false, nil)
+	dstRepo := dst + "/app/signed"
+	// Another tool attaches a referrer to the image first (ggcr's client
+	// writes the fallback tag). The image must be there for that.
+	img, _ := name.ParseReference(s.ref)
+	desc, err := remote.Get(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	di, _ := desc.Image()
+	dr, _ := name.ParseReference(dstRepo + ":1.0")
+	if err := remote.Write(dr, di); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := pushArtifact(t, dstRepo, &s.image, "application/vnd.example.scan+json", "", `{"findings":[]}`, "")
+	res, err := bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ReferrerTags != 2 {
+		t.Errorf("fallback tags written: %d, want 2", res.ReferrerTags)
+	}
+	want := []string{other.Digest.String() + " application/vnd.example.scan+json", s.sbom.Digest.String() + " " + sbomType}
+	slices.Sort(want)
+	if got := referrersAt(t, dstRepo, s.image.Digest); !slices.Equal(got, want) {
+		t.Errorf("referrers of the image: %v, want %v (the other tool's kept)", got, want)
+	}
+	res, err = bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ReferrerTags != 0 {
+		t.Errorf("importing again wrote %d fallback tags, want 0", res.ReferrerTags)
+	}
+}
+
+// TestReferrersImportFallbackTagRefused: a destination whose fallback tag
+// holds something else than an image index is left as it is, and the
+// import fails saying so.
+func TestReferrersImportFallbackTagRefused(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{ReferrerTypes: []string{sbomType}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := startGGCR(t, false, nil)
+	// The tag sha256-<image> holds an artifact manifest, not an index.
+	pushArtifact(t, dst+"/app/signed", nil, "application/x-other", "", "x", "sha256-"+s.image.Digest.Hex)
+	_, err = bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{})
+	if !errors.Is(err, bundle.ErrConflict) {
+		t.Fatalf("import: %v, want %v", err, bundle.ErrConflict)
+	}
+	want := fmt.Sprintf(`listing the referrers of %s at %s/app/signed:sha256-%s: destination conflict: the tag holds "application/vnd.oci.image.manifest.v1+json", not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again`, s.image.Digest, dst, s.image.Digest.Hex)
+	if err.Error() != want {
+		t.Errorf("import: %v\nwant %s", err, want)
+	}
+}
+
+// TestReferrersAPIThatDoesNotList: a registry whose Referrers API does not
+// list what was pushed with a subject gets the fallback tag too, so that
+// the referrers resolve.
+func TestReferrersAPIThatDoesNotList(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{ReferrerTypes: []string{sbomType}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lies{}
+	dst := startGGCR(t, true, l.wrap)
+	l["/v2/app/signed/referrers/"+s.image.Digest.String()] = [2]string{ocispec.MediaTypeImageIndex, indexOf()}
+	res, err := bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ReferrerTags != 1 {
+		t.Errorf("fallback tags written: %d, want 1", res.ReferrerTags)
+	}
+	if got := destDigest(t, dst+"/app/signed:sha256-"+s.image.Digest.Hex); got == "" {
+		t.Error("no fallback tag")
 	}
 }
