@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -24,6 +27,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/archivetest"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
 )
@@ -595,5 +599,201 @@ func TestReferrersAPIThatDoesNotList(t *testing.T) {
 	}
 	if got := destDigest(t, dst+"/app/signed:sha256-"+s.image.Digest.Hex); got == "" {
 		t.Error("no fallback tag")
+	}
+}
+
+// TestReferrersTamperedIndex: an index.json entry marked as a referrer
+// that is not one is refused the same way by the random-access reader and
+// the stream reader (exit code 3).
+func TestReferrersTamperedIndex(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref, s.unrelated}, bundle.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, eoa := archivetest.Split(t, good)
+	var idx ocispec.Index
+	if err := json.Unmarshal(entries[archivetest.Index(t, entries, "index.json")].Body, &idx); err != nil {
+		t.Fatal(err)
+	}
+	entryOf := func(d v1.Hash) int {
+		for i, m := range idx.Manifests {
+			if m.Digest.String() == d.String() && !strings.Contains(m.Annotations[bundle.AnnotationRefName], ":sha256-") {
+				return i
+			}
+		}
+		t.Fatalf("no index.json entry for %s", d)
+		return -1
+	}
+	sbom := entryOf(s.sbom.Digest)
+	plain := -1 // the image without referrers
+	for i, m := range idx.Manifests {
+		if m.Annotations[bundle.AnnotationRefName] == s.unrelated {
+			plain = i
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		edit    func(x *ocispec.Index)
+		wantErr error
+		want    string
+	}{{
+		name:    "subject not a digest",
+		edit:    func(x *ocispec.Index) { x.Manifests[sbom].Annotations[bundle.AnnotationSubject] = "md5:0" },
+		wantErr: bundle.ErrUnsupported,
+		want:    fmt.Sprintf(`archive is corrupt: invalid referrer: index.json entry %d (%s@%s): annotation %s: unsupported content: digest "md5:0" (only sha256 and sha512 are accepted)`, sbom, s.repo, s.sbom.Digest, bundle.AnnotationSubject),
+	}, {
+		name:    "subject not in the bundle",
+		edit:    func(x *ocispec.Index) { x.Manifests[sbom].Annotations[bundle.AnnotationSubject] = "sha256:" + strings.Repeat("0", 64) },
+		wantErr: bundle.ErrReferrer,
+		want:    fmt.Sprintf(`archive is corrupt: invalid referrer: index.json entry %d (%s@%s) is a referrer of sha256:%s, which the bundle does not hold`, sbom, s.repo, s.sbom.Digest, strings.Repeat("0", 64)),
+	}, {
+		name: "another subject",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[sbom].Annotations[bundle.AnnotationSubject] = s.unrelatedImageDigest
+		},
+		wantErr: bundle.ErrReferrer,
+		want:    fmt.Sprintf(`archive is corrupt: invalid referrer: index.json entry %d (%s@%s) is marked as a referrer of %s, but neither its manifest's subject nor a cosign tag names it`, sbom, s.repo, s.sbom.Digest, s.unrelatedImageDigest),
+	}, {
+		name: "an image marked as a referrer",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[plain].Annotations[bundle.AnnotationSubject] = s.image.Digest.String()
+		},
+		wantErr: bundle.ErrReferrer,
+		want:    fmt.Sprintf(`archive is corrupt: invalid referrer: index.json entry %d (%s) is marked as a referrer of %s, but neither its manifest's subject nor a cosign tag names it`, plain, s.unrelated, s.image.Digest),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var x ocispec.Index
+			_ = json.Unmarshal(entries[archivetest.Index(t, entries, "index.json")].Body, &x)
+			tc.edit(&x)
+			b, _ := json.MarshalIndent(x, "", "  ")
+			bad := archivetest.WithBody(t, entries, "index.json", b)
+			file := filepath.Join(t.TempDir(), "bad.tar.zst")
+			if err := os.WriteFile(file, archivetest.Framed(t, bad, eoa), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, errFile := bundle.Open(file)
+			_, errStream := bundle.NewReader(strings.NewReader(string(archivetest.Stream(t, bad))))
+			for how, err := range map[string]error{"file": errFile, "stream": errStream} {
+				if !errors.Is(err, tc.wantErr) || !errors.Is(err, bundle.ErrCorrupt) {
+					t.Fatalf("%s: %v, want %v and %v", how, err, tc.wantErr, bundle.ErrCorrupt)
+				}
+				if !strings.HasPrefix(err.Error(), tc.want) {
+					t.Errorf("%s: %v\nwant %s", how, err, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestReferrersDelta: a delta bundle (--base) carries the referrers as a
+// full one does; what the base holds is left out, and after importing the
+// base and the delta every referrer resolves.
+func TestReferrersDelta(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	full, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A month later the image has an attestation too.
+	att, _ := pushArtifact(t, s.repo, &s.image, "application/vnd.in-toto+json", "", `{"predicateType":"https://slsa.dev/provenance/v1"}`, "")
+	delta, sum, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{Bases: []*bundle.Base{readBase(t, full)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Referrers != 4 || sum.LeftOut == 0 {
+		t.Errorf("delta: %d referrers (want 4), %d blobs left out (want some)", sum.Referrers, sum.LeftOut)
+	}
+	dst := startGGCR(t, false, nil)
+	for _, p := range []string{full, delta} {
+		if _, err := bundle.ImportFile(context.Background(), p, dst, bundle.ImportOptions{}); err != nil {
+			t.Fatalf("importing %s: %v", filepath.Base(p), err)
+		}
+	}
+	want := []string{s.sbom.Digest.String() + " " + sbomType, att.Digest.String() + " application/vnd.in-toto+json"}
+	slices.Sort(want)
+	if got := referrersAt(t, dst+"/app/signed", s.image.Digest); !slices.Equal(got, want) {
+		t.Errorf("referrers of the image after the delta: %v, want %v", got, want)
+	}
+}
+
+// startDockerRegistry runs Debian's docker-registry (distribution 2.8, no
+// Referrers API) on loopback for the test, or skips the test saying why.
+func startDockerRegistry(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Skip("docker-registry (Debian package docker-registry, distribution 2.8) is not installed: the test against a registry without the Referrers API of another implementation does not run")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-registry did not answer on %s: %v\n%s", addr, err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestReferrersDockerRegistry imports into distribution 2.8, which has no
+// Referrers API: the referrers resolve through the fallback tags, and
+// regctl (when installed) lists the SBOM there.
+func TestReferrersDockerRegistry(t *testing.T) {
+	t.Parallel()
+	dst := startDockerRegistry(t)
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bundle.ImportFile(context.Background(), path, dst+"/mirror", bundle.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ReferrerTags != 2 {
+		t.Errorf("fallback tags written: %d, want 2", res.ReferrerTags)
+	}
+	checkReferrersImported(t, s, dst+"/mirror/app/signed", false)
+
+	regctl, err := exec.LookPath("regctl")
+	if err != nil {
+		t.Skip("regctl is not installed (go install github.com/regclient/regclient/cmd/regctl@v0.11.7): the check that a stock client lists the SBOM does not run")
+	}
+	cmd := exec.Command(regctl, "--host", "reg="+dst+",tls=disabled", "artifact", "list", dst+"/mirror/app/signed:1.0", "--format", "{{jsonPretty .}}")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("regctl artifact list: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), s.sbom.Digest.String()) || !strings.Contains(string(out), sbomType) {
+		t.Errorf("regctl artifact list does not list the SBOM %s (%s):\n%s", s.sbom.Digest, sbomType, out)
 	}
 }
