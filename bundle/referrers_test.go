@@ -648,8 +648,10 @@ func TestReferrersTamperedIndex(t *testing.T) {
 		wantErr: bundle.ErrUnsupported,
 		want:    fmt.Sprintf(`archive is corrupt: invalid referrer: index.json entry %d (%s@%s): annotation %s: unsupported content: digest "md5:0" (only sha256 and sha512 are accepted)`, sbom, s.repo, s.sbom.Digest, bundle.AnnotationSubject),
 	}, {
-		name:    "subject not in the bundle",
-		edit:    func(x *ocispec.Index) { x.Manifests[sbom].Annotations[bundle.AnnotationSubject] = "sha256:" + strings.Repeat("0", 64) },
+		name: "subject not in the bundle",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[sbom].Annotations[bundle.AnnotationSubject] = "sha256:" + strings.Repeat("0", 64)
+		},
 		wantErr: bundle.ErrReferrer,
 		want:    fmt.Sprintf(`archive is corrupt: invalid referrer: index.json entry %d (%s@%s) is a referrer of sha256:%s, which the bundle does not hold`, sbom, s.repo, s.sbom.Digest, strings.Repeat("0", 64)),
 	}, {
