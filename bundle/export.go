@@ -340,6 +340,9 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	r := &Reader{g: g, index: index}
 	for _, img := range r.Images() {
 		sum.ReferencedBytes += img.Size
+		for _, ref := range img.Referrers {
+			sum.ReferencedBytes += ref.Size
+		}
 		sum.Platforms += len(img.Platforms)
 	}
 	sum.Duration = time.Since(start)

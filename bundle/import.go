@@ -52,6 +52,9 @@ type ImportedImage struct {
 	// platform filter at export rewrote its index (Digest is then the
 	// rewritten index's); empty otherwise.
 	Upstream digest.Digest
+	// Subject is set for a referrer (a signature, SBOM or attestation)
+	// pushed for the image manifest with this digest.
+	Subject digest.Digest
 }
 
 // ImportResult reports what Import did.
@@ -460,6 +463,9 @@ func (im *importer) check(ctx context.Context) error {
 			images[i] = ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got}
 			if up := digest.Digest(t.root.Annotations[AnnotationOriginalDigest]); validateDigest(up) == nil {
 				images[i].Upstream = up
+			}
+			if IsReferrer(t.root) {
+				images[i].Subject = digest.Digest(t.root.Annotations[AnnotationSubject])
 			}
 			return nil
 		})

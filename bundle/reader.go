@@ -384,7 +384,14 @@ func verifyStream(src io.Reader, opts []ReadOption) (*VerifyReport, error) {
 		return nil, err
 	}
 	defer r.Close()
-	rep := &VerifyReport{Signature: r.Signature(), Images: len(r.Index().Manifests), Delta: r.Delta()}
+	rep := &VerifyReport{Signature: r.Signature(), Delta: r.Delta()}
+	for _, d := range r.Index().Manifests {
+		if IsReferrer(d) {
+			rep.Referrers++
+		} else {
+			rep.Images++
+		}
+	}
 	for _, m := range r.Manifests() {
 		rep.Blobs++
 		rep.Bytes += m.Descriptor.Size

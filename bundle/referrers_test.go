@@ -264,6 +264,9 @@ func TestReferrersRoundTrip(t *testing.T) {
 			}
 			checkBundleReferrers(t, sr, s)
 			f.Close()
+			if rep, err := bundle.VerifyFile(path, nil); err != nil || rep.Images != 2 || rep.Referrers != 3 {
+				t.Errorf("verify: %v: %d images, %d referrers; want 2 and 3", err, rep.Images, rep.Referrers)
+			}
 
 			var dst string
 			if tc.distribution {

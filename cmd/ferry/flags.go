@@ -46,6 +46,8 @@ const (
 	flagDebug              = "debug"
 	flagRegistry           = "registry"
 	flagBase               = "base"
+	flagNoReferrers        = "no-referrers"
+	flagReferrersType      = "referrers-type"
 )
 
 // readBases reads the --base files: earlier bundles or receipts.

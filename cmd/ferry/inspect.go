@@ -96,11 +96,33 @@ func printDelta(e *env, d *deltaReport, sizes bool) {
 }
 
 type inspectImage struct {
-	Ref       string   `json:"ref"`
-	Digest    string   `json:"digest"`
-	MediaType string   `json:"mediaType"`
-	Platforms []string `json:"platforms,omitempty"`
-	Size      int64    `json:"size"`
+	Ref       string            `json:"ref"`
+	Digest    string            `json:"digest"`
+	MediaType string            `json:"mediaType"`
+	Platforms []string          `json:"platforms,omitempty"`
+	Size      int64             `json:"size"`
+	Referrers []inspectReferrer `json:"referrers,omitempty"`
+}
+
+// inspectReferrer is a signature, SBOM or attestation carried for an image.
+type inspectReferrer struct {
+	Ref          string `json:"ref"`
+	Digest       string `json:"digest"`
+	Subject      string `json:"subject"`
+	ArtifactType string `json:"artifactType"`
+	MediaType    string `json:"mediaType"`
+	Size         int64  `json:"size"`
+}
+
+// refName is a reference without its tag or digest.
+func refName(ref string) string {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
 }
 
 func newInspectCommand(e *env) *cli.Command {
@@ -156,6 +178,10 @@ func report(r *bundle.Reader) inspectReport {
 		for _, p := range img.Platforms {
 			ii.Platforms = append(ii.Platforms, bundle.FormatPlatform(p))
 		}
+		for _, r := range img.Referrers {
+			ii.Referrers = append(ii.Referrers, inspectReferrer{Ref: r.Ref, Digest: r.Descriptor.Digest.String(), Subject: r.Subject.String(),
+				ArtifactType: r.ArtifactType, MediaType: r.Descriptor.MediaType, Size: r.Size})
+		}
 		rep.Images = append(rep.Images, ii)
 	}
 	rep.Blobs, rep.UniqueBytes = r.UniqueBytes()
@@ -201,6 +227,21 @@ func printReport(e *env, rep inspectReport) {
 			pl = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), human.Bytes(img.Size))
+		// Referrers under their image: the cosign tag they are pushed by,
+		// if any, and their artifact type in the media type column.
+		for _, r := range img.Referrers {
+			name := strings.TrimPrefix(r.Ref, refName(img.Ref))
+			if strings.HasPrefix(name, "@") {
+				name = ""
+			} else {
+				name = " " + name
+			}
+			at := r.ArtifactType
+			if at == "" {
+				at = r.MediaType
+			}
+			fmt.Fprintf(tw, "  referrer%s\t%s\t%s\t-\t%s\n", esc(name), r.Digest, esc(at), human.Bytes(r.Size))
+		}
 	}
 	tw.Flush()
 }

@@ -14,6 +14,7 @@ type verifyJSON struct {
 	Result         string       `json:"result"`
 	Error          string       `json:"error,omitempty"`
 	Images         int          `json:"images"`
+	Referrers      int          `json:"referrers,omitempty"`
 	Blobs          int          `json:"blobs"`
 	Bytes          int64        `json:"bytes"`
 	KeyFingerprint string       `json:"keyFingerprint,omitempty"`
@@ -62,7 +63,7 @@ offline, that every blob left out is in the base the delta names for it.`,
 				}
 			}
 			if c.Bool(flagJSON) {
-				out := verifyJSON{Result: "ok", Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes, KeyFingerprint: rep.Signature.KeyFingerprint,
+				out := verifyJSON{Result: "ok", Images: rep.Images, Referrers: rep.Referrers, Blobs: rep.Blobs, Bytes: rep.Bytes, KeyFingerprint: rep.Signature.KeyFingerprint,
 					Delta: newDeltaReport(rep.Delta, nil), BasesChecked: checked}
 				if err != nil {
 					out.Result, out.Error = "failed", err.Error()
@@ -73,7 +74,11 @@ offline, that every blob left out is in the base the delta names for it.`,
 					return jerr
 				}
 			} else {
-				fmt.Fprintf(e.stdout, "images:     %d\nblobs:      %d checked, %s\n", rep.Images, rep.Blobs, human.Bytes(rep.Bytes))
+				fmt.Fprintf(e.stdout, "images:     %d\n", rep.Images)
+				if rep.Referrers > 0 {
+					fmt.Fprintf(e.stdout, "referrers:  %d\n", rep.Referrers)
+				}
+				fmt.Fprintf(e.stdout, "blobs:      %d checked, %s\n", rep.Blobs, human.Bytes(rep.Bytes))
 				if rep.Signature.Verified {
 					fmt.Fprintf(e.stdout, "signature:  valid, key %s\n", rep.Signature.KeyFingerprint)
 				}
