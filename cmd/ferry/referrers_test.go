@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,8 +77,10 @@ func TestReferrersCLI(t *testing.T) {
 	}
 	res = ferry(t, nil, "inspect", out)
 	res.expect(t, exitOK)
-	want := fmt.Sprintf("\n  referrer  %s  application/spdx+json", sbom)
-	if !strings.Contains(res.stdout, want) {
+	want := fmt.Sprintf("referrer %s application/spdx+json - 599 B", sbom)
+	if lines := strings.Split(res.stdout, "\n"); !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.HasPrefix(l, "  referrer ") && strings.Join(strings.Fields(l), " ") == want
+	}) {
 		t.Errorf("inspect does not list the SBOM under its image as\n%s\n%s", want, res.stdout)
 	}
 	res = ferry(t, nil, "inspect", "--json", out)
