@@ -35,10 +35,11 @@ const (
 	// manifest are followed: 1 is a signature or an SBOM of the image, 2 a
 	// signature on that SBOM, and so on.
 	maxReferrerDepth = 5
-	// maxReferrers bounds the referrers one export carries, and the length
-	// of any one list a registry answers.
-	maxReferrers = 10000
 )
+
+// maxReferrers bounds the referrers one export carries, and the length of
+// any one list a registry answers (a variable for tests only).
+var maxReferrers = 10000
 
 // cosignSuffixes are the tags cosign attaches to sha256-<hex> of a manifest.
 var cosignSuffixes = []string{".sig", ".att", ".sbom"}

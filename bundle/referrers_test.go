@@ -802,3 +802,70 @@ func TestReferrersDockerRegistry(t *testing.T) {
 		t.Errorf("regctl artifact list does not list the SBOM %s (%s):\n%s", s.sbom.Digest, sbomType, out)
 	}
 }
+
+// TestReferrersTotalLimit: referrers found across several subjects count
+// against one limit per export (each list here is within it). Not
+// parallel: it lowers the limit.
+func TestReferrersTotalLimit(t *testing.T) {
+	s := pushSigned(t, startGGCR(t, true, nil))
+	restore := bundle.SetMaxReferrers(3)
+	defer restore()
+	if _, sum, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{}); err != nil || sum.Referrers != 3 {
+		t.Fatalf("export of 3 referrers with a limit of 3: %v", err)
+	}
+	bundle.SetMaxReferrers(2)
+	_, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+	if !errors.Is(err, bundle.ErrTooLarge) {
+		t.Fatalf("export: %v, want %v", err, bundle.ErrTooLarge)
+	}
+	want := s.ref + ": finding its referrers (--no-referrers leaves them out): content exceeds size limit: more than 2 referrers in all; leave some out with --referrers-type, or all with --no-referrers"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("export: %v\nwant it to say %s", err, want)
+	}
+}
+
+// TestReferrersFallbackTagFull: a fallback tag that would outgrow the 4 MiB
+// a manifest may have is not written, and the import says why.
+func TestReferrersFallbackTagFull(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{ReferrerTypes: []string{sbomType}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := startGGCR(t, false, nil)
+	// The registry wants what an index lists to be there: the tag lists
+	// the image itself, many times over.
+	src, _ := name.ParseReference(s.ref)
+	desc, err := remote.Get(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := desc.Image()
+	dr, _ := name.ParseReference(dst + "/app/signed:1.0")
+	if err := remote.Write(dr, img); err != nil {
+		t.Fatal(err)
+	}
+	descs := make([]string, 25000)
+	for i := range descs {
+		descs[i] = descJSON(s.image)
+	}
+	full := indexOf(descs...)
+	pad := bundle.MaxManifestBytes - 100 - len(full) - len(`,"annotations":{"pad":""}`)
+	if pad < 0 {
+		t.Fatalf("the index is already %d bytes", len(full))
+	}
+	full = strings.TrimSuffix(full, "}") + `,"annotations":{"pad":"` + strings.Repeat("x", pad) + `"}}`
+	r, _ := name.ParseReference(dst + "/app/signed:sha256-" + s.image.Digest.Hex)
+	if err := remote.Put(r, testimages.Raw{Bytes: []byte(full), Type: types.OCIImageIndex}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{})
+	if !errors.Is(err, bundle.ErrTooLarge) {
+		t.Fatalf("import: %v, want %v", err, bundle.ErrTooLarge)
+	}
+	want := fmt.Sprintf("listing the referrers of %s at %s/app/signed:sha256-%s: content exceeds size limit: the tag would list 25001 referrers in ", s.image.Digest, dst, s.image.Digest.Hex)
+	if !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), " bytes, more than the 4194304 a manifest may have") {
+		t.Errorf("import: %v\nwant %s… bytes, more than the 4194304 a manifest may have", err, want)
+	}
+}
