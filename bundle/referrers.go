@@ -103,6 +103,9 @@ func referrerDescriptor(m *Manifest) (ocispec.Descriptor, error) {
 type referrerSearch struct {
 	e     *exporter
 	types map[string]bool // kept artifact types; nil keeps all
+	// slots bounds the lookups in flight, all images together (each sends
+	// up to four requests at once)
+	slots chan struct{}
 	mu    sync.Mutex
 	count int
 }
@@ -115,7 +118,7 @@ type referrerSearch struct {
 // referrer's manifests are fetched and recorded for the export, and their
 // blobs located. Only images read from a registry are searched.
 func (e *exporter) findReferrers(ctx context.Context, images []*image) (map[digest.Digest][]ocispec.Descriptor, error) {
-	s := &referrerSearch{e: e}
+	s := &referrerSearch{e: e, slots: make(chan struct{}, max(1, metaJobs(e.opts.Jobs)/4))}
 	if len(e.opts.ReferrerTypes) > 0 {
 		s.types = map[string]bool{}
 		for _, t := range e.opts.ReferrerTypes {
@@ -196,7 +199,8 @@ func (e *exporter) subjectsOf(img *image) []digest.Digest {
 	return out
 }
 
-// image searches the referrers of one image, breadth first, level by level.
+// image searches the referrers of one image, breadth first, level by
+// level, the subjects of a level at once.
 func (s *referrerSearch) image(ctx context.Context, src registrySource, img *image, found map[digest.Digest][]ocispec.Descriptor) error {
 	visited := map[digest.Digest]bool{}
 	level := s.e.subjectsOf(img)
@@ -204,12 +208,27 @@ func (s *referrerSearch) image(ctx context.Context, src registrySource, img *ima
 		visited[d] = true
 	}
 	for depth := 1; len(level) > 0; depth++ {
-		var next []digest.Digest
-		for _, subject := range level {
-			refs, err := s.lookup(ctx, src, img.ref, subject)
-			if err != nil {
+		results := make([][]ocispec.Descriptor, len(level))
+		eg, gctx := errgroup.WithContext(ctx)
+		for i, subject := range level {
+			eg.Go(func() error {
+				select {
+				case s.slots <- struct{}{}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				defer func() { <-s.slots }()
+				var err error
+				results[i], err = s.lookup(gctx, src, img.ref, subject)
 				return err
-			}
+			})
+		}
+		if err := eg.Wait(); err != nil {
+			return err
+		}
+		var next []digest.Digest
+		for i, subject := range level {
+			refs := results[i]
 			if len(refs) > 0 && depth > maxReferrerDepth {
 				return fmt.Errorf("%w: referrers nest deeper than %d levels below the image (%s has %d); keep some with --referrers-type",
 					ErrReferrer, maxReferrerDepth, subject, len(refs))
@@ -244,8 +263,38 @@ func (s *referrerSearch) take(n int) error {
 // API (or of the fallback tag where the registry has no API) and cosign's
 // tags, each fetched, checked and kept if its type is wanted.
 func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Reference, subject digest.Digest) ([]ocispec.Descriptor, error) {
-	listed, err := s.list(ctx, src, subject)
-	if err != nil {
+	// The list and the cosign tags are asked for at once.
+	var listed []ocispec.Descriptor
+	type tagged struct {
+		m    *Manifest
+		a    artifactLinks
+		kids []child
+	}
+	tags := make([]*tagged, len(cosignSuffixes))
+	eg, gctx := errgroup.WithContext(ctx)
+	if s.e.opts.Jobs == 1 {
+		eg.SetLimit(1) // -j 1: one request at a time
+	}
+	eg.Go(func() error {
+		var err error
+		listed, err = s.list(gctx, src, subject)
+		return err
+	})
+	for i, suffix := range cosignSuffixes {
+		eg.Go(func() error {
+			tag := fallbackTag(subject) + suffix
+			m, a, kids, err := s.fetch(gctx, src, tag, ocispec.Descriptor{})
+			if errors.Is(err, registry.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("cosign tag %s: %w", tag, err)
+			}
+			tags[i] = &tagged{m, a, kids}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
 	if len(listed) > maxReferrers {
@@ -285,21 +334,16 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 			out = append(out, d)
 		}
 	}
-	for _, suffix := range cosignSuffixes {
-		tag := fallbackTag(subject) + suffix
-		m, a, kids, err := s.fetch(ctx, src, tag, ocispec.Descriptor{})
-		if errors.Is(err, registry.ErrNotFound) {
+	for i, suffix := range cosignSuffixes {
+		if tags[i] == nil {
 			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("cosign tag %s: %w", tag, err)
 		}
 		if err := s.take(1); err != nil {
 			return nil, err
 		}
 		r := ref
-		r.Tag, r.Digest = tag, ""
-		if d, ok, err := s.keep(ctx, src, r, m, a, kids, subject); err != nil {
+		r.Tag, r.Digest = fallbackTag(subject)+suffix, ""
+		if d, ok, err := s.keep(ctx, src, r, tags[i].m, tags[i].a, tags[i].kids, subject); err != nil {
 			return nil, err
 		} else if ok {
 			out = append(out, d)

@@ -237,7 +237,7 @@ func TestReferrersRoundTrip(t *testing.T) {
 		{name: "api to api", srcAPI: true, dstAPI: true},
 		{name: "api to fallback tag", srcAPI: true},
 		{name: "fallback tag to api", dstAPI: true},
-		{name: "api to distribution", srcAPI: true, distribution: true},
+		{name: "api to distribution, from a stream", srcAPI: true, distribution: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -274,7 +274,19 @@ func TestReferrersRoundTrip(t *testing.T) {
 			} else {
 				dst = startGGCR(t, tc.dstAPI, nil)
 			}
-			res, err := bundle.ImportFile(context.Background(), path, dst+"/mirror", bundle.ImportOptions{})
+			// From a file, or (into distribution) from a stream.
+			var res *bundle.ImportResult
+			if tc.distribution {
+				f, _ := os.Open(path)
+				defer f.Close()
+				r, err := bundle.NewReader(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err = bundle.Import(context.Background(), r, dst+"/mirror", bundle.ImportOptions{})
+			} else {
+				res, err = bundle.ImportFile(context.Background(), path, dst+"/mirror", bundle.ImportOptions{})
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -867,5 +879,42 @@ func TestReferrersFallbackTagFull(t *testing.T) {
 	want := fmt.Sprintf("listing the referrers of %s at %s/app/signed:sha256-%s: content exceeds size limit: the tag would list 25001 referrers in ", s.image.Digest, dst, s.image.Digest.Hex)
 	if !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), " bytes, more than the 4194304 a manifest may have") {
 		t.Errorf("import: %v\nwant %s… bytes, more than the 4194304 a manifest may have", err, want)
+	}
+}
+
+// TestReferrersIntoLayout: imported into an OCI layout, referrers are
+// listed in its index.json (by digest; cosign tags by name), as images
+// imported by digest are.
+func TestReferrersIntoLayout(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := bundle.ImportFile(context.Background(), path, "oci:"+dir, bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range idx.Manifests {
+		got = append(got, d.Digest.String()+" "+d.Annotations[ocispec.AnnotationRefName])
+	}
+	for _, want := range []string{
+		s.sbom.Digest.String() + " " + s.repo + "@" + s.sbom.Digest.String(),
+		s.sbomSig.Digest.String() + " " + s.repo + "@" + s.sbomSig.Digest.String(),
+		s.cosignSig.Digest.String() + " " + s.repo + ":" + s.cosignTag,
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("the layout's index.json does not list %s:\n%s", want, strings.Join(got, "\n"))
+		}
 	}
 }
