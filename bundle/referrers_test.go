@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -916,5 +917,47 @@ func TestReferrersIntoLayout(t *testing.T) {
 		if !slices.Contains(got, want) {
 			t.Errorf("the layout's index.json does not list %s:\n%s", want, strings.Join(got, "\n"))
 		}
+	}
+}
+
+// TestReferrersOneRequestAtATime: with Jobs 1 discovery asks for one list
+// or tag at a time; by default it overlaps them.
+func TestReferrersOneRequestAtATime(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	host := startGGCR(t, false, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.Contains(r.URL.Path, "/referrers/") && !strings.Contains(r.URL.Path, "/manifests/sha256-") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			inFlight++
+			most = max(most, inFlight)
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+			next.ServeHTTP(w, r)
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		})
+	})
+	s := pushSigned(t, host)
+	for _, tc := range []struct {
+		jobs      int
+		atMostOne bool
+	}{{1, true}, {0, false}} {
+		mu.Lock()
+		most = 0
+		mu.Unlock()
+		if _, sum, err := exportRefs(t, []string{s.ref, s.unrelated}, bundle.ExportOptions{Jobs: tc.jobs}); err != nil || sum.Referrers != 3 {
+			t.Fatalf("export with %d jobs: %v", tc.jobs, err)
+		}
+		mu.Lock()
+		if got := most == 1; got != tc.atMostOne {
+			t.Errorf("export with %d jobs: at most %d requests at once", tc.jobs, most)
+		}
+		mu.Unlock()
 	}
 }
