@@ -22,12 +22,6 @@ import (
 // tags. A bundle carries each one as an index.json entry of its own, marked
 // with AnnotationSubject (docs/format.md, section 5.7).
 
-// ErrReferrer: a registry's list of referrers names a manifest whose
-// subject is another manifest, or referrers nest deeper than ferry follows;
-// in a bundle, an index.json entry marked as a referrer that is not one
-// (also ErrCorrupt).
-var ErrReferrer = errors.New("invalid referrer")
-
 // Limits on discovery, so that a registry cannot make an export's work
 // unbounded whatever its lists of referrers say.
 const (
