@@ -490,7 +490,10 @@ func (r *Reader) Images() []Image {
 		if IsReferrer(d) {
 			continue
 		}
-		img := Image{Ref: d.Annotations[AnnotationRefName], Descriptor: d, Referrers: r.referrersOf(d.Digest)}
+		img := Image{Ref: d.Annotations[AnnotationRefName], Descriptor: d}
+		if ref, err := ParseReference(img.Ref); err == nil {
+			img.Referrers = r.referrersOf(ref.Name(), d.Digest)
+		}
 		if m, ok := r.g.manifests[d.Digest]; ok && IsIndex(m.Descriptor.MediaType) {
 			for _, c := range m.kids {
 				if c.manifest && c.desc.Platform != nil {

@@ -493,10 +493,10 @@ func (r *Reader) checkReferrers() error {
 	return nil
 }
 
-// referrersOf returns the referrers carried for the image with root
-// digest root: those whose subject is a manifest of the image, and,
-// recursively, their own referrers.
-func (r *Reader) referrersOf(root digest.Digest) []Referrer {
+// referrersOf returns the referrers carried for the image of repository
+// repo with root digest root: those of the same repository whose subject
+// is a manifest of the image, and, recursively, their own referrers.
+func (r *Reader) referrersOf(repo string, root digest.Digest) []Referrer {
 	mine := map[digest.Digest]bool{}
 	r.g.closure(root, func(d digest.Digest, m *Manifest) bool {
 		if m != nil {
@@ -511,6 +511,9 @@ func (r *Reader) referrersOf(root digest.Digest) []Referrer {
 		s, ok := d.Annotations[AnnotationSubject]
 		if !ok || !mine[digest.Digest(s)] {
 			continue
+		}
+		if ref, err := ParseReference(d.Annotations[AnnotationRefName]); err != nil || ref.Name() != repo {
+			continue // the same image in another repository has its own
 		}
 		mine[d.Digest] = true
 		var a artifactLinks

@@ -961,3 +961,48 @@ func TestReferrersOneRequestAtATime(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// TestReferrersSameImageTwoRepositories: one image in two repositories,
+// each with its own SBOM: each repository's referrers travel to it, and
+// are listed under the image of that repository only.
+func TestReferrersSameImageTwoRepositories(t *testing.T) {
+	t.Parallel()
+	host := startGGCR(t, true, nil)
+	s := pushSigned(t, host)
+	src, _ := name.ParseReference(s.ref)
+	desc, err := remote.Get(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := desc.Image()
+	copyRef, _ := name.ParseReference(host + "/app/copy:1.0")
+	if err := remote.Write(copyRef, img); err != nil {
+		t.Fatal(err)
+	}
+	copySBOM, _ := pushArtifact(t, host+"/app/copy", &s.image, sbomType, "", `{"spdxVersion":"SPDX-2.3","name":"copy"}`, "")
+	path, _, err := exportRefs(t, []string{s.ref, copyRef.String()}, bundle.ExportOptions{ReferrerTypes: []string{sbomType}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := bundle.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	imgs := r.Images()
+	want := map[string]string{s.ref: s.repo + "@" + s.sbom.Digest.String(), copyRef.String(): host + "/app/copy@" + copySBOM.Digest.String()}
+	for _, im := range imgs {
+		if len(im.Referrers) != 1 || im.Referrers[0].Ref != want[im.Ref] {
+			t.Errorf("referrers of %s: %+v, want only %s", im.Ref, im.Referrers, want[im.Ref])
+		}
+	}
+	dst := startGGCR(t, false, nil)
+	if _, err := bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for repo, sbom := range map[string]v1.Hash{"/app/signed": s.sbom.Digest, "/app/copy": copySBOM.Digest} {
+		if got := referrersAt(t, dst+repo, s.image.Digest); !slices.Equal(got, []string{sbom.String() + " " + sbomType}) {
+			t.Errorf("referrers in %s: %v, want %s", repo, got, sbom)
+		}
+	}
+}
