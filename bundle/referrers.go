@@ -153,12 +153,12 @@ func (e *exporter) findReferrers(ctx context.Context, images []*image) (map[dige
 		return nil, err
 	}
 	out := map[digest.Digest][]ocispec.Descriptor{}
+	named := map[string]bool{} // subject digest and reference name
 	for _, f := range found {
 		for d, list := range f {
 			for _, r := range list {
-				if !slices.ContainsFunc(out[d], func(x ocispec.Descriptor) bool {
-					return x.Annotations[AnnotationRefName] == r.Annotations[AnnotationRefName]
-				}) {
+				if k := d.String() + " " + r.Annotations[AnnotationRefName]; !named[k] {
+					named[k] = true
 					out[d] = append(out[d], r)
 				}
 			}
