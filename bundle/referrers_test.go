@@ -1006,3 +1006,23 @@ func TestReferrersSameImageTwoRepositories(t *testing.T) {
 		}
 	}
 }
+
+// TestReferrersDeterministic: the same content with its referrers gives
+// the same bundle, byte for byte, however the lookups interleave.
+func TestReferrersDeterministic(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, false, nil))
+	var first []byte
+	for i := range 3 {
+		path, _, err := exportRefs(t, []string{s.ref, s.unrelated}, bundle.ExportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		if i == 0 {
+			first = b
+		} else if string(b) != string(first) {
+			t.Fatalf("export %d differs from the first", i+1)
+		}
+	}
+}
