@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -291,9 +292,9 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
-	if len(listed) > maxReferrers {
-		return nil, fmt.Errorf("%w: %s lists %d referrers of %s, more than the %d ferry carries; leave them out with --no-referrers",
-			ErrTooLarge, src, len(listed), subject, maxReferrers)
+	if len(listed) > maxReferrers { // a fallback tag; apiReferrers counts its pages
+		return nil, fmt.Errorf("%w: %s lists more than %d referrers of %s, the most ferry carries; leave them out with --no-referrers",
+			ErrTooLarge, src, maxReferrers, subject)
 	}
 	var out []ocispec.Descriptor
 	seen := map[digest.Digest]bool{}
@@ -346,29 +347,67 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 	return out, nil
 }
 
-// list asks the Referrers API for the referrers of subject, or reads the
-// fallback tag where the registry answers 404.
-func (s *referrerSearch) list(ctx context.Context, src registrySource, subject digest.Digest) ([]ocispec.Descriptor, error) {
-	m, err := withRetries(ctx, src.client, func(ctx context.Context) (*registry.Manifest, bool, error) {
-		m, err := src.client.Referrers(ctx, src.repo, subject, MaxManifestBytes)
-		return m, registry.IsTemporary(err), err
-	})
-	what := "the list of referrers"
-	if errors.Is(err, registry.ErrNoReferrersAPI) {
-		what = "the referrers tag " + fallbackTag(subject)
-		m, err = src.manifest(ctx, fallbackTag(subject), MaxManifestBytes)
-		if errors.Is(err, registry.ErrNotFound) {
-			return nil, nil
+// maxReferrerPages bounds the pages of one list of referrers followed.
+const maxReferrerPages = 64
+
+// apiReferrers reads every page of the list the Referrers API of repo
+// gives for subject: ErrNoReferrersAPI where the registry has none.
+func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	var out []ocispec.Descriptor
+	page := ""
+	for n := 0; ; n++ {
+		if n == maxReferrerPages {
+			return nil, fmt.Errorf("%w: %s gives more than %d pages of referrers of %s; leave them out with --no-referrers", ErrTooLarge, repo.Name(), maxReferrerPages, subject)
+		}
+		m, err := withRetries(ctx, c, func(ctx context.Context) (*registry.Manifest, bool, error) {
+			m, err := c.Referrers(ctx, repo, subject, page, MaxManifestBytes)
+			return m, registry.IsTemporary(err), err
+		})
+		if err != nil {
+			return nil, err
+		}
+		list, err := parseReferrers(m.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the list of referrers of %s in %s is not an OCI image index", ErrReferrer, subject, repo.Name())
+		}
+		if out = append(out, list...); len(out) > maxReferrers {
+			return nil, fmt.Errorf("%w: %s lists more than %d referrers of %s, the most ferry carries; leave them out with --no-referrers",
+				ErrTooLarge, repo.Name(), maxReferrers, subject)
+		}
+		if page = m.Next; page == "" {
+			return out, nil
 		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s of %s: %w", what, subject, err)
-	}
+}
+
+// parseReferrers reads a list of referrers: an OCI image index.
+func parseReferrers(b []byte) ([]ocispec.Descriptor, error) {
 	var idx ocispec.Index
-	if err := json.Unmarshal(m.Bytes, &idx); err != nil || idx.SchemaVersion != 2 || (idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
-		return nil, fmt.Errorf("%w: %s of %s in %s is not an OCI image index", ErrReferrer, what, subject, src)
+	if err := json.Unmarshal(b, &idx); err != nil || idx.SchemaVersion != 2 || (idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
+		return nil, errors.New("not an OCI image index")
 	}
 	return idx.Manifests, nil
+}
+
+// list asks the Referrers API for the referrers of subject, or reads the
+// fallback tag where the registry has no API.
+func (s *referrerSearch) list(ctx context.Context, src registrySource, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	list, err := apiReferrers(ctx, src.client, src.repo, subject)
+	if !errors.Is(err, registry.ErrNoReferrersAPI) {
+		return list, err
+	}
+	tag := fallbackTag(subject)
+	m, err := src.manifest(ctx, tag, MaxManifestBytes)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the referrers tag %s: %w", tag, err)
+	}
+	if list, err = parseReferrers(m.Bytes); err != nil {
+		return nil, fmt.Errorf("%w: the referrers tag %s in %s is not an OCI image index", ErrReferrer, tag, src)
+	}
+	return list, nil
 }
 
 // fetch reads a referrer's manifest by digest (checked against want when
@@ -617,14 +656,14 @@ var _ referrerIndexer = (*registryTarget)(nil)
 
 func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, subject digest.Digest, refs []ocispec.Descriptor) (bool, error) {
 	repo := t.repos[repoName]
-	m, err := t.client.Referrers(ctx, repo, subject, MaxManifestBytes)
+	api, err := apiReferrers(ctx, t.client, repo, subject)
 	switch {
 	case err == nil:
-		var idx ocispec.Index
-		if json.Unmarshal(m.Bytes, &idx) == nil &&
-			!slices.ContainsFunc(refs, func(r ocispec.Descriptor) bool {
-				return !slices.ContainsFunc(idx.Manifests, func(x ocispec.Descriptor) bool { return x.Digest == r.Digest })
-			}) {
+		have := map[digest.Digest]bool{}
+		for _, d := range api {
+			have[d.Digest] = true
+		}
+		if !slices.ContainsFunc(refs, func(r ocispec.Descriptor) bool { return !have[r.Digest] }) {
 			return false, nil // the Referrers API lists them all
 		}
 		// An API that does not list what was just pushed with a subject:

@@ -29,6 +29,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/archivetest"
+	"github.com/ferryproject/ferry/internal/registry"
 	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/testimages"
 )
@@ -318,12 +319,12 @@ func (l lies) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// liarSigned starts a registry with the Referrers API behind the lies that
-// make(s) returns, and pushes the signed image to it.
-func liarSigned(t *testing.T, make func(s *signed) lies) *signed {
+// liarSigned starts a registry with the Referrers API (or without, noAPI)
+// behind the lies that make(s) returns, and pushes the signed image to it.
+func liarSigned(t *testing.T, noAPI bool, make func(s *signed) lies) *signed {
 	t.Helper()
 	l := lies{}
-	host := startGGCR(t, true, l.wrap)
+	host := startGGCR(t, !noAPI, l.wrap)
 	s := pushSigned(t, host)
 	for k, v := range make(s) {
 		l[k] = v
@@ -348,15 +349,19 @@ func descJSON(d v1.Descriptor) string {
 // to go on, and writes nothing; a cycle of cosign tags ends.
 func TestReferrersHostileRegistry(t *testing.T) {
 	t.Parallel()
+	descs := make([]string, 10001)
+	for i := range descs {
+		descs[i] = fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%064x","size":100}`, i)
+	}
 	huge := func(s *signed) lies {
-		descs := make([]string, 10001)
-		for i := range descs {
-			descs[i] = fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%064x","size":100}`, i)
-		}
 		return lies{referrersPath(s, s.image.Digest): {ocispec.MediaTypeImageIndex, indexOf(descs...)}}
+	}
+	hugeTag := func(s *signed) lies {
+		return lies{"/v2/app/signed/manifests/sha256-" + s.image.Digest.Hex: {ocispec.MediaTypeImageIndex, indexOf(descs...)}}
 	}
 	for _, tc := range []struct {
 		name    string
+		noAPI   bool
 		lies    func(s *signed) lies
 		wantErr error
 		want    func(s *signed) string
@@ -375,7 +380,25 @@ func TestReferrersHostileRegistry(t *testing.T) {
 		lies:    huge,
 		wantErr: bundle.ErrTooLarge,
 		want: func(s *signed) string {
-			return fmt.Sprintf("content exceeds size limit: %s lists 10001 referrers of %s, more than the 10000 ferry carries; leave them out with --no-referrers", s.repo, s.image.Digest)
+			return fmt.Sprintf("content exceeds size limit: %s lists more than 10000 referrers of %s, the most ferry carries; leave them out with --no-referrers", s.repo, s.image.Digest)
+		},
+	}, {
+		name:    "huge fallback tag",
+		noAPI:   true,
+		lies:    hugeTag,
+		wantErr: bundle.ErrTooLarge,
+		want: func(s *signed) string {
+			return fmt.Sprintf("content exceeds size limit: %s lists more than 10000 referrers of %s, the most ferry carries; leave them out with --no-referrers", s.repo, s.image.Digest)
+		},
+	}, {
+		name:  "fallback tag not an index",
+		noAPI: true,
+		lies: func(s *signed) lies {
+			return lies{"/v2/app/signed/manifests/sha256-" + s.image.Digest.Hex: {ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`}}
+		},
+		wantErr: bundle.ErrReferrer,
+		want: func(s *signed) string {
+			return fmt.Sprintf("invalid referrer: the referrers tag sha256-%s in %s is not an OCI image index", s.image.Digest.Hex, s.repo)
 		},
 	}, {
 		name: "size lie",
@@ -409,7 +432,7 @@ func TestReferrersHostileRegistry(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := liarSigned(t, tc.lies)
+			s := liarSigned(t, tc.noAPI, tc.lies)
 			path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{Registry: bundle.RegistryOptions{Retries: -1}})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("export: %v, want %v", err, tc.wantErr)
@@ -433,7 +456,7 @@ func TestReferrersHostileRegistry(t *testing.T) {
 		// The SBOM's cosign tag names the image, whose referrers name the
 		// SBOM: discovery stops at what it has seen.
 		var imgManifest string
-		s := liarSigned(t, func(s *signed) lies {
+		s := liarSigned(t, false, func(s *signed) lies {
 			r, _ := name.ParseReference(s.ref)
 			d, err := remote.Get(r)
 			if err != nil {
@@ -1024,5 +1047,77 @@ func TestReferrersDeterministic(t *testing.T) {
 		} else if string(b) != string(first) {
 			t.Fatalf("export %d differs from the first", i+1)
 		}
+	}
+}
+
+// TestReferrersPages: a list of referrers given over several pages (Link
+// rel="next") is read whole; endless pages, or a next page on another
+// host, make the export fail.
+func TestReferrersPages(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		next    func(path string) string // the Link of every page but the last
+		wantErr error
+		want    func(s *signed, host string) string
+	}{
+		{name: "two pages", next: func(path string) string { return path + "?page=2" }},
+		{name: "endless", next: func(path string) string { return path + "?page=again" }, wantErr: bundle.ErrTooLarge,
+			want: func(s *signed, host string) string {
+				return fmt.Sprintf("content exceeds size limit: %s gives more than 64 pages of referrers of %s; leave them out with --no-referrers", s.repo, s.image.Digest)
+			}},
+		{name: "another host", next: func(path string) string { return "http://elsewhere.example" + path + "?page=2" }, wantErr: registry.ErrForeignLink,
+			want: func(s *signed, host string) string {
+				return fmt.Sprintf("list of referrers from %s: link to another host refused: the Link header's next page is on http://elsewhere.example, not on the registry", host)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex // the handler reads s and att once they are pushed
+			var s *signed
+			var att v1.Descriptor
+			host := startGGCR(t, true, func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					s, att := s, att
+					mu.Unlock()
+					if s == nil || r.URL.Path != referrersPath(s, s.image.Digest) {
+						next.ServeHTTP(w, r)
+						return
+					}
+					w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
+					if r.URL.Query().Get("page") == "2" {
+						io.WriteString(w, indexOf(descJSON(att)))
+						return
+					}
+					w.Header().Set("Link", "<"+tc.next(r.URL.Path)+`>; rel="next"`)
+					io.WriteString(w, indexOf(descJSON(s.sbom)))
+				})
+			})
+			signedImg := pushSigned(t, host)
+			a, _ := pushArtifact(t, signedImg.repo, &signedImg.image, "application/vnd.in-toto+json", "", "provenance", "")
+			mu.Lock()
+			s, att = signedImg, a
+			mu.Unlock()
+			path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{ReferrerTypes: []string{sbomType, "application/vnd.in-toto+json"}})
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := []string{s.sbom.Digest.String() + " " + sbomType, att.Digest.String() + " application/vnd.in-toto+json"}
+				slices.Sort(want) // by reference name: REPO@DIGEST
+				if got := bundleReferrers(t, path); !slices.Equal(got, want) {
+					t.Errorf("referrers carried: %v, want %v", got, want)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("export: %v, want %v", err, tc.wantErr)
+			}
+			want := s.ref + ": finding its referrers (--no-referrers leaves them out): " + tc.want(s, host)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("export: %v\nwant it to say %s", err, want)
+			}
+		})
 	}
 }

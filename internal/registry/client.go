@@ -164,6 +164,9 @@ var (
 	ErrDigestRefused = errors.New("the registry refused the content as not matching its digest")
 	// ErrNoReferrersAPI: the registry has no OCI 1.1 Referrers API.
 	ErrNoReferrersAPI = errors.New("no Referrers API")
+	// ErrForeignLink: a registry's Link header sends the client to another
+	// host, which would get the credentials of this one.
+	ErrForeignLink = errors.New("link to another host refused")
 )
 
 // ParseRepository parses "host[:port]/path" with this client's insecure
@@ -369,6 +372,9 @@ type Manifest struct {
 	Bytes     []byte
 	MediaType string
 	Digest    digest.Digest
+	// Next is the URL of the next page of a list of referrers (the Link
+	// header's rel="next"), empty on the last page.
+	Next string
 }
 
 // GetManifest fetches a manifest by tag or digest, up to limit bytes. When
@@ -378,7 +384,7 @@ func (c *Client) GetManifest(ctx context.Context, repo name.Repository, ref stri
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.getSmall(ctx, rt, repo, "manifests/"+ref, "manifest", strings.Join(ManifestAccept, ","), limit)
+	m, err := c.getSmall(ctx, rt, repo, c.url(repo, "manifests/"+ref), "manifest", strings.Join(ManifestAccept, ","), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -392,9 +398,12 @@ func (c *Client) GetManifest(ctx context.Context, repo name.Repository, ref stri
 }
 
 // getSmall reads a document of at most limit bytes (a manifest, a list of
-// referrers) from path under repo.
-func (c *Client) getSmall(ctx context.Context, rt http.RoundTripper, repo name.Repository, path, what, accept string, limit int64) (*Manifest, error) {
-	req, _ := http.NewRequest(http.MethodGet, c.url(repo, path), nil)
+// referrers) from u, a URL of repo's registry.
+func (c *Client) getSmall(ctx context.Context, rt http.RoundTripper, repo name.Repository, u, what, accept string, limit int64) (*Manifest, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
 	req.Header.Set("Accept", accept)
 	resp, err := c.do(ctx, rt, req, http.StatusOK)
 	if err != nil {
@@ -415,20 +424,51 @@ func (c *Client) getSmall(ctx context.Context, rt http.RoundTripper, repo name.R
 	if i := strings.IndexByte(mt, ';'); i >= 0 {
 		mt = strings.TrimSpace(mt[:i])
 	}
-	return &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b)}, nil
+	next, err := nextPage(req.URL, resp.Header.Get("Link"))
+	if err != nil {
+		return nil, fmt.Errorf("%s from %s: %w", what, repo.RegistryStr(), err)
+	}
+	return &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b), Next: next}, nil
+}
+
+// nextPage is the URL a Link header gives as rel="next", resolved against
+// the request's URL; it must be on the same registry (credentials for it
+// are sent there).
+func nextPage(base *url.URL, link string) (string, error) {
+	for _, part := range strings.Split(link, ",") {
+		target, params, ok := strings.Cut(part, ";")
+		target = strings.TrimSpace(target)
+		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") || !strings.Contains(strings.ReplaceAll(params, " ", ""), `rel="next"`) {
+			continue
+		}
+		u, err := base.Parse(target[1 : len(target)-1])
+		if err != nil {
+			return "", fmt.Errorf("the Link header's next page: %w", err)
+		}
+		if u.Scheme != base.Scheme || u.Host != base.Host {
+			return "", fmt.Errorf("%w: the Link header's next page is on %s://%s, not on the registry", ErrForeignLink, u.Scheme, u.Host)
+		}
+		return u.String(), nil
+	}
+	return "", nil
 }
 
 // Referrers asks the OCI 1.1 Referrers API of repo for the manifests that
 // name d as their subject, and returns the image index it answers (at most
-// limit bytes; only its first page). A registry without the API answers
-// 404: the error is then ErrNotFound, and the caller looks for the
-// fallback tag instead.
-func (c *Client) Referrers(ctx context.Context, repo name.Repository, d digest.Digest, limit int64) (*Manifest, error) {
+// limit bytes), with Next set when the registry has more pages: page is
+// then that URL (empty for the first page). A registry without the API
+// answers 404 (some 400 or 406, or something other than an image index):
+// the error is then ErrNoReferrersAPI, and the caller uses the fallback tag
+// instead.
+func (c *Client) Referrers(ctx context.Context, repo name.Repository, d digest.Digest, page string, limit int64) (*Manifest, error) {
 	rt, err := c.roundTripper(ctx, repo, false)
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.getSmall(ctx, rt, repo, "referrers/"+d.String(), "list of referrers", "application/vnd.oci.image.index.v1+json", limit)
+	if page == "" {
+		page = c.url(repo, "referrers/"+d.String())
+	}
+	m, err := c.getSmall(ctx, rt, repo, page, "list of referrers", "application/vnd.oci.image.index.v1+json", limit)
 	var terr *transport.Error
 	switch {
 	case errors.As(err, &terr) && (terr.StatusCode == http.StatusNotFound || terr.StatusCode == http.StatusBadRequest || terr.StatusCode == http.StatusNotAcceptable):

@@ -56,7 +56,7 @@ func TestReferrersWithoutAPI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := c.Referrers(context.Background(), repo, subject, 1<<20)
+			m, err := c.Referrers(context.Background(), repo, subject, "", 1<<20)
 			if tc.wantErr == nil {
 				if err != nil || string(m.Bytes) != tc.body {
 					t.Fatalf("Referrers: %v, %v", m, err)
