@@ -16,6 +16,11 @@
 // ImportFile push a bundle's content to a registry. Writer, Encoder and
 // Reader give lower-level access to the format.
 //
+// Export carries each image's referrers (signatures, SBOMs, attestations) as
+// index.json entries marked with AnnotationSubject; Reader.Images lists them
+// under their image, and Import makes them resolve at the destination
+// (docs/format.md, section 5.7).
+//
 // Errors wrap the sentinels in errors.go (ErrDigestMismatch, ErrCorrupt,
 // ErrTruncated, ...), test them with errors.Is. *BlobError names the blob
 // and the images that use it; *ResolveError lists every reference that

@@ -57,6 +57,12 @@ var (
 	// destination tag (by the trusted history of the receipt) would move
 	// the tag to another digest; see ImportOptions.AllowRollback.
 	ErrRollback = errors.New("rollback refused")
+	// ErrReferrer: a registry's list of referrers is not an image index,
+	// names an unsupported digest or a manifest whose subject is another
+	// one, or referrers nest deeper than export follows; in a bundle, an
+	// index.json entry marked as a referrer that is not one (also
+	// ErrCorrupt).
+	ErrReferrer = errors.New("invalid referrer")
 )
 
 // notByFerry is what the operator is told of content in a bundle that ferry

@@ -49,12 +49,20 @@ type ExportOptions struct {
 	// 5.6): the configs and layers a base holds are left out of the
 	// archive, and index.json names every base. ReadBase reads one.
 	Bases []*Base
+	// NoReferrers leaves out the referrers of the images (signatures,
+	// SBOMs, attestations), which are carried by default (docs/format.md,
+	// section 5.7).
+	NoReferrers bool
+	// ReferrerTypes, when set, keeps only referrers of these artifact types.
+	ReferrerTypes []string
 }
 
 // ExportSummary reports what Export wrote.
 type ExportSummary struct {
 	Images    int
 	Platforms int
+	// Referrers counts the referrers carried with the images.
+	Referrers int
 	Blobs     int
 	// UniqueBytes is the total of distinct blobs stored.
 	UniqueBytes int64
@@ -259,11 +267,11 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	if err != nil {
 		return nil, err
 	}
-	images, g, index, indexBytes, err := e.prepare(ctx, refs)
+	images, referrers, g, index, indexBytes, err := e.prepare(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
-	sum := &ExportSummary{Images: len(images), Index: index}
+	sum := &ExportSummary{Images: len(images), Referrers: len(referrers), Index: index}
 	for _, img := range images {
 		if img.original != "" {
 			sum.Rewritten = append(sum.Rewritten, RewrittenIndex{Ref: img.ref.String(), Original: img.original, Rewritten: img.desc.Digest})
@@ -660,7 +668,7 @@ func (e *exporter) matches(p ocispec.Platform) bool {
 }
 
 // buildIndex makes index.json and the content graph.
-func (e *exporter) buildIndex(images []*image) (*graph, ocispec.Index, []byte, error) {
+func (e *exporter) buildIndex(images []*image, referrers []ocispec.Descriptor) (*graph, ocispec.Index, []byte, error) {
 	index := ocispec.Index{
 		Versioned: specsVersioned(),
 		MediaType: ocispec.MediaTypeImageIndex,
@@ -694,6 +702,9 @@ func (e *exporter) buildIndex(images []*image) (*graph, ocispec.Index, []byte, e
 			d.Annotations[AnnotationOriginalDigest] = img.original.String()
 		}
 		roots[i], refs[i] = d, img.ref.String()
+	}
+	for _, d := range referrers {
+		roots, refs = append(roots, d), append(refs, d.Annotations[AnnotationRefName])
 	}
 	index.Manifests = roots
 	g := newGraph()

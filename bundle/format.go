@@ -53,6 +53,10 @@ const (
 	// bundle; names its bases and the blobs it leaves out of each (a JSON
 	// array, see DeltaBase and docs/format.md, section 5.6).
 	AnnotationDeltaBases = annotationPrefix + "delta-bases"
+	// AnnotationSubject (on an index.json entry): the entry is a referrer
+	// (a signature, SBOM or attestation) of the manifest with this digest,
+	// not an exported image (docs/format.md, section 5.7).
+	AnnotationSubject = annotationPrefix + "subject"
 )
 
 var hexRe = map[digest.Algorithm]*regexp.Regexp{

@@ -64,6 +64,9 @@ type ImportedImage struct {
 	// ImportResult totals, which count each blob once per repository.
 	BlobsUploaded, BlobsMounted, BlobsPresent int
 	BytesUploaded                             int64
+	// Subject is set for a referrer (a signature, SBOM or attestation)
+	// pushed for the image manifest with this digest.
+	Subject digest.Digest
 }
 
 // ImportResult reports what Import did.
@@ -74,7 +77,10 @@ type ImportResult struct {
 	BlobsSkipped  int // already present at the destination
 	BytesUploaded int64
 	Manifests     int
-	Duration      time.Duration
+	// ReferrerTags counts the fallback tags (sha256-<hex>) written so that
+	// referrers resolve at a registry without the Referrers API.
+	ReferrerTags int
+	Duration     time.Duration
 	// Receipt is the destination's receipt after this import was merged
 	// into it (docs/format.md, section 11); ReceiptAt names where it is.
 	Receipt   *Receipt
@@ -225,6 +231,9 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 		return im.res, &noteError{err: err, note: fmt.Sprintf("; no manifest or tag was pushed (%d blob(s) already pushed are content-addressed and harmless)", n)}
 	}
 	if err := im.pushManifests(ctx); err != nil {
+		return nil, err
+	}
+	if err := im.indexReferrers(ctx); err != nil {
 		return nil, err
 	}
 	if err := dst.commit(ctx); err != nil {
@@ -516,6 +525,9 @@ func (im *importer) check(ctx context.Context) error {
 			im.count(&images[i], t)
 			if up := digest.Digest(t.root.Annotations[AnnotationOriginalDigest]); validateDigest(up) == nil {
 				images[i].Upstream = up
+			}
+			if IsReferrer(t.root) {
+				images[i].Subject = digest.Digest(t.root.Annotations[AnnotationSubject])
 			}
 			return nil
 		})

@@ -56,7 +56,7 @@ func PlanExport(ctx context.Context, refs []string, opts ExportOptions) (*Export
 	if err != nil {
 		return nil, err
 	}
-	_, g, index, _, err := e.prepare(ctx, refs)
+	_, _, g, index, _, err := e.prepare(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
@@ -139,16 +139,25 @@ func newExporter(opts ExportOptions) (*exporter, error) {
 
 // prepare resolves refs and builds index.json and the content graph: all
 // of an export but the blobs.
-func (e *exporter) prepare(ctx context.Context, refs []string) ([]*image, *graph, ocispec.Index, []byte, error) {
+// It returns the images and the index entries of their referrers.
+func (e *exporter) prepare(ctx context.Context, refs []string) ([]*image, []ocispec.Descriptor, *graph, ocispec.Index, []byte, error) {
 	if len(refs) == 0 {
-		return nil, nil, ocispec.Index{}, nil, fmt.Errorf("no image references given")
+		return nil, nil, nil, ocispec.Index{}, nil, fmt.Errorf("no image references given")
 	}
 	images, err := e.resolveAll(ctx, refs)
 	if err != nil {
-		return nil, nil, ocispec.Index{}, nil, err
+		return nil, nil, nil, ocispec.Index{}, nil, err
 	}
-	g, index, indexBytes, err := e.buildIndex(images)
-	return images, g, index, indexBytes, err
+	var referrers []ocispec.Descriptor
+	if !e.opts.NoReferrers {
+		found, err := e.findReferrers(ctx, images)
+		if err != nil {
+			return nil, nil, nil, ocispec.Index{}, nil, err
+		}
+		referrers = e.referrerEntries(images, found)
+	}
+	g, index, indexBytes, err := e.buildIndex(images, referrers)
+	return images, referrers, g, index, indexBytes, err
 }
 
 // count fills the statistics of sum from the graph and returns the images
@@ -170,6 +179,9 @@ func (e *exporter) count(sum *ExportSummary, g *graph, index ocispec.Index) []Im
 	images := (&Reader{g: g, index: index}).Images()
 	for _, img := range images {
 		sum.ReferencedBytes += img.Size
+		for _, ref := range img.Referrers {
+			sum.ReferencedBytes += ref.Size
+		}
 		sum.Platforms += len(img.Platforms)
 	}
 	return images

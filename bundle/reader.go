@@ -149,6 +149,9 @@ type Image struct {
 	// Size is the total of every distinct blob the image uses (manifests
 	// included).
 	Size int64
+	// Referrers are the signatures, SBOMs and attestations carried for the
+	// image (and for its referrers), in index.json order.
+	Referrers []Referrer
 }
 
 // Reader reads a bundle. A Reader made by Open on a file with a seek table
@@ -381,7 +384,14 @@ func verifyStream(src io.Reader, opts []ReadOption) (*VerifyReport, error) {
 		return nil, err
 	}
 	defer r.Close()
-	rep := &VerifyReport{Signature: r.Signature(), Images: len(r.Index().Manifests), Delta: r.Delta()}
+	rep := &VerifyReport{Signature: r.Signature(), Delta: r.Delta()}
+	for _, d := range r.Index().Manifests {
+		if IsReferrer(d) {
+			rep.Referrers++
+		} else {
+			rep.Images++
+		}
+	}
 	for _, m := range r.Manifests() {
 		rep.Blobs++
 		rep.Bytes += m.Descriptor.Size
@@ -648,6 +658,9 @@ func (r *Reader) load() error {
 		if errors.Is(err, ErrDescriptorConflict) {
 			return fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
+		return err
+	}
+	if err := r.checkReferrers(); err != nil {
 		return err
 	}
 	return r.checkDelta()

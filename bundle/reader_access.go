@@ -482,11 +482,18 @@ func (r *Reader) Users(d digest.Digest) []string { return r.g.Users(d) }
 // SeekTable returns the seek table, or nil for a sequential reader.
 func (r *Reader) SeekTable() *SeekTable { return r.table }
 
-// Images lists the exported references in index.json order.
+// Images lists the exported references in index.json order, each with
+// the referrers carried for it; referrer entries are not listed themselves.
 func (r *Reader) Images() []Image {
 	out := make([]Image, 0, len(r.index.Manifests))
 	for _, d := range r.index.Manifests {
+		if IsReferrer(d) {
+			continue
+		}
 		img := Image{Ref: d.Annotations[AnnotationRefName], Descriptor: d}
+		if ref, err := ParseReference(img.Ref); err == nil {
+			img.Referrers = r.referrersOf(ref.Name(), d.Digest)
+		}
 		if m, ok := r.g.manifests[d.Digest]; ok && IsIndex(m.Descriptor.MediaType) {
 			for _, c := range m.kids {
 				if c.manifest && c.desc.Platform != nil {

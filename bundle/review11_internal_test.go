@@ -36,7 +36,7 @@ func TestExportDeltaIndexTooLarge(t *testing.T) {
 		e.manifests[desc.Digest] = fetched{bytes: b}
 		imgs = append(imgs, &image{ref: Reference{Domain: "registry.example", Path: fmt.Sprintf("app%d", i), Tag: "1"}, desc: desc})
 	}
-	_, _, _, err := e.buildIndex(imgs)
+	_, _, _, err := e.buildIndex(imgs, nil)
 	if err == nil {
 		t.Fatal("export wrote an index.json no reader accepts")
 	}

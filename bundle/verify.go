@@ -8,6 +8,7 @@ import (
 // VerifyReport is the result of a full offline check of a bundle.
 type VerifyReport struct {
 	Images    int
+	Referrers int   // signatures, SBOMs and attestations carried for them
 	Blobs     int   // manifests, configs and layers checked
 	Bytes     int64 // content bytes checked
 	Signature SignatureInfo

@@ -10,8 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
-	"github.com/ferryproject/ferry/internal/report"
 	"github.com/ferryproject/ferry/internal/human"
+	"github.com/ferryproject/ferry/internal/report"
 	"github.com/ferryproject/ferry/internal/termtext"
 )
 

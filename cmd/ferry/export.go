@@ -45,7 +45,13 @@ Examples:
 --base BASE (repeatable) makes a delta bundle: the configs and layers that BASE
 holds are left out, and the signed index.json names BASE. BASE is an earlier
 bundle (only its seek table and index.json are read) or an import receipt
-(JSON). Importing a delta needs a destination that holds what was left out.`,
+(JSON). Importing a delta needs a destination that holds what was left out.
+
+The referrers of each image and of each of its platform manifests (cosign
+signatures, SBOMs, attestations: the OCI Referrers API or its fallback tag
+sha256-<hex>, and cosign's sha256-<hex>.sig, .att and .sbom tags) travel with
+it, with their own referrers; --referrers-type keeps some artifact types,
+--no-referrers none.`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
 			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE` ('-' for standard input), one per line, '#' comments (repeatable)"},
@@ -54,6 +60,8 @@ bundle (only its seek table and index.json are read) or an import receipt
 			&cli.StringFlag{Name: flagKey, Usage: "sign index.json with the private key `FILE` (password from FERRY_PASSWORD or COSIGN_PASSWORD)"},
 			&cli.StringFlag{Name: flagSignatureOut, Usage: "also write the signature (base64, as cosign sign-blob) to `FILE`"},
 			&cli.StringSliceFlag{Name: flagBase, Usage: "make a delta: leave out the blobs that the earlier bundle or receipt `BASE` holds (repeatable)"},
+			&cli.BoolFlag{Name: flagNoReferrers, Usage: "leave out the signatures, SBOMs and attestations attached to the images (carried by default)"},
+			&cli.StringSliceFlag{Name: flagReferrersType, Usage: "carry only the referrers of artifact type `TYPE` (repeatable), e.g. application/spdx+json"},
 			&cli.StringFlag{Name: flagRegistry, Usage: "send the credentials of --username to `HOST` only (required with --username when the references name several registries)"},
 			jobsFlag("download and compress `N` blobs at once"),
 			quietFlag(),
@@ -100,6 +108,15 @@ bundle (only its seek table and index.json are read) or an import receipt
 					return usageError{err}
 				}
 			}
+			types := c.StringSlice(flagReferrersType)
+			if c.Bool(flagNoReferrers) && len(types) > 0 {
+				return usagef("--no-referrers leaves every referrer out; --referrers-type keeps some: give one or the other")
+			}
+			for _, t := range types {
+				if strings.TrimSpace(t) == "" || strings.ContainsAny(t, " \t") {
+					return usagef("--referrers-type %q: want one artifact type (a media type such as application/spdx+json), the flag repeated for several", t)
+				}
+			}
 			out := c.String(flagOutput)
 			if out == "" && !c.Bool(flagDryRun) {
 				return usagef("no output given: use -o FILE, or -o - for standard output")
@@ -136,6 +153,9 @@ bundle (only its seek table and index.json are read) or an import receipt
 				Version:   version,
 				Progress:  prog.Func(),
 				Bases:     bases,
+
+				NoReferrers:   c.Bool(flagNoReferrers),
+				ReferrerTypes: types,
 			}
 			if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 				sec, err := strconv.ParseInt(s, 10, 64)
@@ -219,6 +239,9 @@ func printExportSummary(w io.Writer, out string, s *bundle.ExportSummary, signat
 	}
 	secs := s.Duration.Seconds()
 	fmt.Fprintf(w, "exported %d images (%d platforms) to %s\n", s.Images, s.Platforms, out)
+	if s.Referrers > 0 {
+		fmt.Fprintf(w, "  referrers:      %d (signatures, SBOMs, attestations)\n", s.Referrers)
+	}
 	fmt.Fprintf(w, "  blobs:          %d unique, %s\n", s.Blobs, human.Bytes(s.UniqueBytes))
 	fmt.Fprintf(w, "  deduplication:  %s saved (%s referenced by the images)\n", human.Bytes(s.ReferencedBytes-s.UniqueBytes-s.LeftOutBytes), human.Bytes(s.ReferencedBytes))
 	if bases := s.Index.Annotations[bundle.AnnotationDeltaBases]; bases != "" {

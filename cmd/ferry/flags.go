@@ -50,6 +50,8 @@ const (
 	flagBase               = "base"
 	flagEgressReport       = "egress-report"
 	flagDryRun             = "dry-run"
+	flagNoReferrers        = "no-referrers"
+	flagReferrersType      = "referrers-type"
 )
 
 // readBases reads the --base files: earlier bundles or receipts.

@@ -200,8 +200,21 @@ func printImportResult(e *env, res *bundle.ImportResult, summary io.Writer) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
-	fmt.Fprintf(summary, "imported %d images: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
-		len(res.Images), res.BlobsUploaded, human.Bytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
+	referrers := 0
+	for _, img := range res.Images {
+		if img.Subject != "" {
+			referrers++
+		}
+	}
+	what := fmt.Sprintf("%d images", len(res.Images)-referrers)
+	if referrers > 0 {
+		what += fmt.Sprintf(" and %d referrers", referrers)
+		if res.ReferrerTags > 0 {
+			what += fmt.Sprintf(" (%d fallback tags written: no Referrers API)", res.ReferrerTags)
+		}
+	}
+	fmt.Fprintf(summary, "imported %s: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
+		what, res.BlobsUploaded, human.Bytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
 	if res.Receipt != nil {
 		fmt.Fprintf(summary, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
 	}

@@ -74,6 +74,29 @@ func printDelta(e *env, d *report.Delta, sizes, wide bool) {
 	}
 }
 
+// inspectRow is one row of the image table: all columns with wide, else
+// no media type and short digests, the reference needing the room more.
+func inspectRow(wide bool, ref, dg, mediaType, pl string, platforms []string, size int64) []string {
+	if wide {
+		return []string{ref, dg, mediaType, pl, human.Bytes(size)}
+	}
+	if platforms != nil {
+		pl = elidePlatforms(platforms, 24)
+	}
+	return []string{ref, shortDigest(dg), pl, human.Bytes(size)}
+}
+
+// refName is a reference without its tag or digest.
+func refName(ref string) string {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
+}
+
 func newInspectCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
@@ -132,6 +155,10 @@ func inspectDoc(r *bundle.Reader) report.Inspect {
 		for _, p := range img.Platforms {
 			ii.Platforms = append(ii.Platforms, bundle.FormatPlatform(p))
 		}
+		for _, r := range img.Referrers {
+			ii.Referrers = append(ii.Referrers, report.InspectReferrer{Ref: r.Ref, Digest: r.Descriptor.Digest.String(), Subject: r.Subject.String(),
+				ArtifactType: r.ArtifactType, MediaType: r.Descriptor.MediaType, Size: r.Size})
+		}
 		rep.Images = append(rep.Images, ii)
 	}
 	rep.Blobs, rep.UniqueBytes = r.UniqueBytes()
@@ -187,12 +214,26 @@ func printReport(e *env, rep report.Inspect, wide bool) {
 		if pl == "" {
 			pl = "-"
 		}
-		row := []string{esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), human.Bytes(img.Size)}
-		if !wide {
-			// No media type: the reference needs the room more.
-			row = []string{row[0], shortDigest(img.Digest), elidePlatforms(img.Platforms, 24), row[4]}
+		rows = append(rows, inspectRow(wide, esc(img.Ref), img.Digest, esc(img.MediaType), esc(pl), img.Platforms, img.Size))
+		// Referrers under their image: the cosign tag they are pushed by,
+		// if any, and their artifact type in the media type column.
+		for _, r := range img.Referrers {
+			name := strings.TrimPrefix(r.Ref, refName(img.Ref))
+			if strings.HasPrefix(name, "@") {
+				name = ""
+			} else {
+				name = " " + name
+			}
+			at := r.ArtifactType
+			if at == "" {
+				at = r.MediaType
+			}
+			if !wide {
+				// The artifact type is what tells a signature from an SBOM.
+				name += " " + at
+			}
+			rows = append(rows, inspectRow(wide, "  referrer"+esc(name), r.Digest, esc(at), "-", nil, r.Size))
 		}
-		rows = append(rows, row)
 	}
 	if !wide {
 		rows[0] = slices.Delete(rows[0], 2, 3)

@@ -56,7 +56,7 @@ offline, that every blob left out is in the base the delta names for it.`,
 			}
 			if o.json {
 				// On failure run prints it, with the error.
-				doc := &report.Verify{Header: report.NewHeader("verify"), Result: "ok", Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes,
+				doc := &report.Verify{Header: report.NewHeader("verify"), Result: "ok", Images: rep.Images, Referrers: rep.Referrers, Blobs: rep.Blobs, Bytes: rep.Bytes,
 					KeyFingerprint: rep.Signature.KeyFingerprint, Delta: newDeltaReport(rep.Delta, nil), BasesChecked: checked}
 				if err != nil {
 					doc.Result = "failed"
@@ -68,7 +68,11 @@ offline, that every blob left out is in the base the delta names for it.`,
 					}
 				}
 			} else {
-				fmt.Fprintf(e.stdout, "images:     %d\nblobs:      %d checked, %s\n", rep.Images, rep.Blobs, human.Bytes(rep.Bytes))
+				fmt.Fprintf(e.stdout, "images:     %d\n", rep.Images)
+				if rep.Referrers > 0 {
+					fmt.Fprintf(e.stdout, "referrers:  %d\n", rep.Referrers)
+				}
+				fmt.Fprintf(e.stdout, "blobs:      %d checked, %s\n", rep.Blobs, human.Bytes(rep.Bytes))
 				if rep.Signature.Verified {
 					fmt.Fprintf(e.stdout, "signature:  valid, key %s\n", rep.Signature.KeyFingerprint)
 				}

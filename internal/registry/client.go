@@ -172,6 +172,11 @@ var (
 	ErrDigestRefused = errors.New("the registry refused the content as not matching its digest")
 	// ErrTooMany: the registry listed more than the caller allows.
 	ErrTooMany = errors.New("too many entries")
+	// ErrNoReferrersAPI: the registry has no OCI 1.1 Referrers API.
+	ErrNoReferrersAPI = errors.New("no Referrers API")
+	// ErrForeignLink: a registry's Link header sends the client to another
+	// host, which would get the credentials of this one.
+	ErrForeignLink = errors.New("link to another host refused")
 )
 
 // ParseRepository parses "host[:port]/path" with this client's insecure
@@ -380,6 +385,9 @@ type Manifest struct {
 	Bytes     []byte
 	MediaType string
 	Digest    digest.Digest
+	// Next is the URL of the next page of a list of referrers (the Link
+	// header's rel="next"), empty on the last page.
+	Next string
 }
 
 // GetManifest fetches a manifest by tag or digest, up to limit bytes. When
@@ -389,33 +397,99 @@ func (c *Client) GetManifest(ctx context.Context, repo name.Repository, ref stri
 	if err != nil {
 		return nil, err
 	}
-	req, _ := http.NewRequest(http.MethodGet, c.url(repo, "manifests/"+ref), nil)
-	req.Header.Set("Accept", strings.Join(ManifestAccept, ","))
+	m, err := c.getSmall(ctx, rt, repo, c.url(repo, "manifests/"+ref), "manifest", strings.Join(ManifestAccept, ","), limit)
+	if err != nil {
+		return nil, err
+	}
+	if d, err := digest.Parse(ref); err == nil {
+		if got := d.Algorithm().FromBytes(m.Bytes); got != d {
+			return nil, fmt.Errorf("%w: manifest served for %s hashes to %s", ErrDigestMismatch, d, got)
+		}
+		m.Digest = d
+	}
+	return m, nil
+}
+
+// getSmall reads a document of at most limit bytes (a manifest, a list of
+// referrers) from u, a URL of repo's registry.
+func (c *Client) getSmall(ctx context.Context, rt http.RoundTripper, repo name.Repository, u, what, accept string, limit int64) (*Manifest, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", accept)
 	resp, err := c.do(ctx, rt, req, http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("manifest is %d bytes, more than the %d allowed", resp.ContentLength, limit)
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", what, resp.ContentLength, limit)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest from %s: %w", repo.RegistryStr(), err)
+		return nil, fmt.Errorf("reading %s from %s: %w", what, repo.RegistryStr(), err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("manifest is more than the %d bytes allowed", limit)
+		return nil, fmt.Errorf("%s is more than the %d bytes allowed", what, limit)
 	}
 	mt := resp.Header.Get("Content-Type")
 	if i := strings.IndexByte(mt, ';'); i >= 0 {
 		mt = strings.TrimSpace(mt[:i])
 	}
-	m := &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b)}
-	if d, err := digest.Parse(ref); err == nil {
-		if got := d.Algorithm().FromBytes(b); got != d {
-			return nil, fmt.Errorf("%w: manifest served for %s hashes to %s", ErrDigestMismatch, d, got)
+	next, err := nextPage(req.URL, resp.Header.Get("Link"))
+	if err != nil {
+		return nil, fmt.Errorf("%s from %s: %w", what, repo.RegistryStr(), err)
+	}
+	return &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b), Next: next}, nil
+}
+
+// nextPage is the URL a Link header gives as rel="next", resolved against
+// the request's URL; it must be on the same registry (credentials for it
+// are sent there).
+func nextPage(base *url.URL, link string) (string, error) {
+	for _, part := range strings.Split(link, ",") {
+		target, params, ok := strings.Cut(part, ";")
+		target = strings.TrimSpace(target)
+		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") || !strings.Contains(strings.ReplaceAll(params, " ", ""), `rel="next"`) {
+			continue
 		}
-		m.Digest = d
+		u, err := base.Parse(target[1 : len(target)-1])
+		if err != nil {
+			return "", fmt.Errorf("the Link header's next page: %w", err)
+		}
+		if u.Scheme != base.Scheme || u.Host != base.Host {
+			return "", fmt.Errorf("%w: the Link header's next page is on %s://%s, not on the registry", ErrForeignLink, u.Scheme, u.Host)
+		}
+		return u.String(), nil
+	}
+	return "", nil
+}
+
+// Referrers asks the OCI 1.1 Referrers API of repo for the manifests that
+// name d as their subject, and returns the image index it answers (at most
+// limit bytes), with Next set when the registry has more pages: page is
+// then that URL (empty for the first page). A registry without the API
+// answers 404 (some 400 or 406, or something other than an image index):
+// the error is then ErrNoReferrersAPI, and the caller uses the fallback tag
+// instead.
+func (c *Client) Referrers(ctx context.Context, repo name.Repository, d digest.Digest, page string, limit int64) (*Manifest, error) {
+	rt, err := c.roundTripper(ctx, repo, false)
+	if err != nil {
+		return nil, err
+	}
+	if page == "" {
+		page = c.url(repo, "referrers/"+d.String())
+	}
+	m, err := c.getSmall(ctx, rt, repo, page, "list of referrers", "application/vnd.oci.image.index.v1+json", limit)
+	var terr *transport.Error
+	switch {
+	case errors.As(err, &terr) && (terr.StatusCode == http.StatusNotFound || terr.StatusCode == http.StatusBadRequest || terr.StatusCode == http.StatusNotAcceptable):
+		return nil, fmt.Errorf("%w: %s answered %d", ErrNoReferrersAPI, repo.RegistryStr(), terr.StatusCode)
+	case err != nil:
+		return nil, err
+	case m.MediaType != "application/vnd.oci.image.index.v1+json":
+		return nil, fmt.Errorf("%w: %s answered %q", ErrNoReferrersAPI, repo.RegistryStr(), m.MediaType)
 	}
 	return m, nil
 }
@@ -735,29 +809,6 @@ func (c *Client) ListTags(ctx context.Context, repo name.Repository, limit int) 
 		}
 	}
 	return tags, nil
-}
-
-// nextPage is the URL a Link header names with rel="next" ("" when none).
-// It must be on the registry the page came from: credentials go nowhere
-// else.
-func nextPage(base *url.URL, link string) (string, error) {
-	if link == "" {
-		return "", nil
-	}
-	target, rest, ok := strings.Cut(link, ";")
-	if !ok || !strings.Contains(strings.ReplaceAll(rest, " ", ""), `rel="next"`) {
-		return "", nil
-	}
-	target = strings.TrimSpace(target)
-	target = strings.TrimSuffix(strings.TrimPrefix(target, "<"), ">")
-	u, err := base.Parse(target)
-	if err != nil {
-		return "", fmt.Errorf("bad Link header %q: %w", link, err)
-	}
-	if u.Scheme != base.Scheme || u.Host != base.Host {
-		return "", fmt.Errorf("the next page is on %s://%s, not on the registry %s", u.Scheme, u.Host, base.Host)
-	}
-	return u.String(), nil
 }
 
 // ProbeBlob starts the download of blob d and ends it after the first byte

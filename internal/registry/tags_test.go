@@ -72,7 +72,7 @@ func TestListTags(t *testing.T) {
 	other := tagServer(t, tags, func(next string) string { return "<http://127.0.0.2:1" + next + `>; rel="next"` })
 	repo, _ = c.ParseRepository(other + "/team/app")
 	_, err = c.ListTags(ctx, repo, 10)
-	if want := "the tag list of " + other + "/team/app: the next page is on http://127.0.0.2:1, not on the registry " + other; err == nil || err.Error() != want {
+	if want := "the tag list of " + other + "/team/app: link to another host refused: the Link header's next page is on http://127.0.0.2:1, not on the registry"; !errors.Is(err, registry.ErrForeignLink) || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
 	// A Link that is not rel="next" ends the list.

@@ -169,6 +169,21 @@ type InspectImage struct {
 	MediaType string   `json:"mediaType"`
 	Platforms []string `json:"platforms,omitempty"`
 	Size      int64    `json:"size"`
+	// Referrers are the signatures, SBOMs and attestations carried for
+	// the image (docs/format.md, section 5.7).
+	Referrers []InspectReferrer `json:"referrers,omitempty"`
+}
+
+// InspectReferrer is a signature, SBOM or attestation carried for an
+// image: Subject is the manifest it refers to (the image, or one of its
+// platform manifests or referrers).
+type InspectReferrer struct {
+	Ref          string `json:"ref"`
+	Digest       string `json:"digest"`
+	Subject      string `json:"subject"`
+	ArtifactType string `json:"artifactType"`
+	MediaType    string `json:"mediaType"`
+	Size         int64  `json:"size"`
 }
 
 // Delta says what a delta bundle leaves out, and of which base.
@@ -192,8 +207,11 @@ type Verify struct {
 	Header
 	// Result is "ok" or "failed" (as OK; kept for scripts written before
 	// the header).
-	Result         string `json:"result"`
-	Images         int    `json:"images"`
+	Result string `json:"result"`
+	Images int    `json:"images"`
+	// Referrers: signatures, SBOMs and attestations carried for the
+	// images (docs/format.md, section 5.7).
+	Referrers      int    `json:"referrers,omitempty"`
 	Blobs          int    `json:"blobs"`
 	Bytes          int64  `json:"bytes"`
 	KeyFingerprint string `json:"keyFingerprint,omitempty"`

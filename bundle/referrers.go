@@ -1,0 +1,739 @@
+package bundle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferryproject/ferry/internal/registry"
+)
+
+// Referrers: signatures, SBOMs and attestations attached to an image
+// manifest, found at export through the OCI 1.1 Referrers API (or its
+// fallback tag sha256-<hex>) and cosign's sha256-<hex>.sig, .att and .sbom
+// tags. A bundle carries each one as an index.json entry of its own, marked
+// with AnnotationSubject (docs/format.md, section 5.7).
+
+// Limits on discovery, so that a registry cannot make an export's work
+// unbounded whatever its lists of referrers say.
+const (
+	// maxReferrerDepth is how many levels of referrers below an image
+	// manifest are followed: 1 is a signature or an SBOM of the image, 2 a
+	// signature on that SBOM, and so on.
+	maxReferrerDepth = 5
+)
+
+// maxReferrers bounds the referrers one export carries, and the length of
+// any one list a registry answers (a variable for tests only).
+var maxReferrers = 10000
+
+// cosignSuffixes are the tags cosign attaches to sha256-<hex> of a manifest.
+var cosignSuffixes = []string{".sig", ".att", ".sbom"}
+
+// fallbackTag is the tag of the referrers tag scheme (distribution-spec
+// 1.1) for subject d: sha256-<hex>.
+func fallbackTag(d digest.Digest) string {
+	return string(d.Algorithm()) + "-" + d.Encoded()
+}
+
+// IsReferrer reports whether an index.json entry is a referrer (carries
+// AnnotationSubject) rather than an exported image.
+func IsReferrer(d ocispec.Descriptor) bool {
+	_, ok := d.Annotations[AnnotationSubject]
+	return ok
+}
+
+// artifactLinks is the part of a manifest that says what kind of artifact
+// it is.
+type artifactLinks struct {
+	ArtifactType string               `json:"artifactType"`
+	Config       *ocispec.Descriptor  `json:"config"`
+	Layers       []ocispec.Descriptor `json:"layers"`
+	Subject      *ocispec.Descriptor  `json:"subject"`
+	Annotations  map[string]string    `json:"annotations"`
+}
+
+// artifactTypeOf is the type ferry shows and filters a referrer by: the
+// manifest's artifactType; else its config's media type, unless that is the
+// generic image config or the empty descriptor (cosign's signature tags),
+// in which case the media type of its first layer.
+func artifactTypeOf(a artifactLinks) string {
+	if a.ArtifactType != "" {
+		return a.ArtifactType
+	}
+	if a.Config != nil && a.Config.MediaType != ocispec.MediaTypeImageConfig && a.Config.MediaType != ocispec.MediaTypeEmptyJSON && a.Config.MediaType != "" {
+		return a.Config.MediaType
+	}
+	if len(a.Layers) > 0 {
+		return a.Layers[0].MediaType
+	}
+	return ""
+}
+
+// referrerDescriptor is a referrer's entry in a list of referrers, as
+// distribution-spec 1.1 defines it: artifactType is the manifest's, else its
+// config's media type; annotations are the manifest's.
+func referrerDescriptor(m *Manifest) (ocispec.Descriptor, error) {
+	var a artifactLinks
+	if err := json.Unmarshal(m.Bytes, &a); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	d := ocispec.Descriptor{MediaType: m.Descriptor.MediaType, Digest: m.Descriptor.Digest, Size: m.Descriptor.Size, ArtifactType: a.ArtifactType, Annotations: a.Annotations}
+	if d.ArtifactType == "" && a.Config != nil {
+		d.ArtifactType = a.Config.MediaType
+	}
+	return d, nil
+}
+
+// referrerSearch is the state of one export's discovery.
+type referrerSearch struct {
+	e     *exporter
+	types map[string]bool // kept artifact types; nil keeps all
+	// slots bounds the lookups in flight, all images together (each sends
+	// up to four requests at once)
+	slots chan struct{}
+	mu    sync.Mutex
+	count int
+}
+
+// findReferrers finds the referrers of every image: for each image manifest
+// digest (an image's own manifest, each platform manifest of an index, and,
+// recursively, each referrer found), the referrer descriptors found in the
+// image's repository, with ArtifactType set and AnnotationRefName naming the
+// referrer (REPO@DIGEST, or REPO:sha256-<hex>.sig for a cosign tag). Every
+// referrer's manifests are fetched and recorded for the export, and their
+// blobs located. Only images read from a registry are searched.
+func (e *exporter) findReferrers(ctx context.Context, images []*image) (map[digest.Digest][]ocispec.Descriptor, error) {
+	s := &referrerSearch{e: e, slots: make(chan struct{}, max(1, metaJobs(e.opts.Jobs)/4))}
+	if len(e.opts.ReferrerTypes) > 0 {
+		s.types = map[string]bool{}
+		for _, t := range e.opts.ReferrerTypes {
+			s.types[t] = true
+		}
+	}
+	found := make([]map[digest.Digest][]ocispec.Descriptor, len(images))
+	errs := make([]error, len(images))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var eg errgroup.Group
+	eg.SetLimit(metaJobs(e.opts.Jobs))
+	for i, img := range images {
+		src, ok := img.src.(registrySource)
+		if !ok {
+			continue
+		}
+		eg.Go(func() error {
+			found[i] = map[digest.Digest][]ocispec.Descriptor{}
+			errs[i] = s.image(ctx, src, img, found[i])
+			if errs[i] != nil && ctx.Err() == nil {
+				cancel()
+			}
+			return nil
+		})
+	}
+	_ = eg.Wait()
+	var failures []*RefError
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			failures = append(failures, &RefError{Ref: images[i].ref.String(), Err: fmt.Errorf("finding its referrers (--no-referrers leaves them out): %w", err)})
+		}
+	}
+	if len(failures) > 0 {
+		return nil, &ResolveError{Failures: failures}
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	out := map[digest.Digest][]ocispec.Descriptor{}
+	named := map[string]bool{} // subject digest and reference name
+	for _, f := range found {
+		for d, list := range f {
+			for _, r := range list {
+				if k := d.String() + " " + r.Annotations[AnnotationRefName]; !named[k] {
+					named[k] = true
+					out[d] = append(out[d], r)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// subjectsOf lists the manifests of img whose referrers are searched: its
+// own manifest and, for an index, each platform manifest it lists (not
+// the attestation manifests of unknown platform that buildx adds).
+func (e *exporter) subjectsOf(img *image) []digest.Digest {
+	out := []digest.Digest{img.desc.Digest}
+	if !IsIndex(img.desc.MediaType) {
+		return out
+	}
+	e.mu.Lock()
+	b := e.manifests[img.desc.Digest].bytes
+	e.mu.Unlock()
+	var idx ocispec.Index
+	if json.Unmarshal(b, &idx) != nil {
+		return out
+	}
+	for _, d := range idx.Manifests {
+		if d.Platform != nil && d.Platform.OS == "unknown" {
+			continue
+		}
+		if !slices.Contains(out, d.Digest) {
+			out = append(out, d.Digest)
+		}
+	}
+	return out
+}
+
+// image searches the referrers of one image, breadth first, level by
+// level, the subjects of a level at once.
+func (s *referrerSearch) image(ctx context.Context, src registrySource, img *image, found map[digest.Digest][]ocispec.Descriptor) error {
+	visited := map[digest.Digest]bool{}
+	level := s.e.subjectsOf(img)
+	for _, d := range level {
+		visited[d] = true
+	}
+	for depth := 1; len(level) > 0; depth++ {
+		results := make([][]ocispec.Descriptor, len(level))
+		eg, gctx := errgroup.WithContext(ctx)
+		for i, subject := range level {
+			eg.Go(func() error {
+				select {
+				case s.slots <- struct{}{}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				defer func() { <-s.slots }()
+				var err error
+				results[i], err = s.lookup(gctx, src, img.ref, subject)
+				return err
+			})
+		}
+		if err := eg.Wait(); err != nil {
+			return err
+		}
+		var next []digest.Digest
+		for i, subject := range level {
+			refs := results[i]
+			if len(refs) > 0 && depth > maxReferrerDepth {
+				return fmt.Errorf("%w: referrers nest deeper than %d levels below the image (%s has %d); keep some with --referrers-type",
+					ErrReferrer, maxReferrerDepth, subject, len(refs))
+			}
+			slices.SortFunc(refs, func(a, b ocispec.Descriptor) int {
+				return strings.Compare(a.Annotations[AnnotationRefName], b.Annotations[AnnotationRefName])
+			})
+			for _, r := range refs {
+				found[subject] = append(found[subject], r)
+				if !visited[r.Digest] {
+					visited[r.Digest] = true
+					next = append(next, r.Digest)
+				}
+			}
+		}
+		level = next
+	}
+	return nil
+}
+
+// take counts n more referrers against the export's limit.
+func (s *referrerSearch) take(n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.count += n; s.count > maxReferrers {
+		return fmt.Errorf("%w: more than %d referrers in all; leave some out with --referrers-type, or all with --no-referrers", ErrTooLarge, maxReferrers)
+	}
+	return nil
+}
+
+// lookup returns the referrers of subject in src: those of the Referrers
+// API (or of the fallback tag where the registry has no API) and cosign's
+// tags, each fetched, checked and kept if its type is wanted.
+func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Reference, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	// The list and the cosign tags are asked for at once.
+	var listed []ocispec.Descriptor
+	type tagged struct {
+		m    *Manifest
+		a    artifactLinks
+		kids []child
+	}
+	tags := make([]*tagged, len(cosignSuffixes))
+	eg, gctx := errgroup.WithContext(ctx)
+	if s.e.opts.Jobs == 1 {
+		eg.SetLimit(1) // -j 1: one request at a time
+	}
+	eg.Go(func() error {
+		var err error
+		listed, err = s.list(gctx, src, subject)
+		return err
+	})
+	for i, suffix := range cosignSuffixes {
+		eg.Go(func() error {
+			tag := fallbackTag(subject) + suffix
+			m, a, kids, err := s.fetch(gctx, src, tag, ocispec.Descriptor{})
+			if errors.Is(err, registry.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("cosign tag %s: %w", tag, err)
+			}
+			tags[i] = &tagged{m, a, kids}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	if len(listed) > maxReferrers { // a fallback tag; apiReferrers counts its pages
+		return nil, fmt.Errorf("%w: %s lists more than %d referrers of %s, the most ferry carries; leave them out with --no-referrers",
+			ErrTooLarge, src, maxReferrers, subject)
+	}
+	var out []ocispec.Descriptor
+	seen := map[digest.Digest]bool{}
+	for _, d := range listed {
+		if err := validateDigest(d.Digest); err != nil {
+			return nil, fmt.Errorf("%w: the list of referrers of %s in %s: %w", ErrReferrer, subject, src, err)
+		}
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
+		if err := s.take(1); err != nil {
+			return nil, err
+		}
+		m, a, kids, err := s.fetch(ctx, src, d.Digest.String(), d)
+		if err != nil {
+			return nil, fmt.Errorf("referrer %s of %s: %w", d.Digest, subject, err)
+		}
+		if a.Subject == nil || a.Subject.Digest != subject {
+			got := "none"
+			if a.Subject != nil {
+				got = a.Subject.Digest.String()
+			}
+			return nil, fmt.Errorf("%w: %s lists %s as a referrer of %s, but its subject is %s: the registry's list of referrers is wrong; leave referrers out with --no-referrers",
+				ErrReferrer, src, d.Digest, subject, got)
+		}
+		r := ref
+		r.Tag, r.Digest = "", m.Descriptor.Digest
+		if d, ok, err := s.keep(ctx, src, r, m, a, kids, subject); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, d)
+		}
+	}
+	for i, suffix := range cosignSuffixes {
+		if tags[i] == nil {
+			continue
+		}
+		if err := s.take(1); err != nil {
+			return nil, err
+		}
+		r := ref
+		r.Tag, r.Digest = fallbackTag(subject)+suffix, ""
+		if d, ok, err := s.keep(ctx, src, r, tags[i].m, tags[i].a, tags[i].kids, subject); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// maxReferrerPages bounds the pages of one list of referrers followed.
+const maxReferrerPages = 64
+
+// apiReferrers reads every page of the list the Referrers API of repo
+// gives for subject: ErrNoReferrersAPI where the registry has none.
+func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	var out []ocispec.Descriptor
+	page := ""
+	for n := 0; ; n++ {
+		if n == maxReferrerPages {
+			return nil, fmt.Errorf("%w: %s gives more than %d pages of referrers of %s; leave them out with --no-referrers", ErrTooLarge, repo.Name(), maxReferrerPages, subject)
+		}
+		m, err := withRetries(ctx, c, func(ctx context.Context) (*registry.Manifest, bool, error) {
+			m, err := c.Referrers(ctx, repo, subject, page, MaxManifestBytes)
+			return m, registry.IsTemporary(err), err
+		})
+		if err != nil {
+			return nil, err
+		}
+		list, err := parseReferrers(m.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the list of referrers of %s in %s is not an OCI image index", ErrReferrer, subject, repo.Name())
+		}
+		if out = append(out, list...); len(out) > maxReferrers {
+			return nil, fmt.Errorf("%w: %s lists more than %d referrers of %s, the most ferry carries; leave them out with --no-referrers",
+				ErrTooLarge, repo.Name(), maxReferrers, subject)
+		}
+		if page = m.Next; page == "" {
+			return out, nil
+		}
+	}
+}
+
+// parseReferrers reads a list of referrers: an OCI image index.
+func parseReferrers(b []byte) ([]ocispec.Descriptor, error) {
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil || idx.SchemaVersion != 2 || (idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
+		return nil, errors.New("not an OCI image index")
+	}
+	return idx.Manifests, nil
+}
+
+// list asks the Referrers API for the referrers of subject, or reads the
+// fallback tag where the registry has no API.
+func (s *referrerSearch) list(ctx context.Context, src registrySource, subject digest.Digest) ([]ocispec.Descriptor, error) {
+	list, err := apiReferrers(ctx, src.client, src.repo, subject)
+	if !errors.Is(err, registry.ErrNoReferrersAPI) {
+		return list, err
+	}
+	tag := fallbackTag(subject)
+	m, err := src.manifest(ctx, tag, MaxManifestBytes)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the referrers tag %s: %w", tag, err)
+	}
+	if list, err = parseReferrers(m.Bytes); err != nil {
+		return nil, fmt.Errorf("%w: the referrers tag %s in %s is not an OCI image index", ErrReferrer, tag, src)
+	}
+	return list, nil
+}
+
+// fetch reads a referrer's manifest by digest (checked against want when
+// it has a size) or by tag, with the manifests below it, and locates its
+// blobs.
+func (s *referrerSearch) fetch(ctx context.Context, src registrySource, ref string, want ocispec.Descriptor) (*Manifest, artifactLinks, []child, error) {
+	var a artifactLinks
+	rm, err := src.manifest(ctx, ref, MaxManifestBytes)
+	if errors.Is(err, registry.ErrDigestMismatch) {
+		err = asDigestMismatch(err)
+	}
+	if err != nil {
+		return nil, a, nil, err
+	}
+	if want.Size != 0 && int64(len(rm.Bytes)) != want.Size {
+		return nil, a, nil, fmt.Errorf("%w: registry served %d bytes, its list of referrers says %d", ErrDigestMismatch, len(rm.Bytes), want.Size)
+	}
+	mt, children, err := parseManifest(rm.Bytes, rm.MediaType)
+	if err != nil {
+		return nil, a, nil, err
+	}
+	_ = json.Unmarshal(rm.Bytes, &a) // parseManifest has read it as JSON
+	m := &Manifest{Descriptor: ocispec.Descriptor{MediaType: mt, Digest: rm.Digest, Size: int64(len(rm.Bytes))}, Bytes: rm.Bytes}
+	return m, a, children, nil
+}
+
+// keep records a referrer for the export if its type is wanted, and
+// returns its index.json descriptor.
+func (s *referrerSearch) keep(ctx context.Context, src registrySource, ref Reference, m *Manifest, a artifactLinks, kids []child, subject digest.Digest) (ocispec.Descriptor, bool, error) {
+	at := artifactTypeOf(a)
+	if s.types != nil && !s.types[at] {
+		return ocispec.Descriptor{}, false, nil
+	}
+	s.e.addManifest(m.Descriptor.Digest, m.Bytes, src)
+	if err := s.e.fetchChildren(ctx, src, kids, 1); err != nil {
+		return ocispec.Descriptor{}, false, fmt.Errorf("referrer %s: %w", ref, err)
+	}
+	s.e.opts.Progress.emit(Event{Kind: EventManifest, Ref: ref.String(), Digest: m.Descriptor.Digest.String()})
+	d := m.Descriptor
+	d.ArtifactType = at
+	d.Annotations = map[string]string{
+		AnnotationRefName: ref.String(),
+		AnnotationSubject: subject.String(),
+	}
+	return d, true, nil
+}
+
+// referrerEntries orders the referrers found for index.json: image by
+// image, each image's manifests in order, each referrer followed by its
+// own; a referrer named twice (by two tags of one image) once.
+func (e *exporter) referrerEntries(images []*image, found map[digest.Digest][]ocispec.Descriptor) []ocispec.Descriptor {
+	var out []ocispec.Descriptor
+	named := map[string]bool{}
+	var visit func(d digest.Digest, depth int)
+	visit = func(d digest.Digest, depth int) {
+		if depth > maxReferrerDepth {
+			return
+		}
+		for _, r := range found[d] {
+			n := r.Annotations[AnnotationRefName]
+			if named[n] {
+				continue
+			}
+			named[n] = true
+			out = append(out, r)
+			visit(r.Digest, depth+1)
+		}
+	}
+	for _, img := range images {
+		for _, d := range e.subjectsOf(img) {
+			visit(d, 1)
+		}
+	}
+	return out
+}
+
+// Referrer is a referrer carried in a bundle: an index.json entry with
+// AnnotationSubject.
+type Referrer struct {
+	// Ref is the entry's reference: REPO@DIGEST, or REPO:sha256-<hex>.sig
+	// (.att, .sbom) for a cosign tag.
+	Ref        string
+	Descriptor ocispec.Descriptor
+	// Subject is the manifest it refers to: a manifest of an image, or
+	// another referrer.
+	Subject digest.Digest
+	// ArtifactType is what ferry shows and filters it by (see
+	// ExportOptions.ReferrerTypes).
+	ArtifactType string
+	// Size is its manifest and the blobs it lists, its subject not included.
+	Size int64
+}
+
+// checkReferrers applies the rules of docs/format.md, section 5.7, to the
+// index.json entries marked as referrers, once every manifest is read:
+// whichever way a bundle is read, it has the same referrers or is refused.
+func (r *Reader) checkReferrers() error {
+	for i, d := range r.index.Manifests {
+		s, ok := d.Annotations[AnnotationSubject]
+		if !ok {
+			continue
+		}
+		where := fmt.Sprintf("index.json entry %d (%s)", i, truncate(d.Annotations[AnnotationRefName], 200))
+		subject := digest.Digest(s)
+		if err := validateDigest(subject); err != nil {
+			return inBundle(fmt.Errorf("%w: %s: annotation %s: %w", ErrReferrer, where, AnnotationSubject, err))
+		}
+		if _, ok := r.g.manifests[subject]; !ok {
+			return inBundle(fmt.Errorf("%w: %s is a referrer of %s, which the bundle does not hold", ErrReferrer, where, subject))
+		}
+		var a artifactLinks
+		_ = json.Unmarshal(r.g.manifests[d.Digest].Bytes, &a) // parsed when read
+		ref, _ := ParseReference(d.Annotations[AnnotationRefName])
+		cosign := false
+		for _, suffix := range cosignSuffixes {
+			cosign = cosign || ref.Tag == fallbackTag(subject)+suffix
+		}
+		if !cosign && (a.Subject == nil || a.Subject.Digest != subject) {
+			return inBundle(fmt.Errorf("%w: %s is marked as a referrer of %s, but neither its manifest's subject nor a cosign tag names it", ErrReferrer, where, subject))
+		}
+	}
+	return nil
+}
+
+// referrersOf returns the referrers carried for the image of repository
+// repo with root digest root: those of the same repository whose subject
+// is a manifest of the image, and, recursively, their own referrers.
+func (r *Reader) referrersOf(repo string, root digest.Digest) []Referrer {
+	mine := map[digest.Digest]bool{}
+	r.g.closure(root, func(d digest.Digest, m *Manifest) bool {
+		if m != nil {
+			mine[d] = true
+		}
+		return true
+	})
+	var out []Referrer
+	// index.json lists each referrer after its subject's referrer, so one
+	// pass in order finds the nested ones.
+	for _, d := range r.index.Manifests {
+		s, ok := d.Annotations[AnnotationSubject]
+		if !ok || !mine[digest.Digest(s)] {
+			continue
+		}
+		if ref, err := ParseReference(d.Annotations[AnnotationRefName]); err != nil || ref.Name() != repo {
+			continue // the same image in another repository has its own
+		}
+		mine[d.Digest] = true
+		var a artifactLinks
+		_ = json.Unmarshal(r.g.manifests[d.Digest].Bytes, &a)
+		out = append(out, Referrer{
+			Ref:          d.Annotations[AnnotationRefName],
+			Descriptor:   d,
+			Subject:      digest.Digest(s),
+			ArtifactType: artifactTypeOf(a),
+			Size:         r.ownSize(d.Digest),
+		})
+	}
+	return out
+}
+
+// ownSize is the size of a manifest and of the blobs and manifests it
+// lists, but not its subject.
+func (r *Reader) ownSize(d digest.Digest) int64 {
+	m := r.g.manifests[d]
+	total := m.Descriptor.Size
+	var a artifactLinks
+	_ = json.Unmarshal(m.Bytes, &a)
+	for _, c := range m.kids {
+		if a.Subject != nil && c.desc.Digest == a.Subject.Digest {
+			continue
+		}
+		total += c.desc.Size
+	}
+	return total
+}
+
+// referrerIndexer is a target where referrers need more than their push
+// to be found: a registry without the Referrers API, where the fallback
+// tag sha256-<hex> must list them.
+type referrerIndexer interface {
+	// indexReferrers makes refs, pushed to repo, resolve as referrers of
+	// subject, and reports whether it wrote the fallback tag.
+	indexReferrers(ctx context.Context, repo string, subject digest.Digest, refs []ocispec.Descriptor) (bool, error)
+}
+
+// indexReferrers makes every referrer pushed with a subject resolve at the
+// destination: through the Referrers API where the registry lists it, or
+// else through the fallback tag, merged with what the tag already lists.
+// It runs after every manifest and tag is pushed.
+func (im *importer) indexReferrers(ctx context.Context) error {
+	ri, ok := im.dst.(referrerIndexer)
+	if !ok {
+		return nil
+	}
+	type key struct {
+		repo    string
+		subject digest.Digest
+	}
+	groups := map[key][]ocispec.Descriptor{}
+	var keys []key
+	for _, t := range im.targets {
+		if !IsReferrer(t.root) {
+			continue
+		}
+		m, _ := im.r.Manifest(t.root.Digest)
+		var a artifactLinks
+		_ = json.Unmarshal(m.Bytes, &a)
+		if a.Subject == nil {
+			continue // a cosign tag: its name is how it is found
+		}
+		d, err := referrerDescriptor(m)
+		if err != nil {
+			return err
+		}
+		k := key{t.repo, a.Subject.Digest}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		if !slices.ContainsFunc(groups[k], func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
+			groups[k] = append(groups[k], d)
+		}
+	}
+	var mu sync.Mutex
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(metaJobs(im.opts.Jobs))
+	for _, k := range keys {
+		eg.Go(func() error {
+			wrote, err := ri.indexReferrers(gctx, k.repo, k.subject, groups[k])
+			tag := im.dst.display(k.repo, fallbackTag(k.subject))
+			if err != nil {
+				return fmt.Errorf("listing the referrers of %s at %s: %w", k.subject, tag, err)
+			}
+			if wrote {
+				mu.Lock()
+				im.res.ReferrerTags++
+				mu.Unlock()
+				im.opts.Progress.emit(Event{Kind: EventManifest, Ref: tag, Digest: k.subject.String()})
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+var _ referrerIndexer = (*registryTarget)(nil)
+
+func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, subject digest.Digest, refs []ocispec.Descriptor) (bool, error) {
+	repo := t.repos[repoName]
+	api, err := apiReferrers(ctx, t.client, repo, subject)
+	switch {
+	case err == nil:
+		have := map[digest.Digest]bool{}
+		for _, d := range api {
+			have[d.Digest] = true
+		}
+		if !slices.ContainsFunc(refs, func(r ocispec.Descriptor) bool { return !have[r.Digest] }) {
+			return false, nil // the Referrers API lists them all
+		}
+		// An API that does not list what was just pushed with a subject:
+		// the fallback tag too, so that they resolve.
+	case errors.Is(err, registry.ErrNoReferrersAPI):
+	default:
+		return false, fmt.Errorf("asking its Referrers API: %w", err)
+	}
+	tag := fallbackTag(subject)
+	var raw map[string]json.RawMessage
+	var listed []json.RawMessage
+	cur, err := t.client.GetManifest(ctx, repo, tag, MaxManifestBytes)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		raw = map[string]json.RawMessage{
+			"schemaVersion": json.RawMessage(`2`),
+			"mediaType":     json.RawMessage(`"` + ocispec.MediaTypeImageIndex + `"`),
+		}
+	case err != nil:
+		return false, fmt.Errorf("reading the tag: %w", err)
+	default:
+		var idx struct {
+			SchemaVersion int               `json:"schemaVersion"`
+			MediaType     string            `json:"mediaType"`
+			Manifests     []json.RawMessage `json:"manifests"`
+		}
+		if json.Unmarshal(cur.Bytes, &idx) != nil || idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex || json.Unmarshal(cur.Bytes, &raw) != nil {
+			return false, fmt.Errorf("%w: the tag holds %s, not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again",
+				ErrConflict, quoteType(cur.MediaType))
+		}
+		listed = idx.Manifests
+	}
+	have := map[digest.Digest]bool{}
+	for _, l := range listed {
+		var d ocispec.Descriptor
+		if json.Unmarshal(l, &d) == nil {
+			have[d.Digest] = true
+		}
+	}
+	added := 0
+	for _, r := range refs {
+		if have[r.Digest] {
+			continue
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return false, err
+		}
+		listed = append(listed, b)
+		added++
+	}
+	if added == 0 {
+		return false, nil // another import, or another tool, listed them
+	}
+	if listed == nil {
+		listed = []json.RawMessage{}
+	}
+	var err2 error
+	if raw["manifests"], err2 = json.Marshal(listed); err2 != nil {
+		return false, err2
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return false, err
+	}
+	if len(b) > MaxManifestBytes {
+		return false, fmt.Errorf("%w: the tag would list %d referrers in %d bytes, more than the %d a manifest may have", ErrTooLarge, len(listed), len(b), MaxManifestBytes)
+	}
+	if err := t.client.PutManifest(ctx, repo, tag, ocispec.MediaTypeImageIndex, b); err != nil {
+		return false, fmt.Errorf("writing the tag: %w", err)
+	}
+	return true, nil
+}
