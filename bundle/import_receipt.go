@@ -192,6 +192,8 @@ type receiptEntry struct {
 	tags     map[string]digest.Digest
 	created  time.Time
 	verified bool
+	// key is the fingerprint of the key that verified the entry.
+	key string
 	// why says why the entry is not verified or cannot be read.
 	why string
 	// useless: the entry cannot be read by any reader (not JSON, no
@@ -209,10 +211,11 @@ func readReceiptEntry(b ReceiptBundle, dest Destination, v Verifier) receiptEntr
 		if b.SigstoreBundle != nil {
 			files[SigstoreBundleFile] = b.SigstoreBundle
 		}
-		_, err := v(b.Index, files)
+		fp, err := v(b.Index, files)
 		if e.verified = err == nil; err != nil {
 			e.why = err.Error()
 		}
+		e.key = fp
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(b.Index, &idx); err != nil {
@@ -278,24 +281,29 @@ func (im *importer) trustedHistory(rc *Receipt, where fmt.Stringer, dest Destina
 // pruneReceipt drops from rc.Bundles the entries no reader needs, so the
 // receipt stays the size of the tags it holds, not of every import ever
 // made: an entry that cannot be read at all, and a verified entry that is
-// superseded, for every tag it sets, by a later or newer entry that v
-// verifies (the history derived from what stays is the same). An entry
-// that v does not verify stays: it may be another key's.
+// superseded, for every tag it sets, by a later or newer entry signed with
+// the same key (the history derived from what stays is the same for every
+// set of trusted keys, not only v's: another host that trusts the one key
+// but not the other would otherwise lose the history the superseded entry
+// gave it). An entry that v does not verify stays: it may be another
+// key's.
 func pruneReceipt(rc *Receipt, dest Destination, v Verifier) {
 	if v == nil || rc == nil {
 		return
 	}
+	type keyTag struct{ key, tag string }
 	entries := make([]receiptEntry, len(rc.Bundles))
-	newest := map[string]int{}
+	newest := map[keyTag]int{}
 	for i, b := range rc.Bundles {
 		e := readReceiptEntry(b, dest, v)
 		entries[i] = e
 		if !e.verified {
 			continue
 		}
-		for key := range e.tags {
-			if j, ok := newest[key]; !ok || !entries[j].created.After(e.created) {
-				newest[key] = i
+		for tag := range e.tags {
+			k := keyTag{e.key, tag}
+			if j, ok := newest[k]; !ok || !entries[j].created.After(e.created) {
+				newest[k] = i
 			}
 		}
 	}
@@ -303,8 +311,8 @@ func pruneReceipt(rc *Receipt, dest Destination, v Verifier) {
 	for i, b := range rc.Bundles {
 		e := entries[i]
 		keep := !e.verified && !e.useless
-		for key := range e.tags {
-			keep = keep || (e.verified && newest[key] == i)
+		for tag := range e.tags {
+			keep = keep || (e.verified && newest[keyTag{e.key, tag}] == i)
 		}
 		if keep {
 			kept = append(kept, b)
