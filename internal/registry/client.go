@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -444,6 +445,18 @@ func (c *Client) getSmall(ctx context.Context, rt http.RoundTripper, repo name.R
 	return &Manifest{Bytes: b, MediaType: mt, Digest: digest.FromBytes(b), Next: next}, nil
 }
 
+// relNext reports whether a link's parameters (`; rel="next"`, `;rel=next`,
+// `; rel="next last"`) name it the next page.
+func relNext(params string) bool {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(strings.TrimSpace(k), "rel") && slices.Contains(strings.Fields(strings.ToLower(strings.Trim(strings.TrimSpace(v), `"`))), "next") {
+			return true
+		}
+	}
+	return false
+}
+
 // nextPage is the URL a Link header gives as rel="next", resolved against
 // the request's URL; it must be on the same registry (credentials for it
 // are sent there).
@@ -451,7 +464,7 @@ func nextPage(base *url.URL, link string) (string, error) {
 	for _, part := range strings.Split(link, ",") {
 		target, params, ok := strings.Cut(part, ";")
 		target = strings.TrimSpace(target)
-		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") || !strings.Contains(strings.ReplaceAll(params, " ", ""), `rel="next"`) {
+		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") || !relNext(params) {
 			continue
 		}
 		u, err := base.Parse(target[1 : len(target)-1])
@@ -764,13 +777,20 @@ func (c *Client) PutManifest(ctx context.Context, repo name.Repository, ref, med
 	return nil
 }
 
-// maxTagPageBytes caps one page of a tag list.
-const maxTagPageBytes = 4 << 20
+// maxTagPageBytes caps one page of a tag list, and maxTagLen one tag
+// (the distribution spec's [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}).
+const (
+	maxTagPageBytes = 4 << 20
+	maxTagLen       = 128
+)
 
 // ListTags lists the tags of repo, following the registry's pagination
 // (a Link header naming the next page on the same registry), and fails
 // with ErrTooMany past limit tags: the work stays bounded whatever the
-// registry claims. A repository the registry does not know has no tags.
+// registry claims. Each page must add a tag and name a page not yet read,
+// and no tag may be longer than a tag can be, so the pages read and the
+// memory held are bounded by limit too. A repository the registry does
+// not know has no tags.
 func (c *Client) ListTags(ctx context.Context, repo name.Repository, limit int) ([]string, error) {
 	rt, err := c.roundTripper(ctx, repo, false)
 	if err != nil {
@@ -778,7 +798,9 @@ func (c *Client) ListTags(ctx context.Context, repo name.Repository, limit int) 
 	}
 	next := c.url(repo, "tags/list")
 	var tags []string
+	read := map[string]bool{}
 	for next != "" {
+		read[next] = true
 		req, err := http.NewRequest(http.MethodGet, next, nil)
 		if err != nil {
 			return nil, err
@@ -800,12 +822,25 @@ func (c *Client) ListTags(ctx context.Context, repo name.Repository, limit int) 
 		if err != nil {
 			return nil, fmt.Errorf("reading the tag list of %s: %w", repo, err)
 		}
+		for _, t := range page.Tags {
+			if len(t) > maxTagLen {
+				return nil, fmt.Errorf("the tag list of %s: a tag of %d characters; a tag has at most %d", repo, len(t), maxTagLen)
+			}
+		}
 		tags = append(tags, page.Tags...)
 		if len(tags) > limit {
 			return nil, fmt.Errorf("%w: %s lists more than %d tags", ErrTooMany, repo, limit)
 		}
 		if next, err = nextPage(req.URL, link); err != nil {
 			return nil, fmt.Errorf("the tag list of %s: %w", repo, err)
+		}
+		switch {
+		case next == "":
+		case len(page.Tags) == 0:
+			return nil, fmt.Errorf("the tag list of %s: a page that lists no tags names a next page", repo)
+		case read[next]:
+			u, _ := url.Parse(next)
+			return nil, fmt.Errorf("the tag list of %s: the registry names the page %s again as the next", repo, u.RequestURI())
 		}
 	}
 	return tags, nil
