@@ -791,13 +791,15 @@ func (s *registryReceipts) load(ctx context.Context, warn func(string)) (*Receip
 // pendingRecords are the import records among tags not merged into rc,
 // sorted.
 func pendingRecords(tags []string, rc *Receipt) []string {
-	var merged []string
+	merged := map[string]bool{}
 	if rc != nil {
-		merged = rc.Records
+		for _, r := range rc.Records {
+			merged[r] = true
+		}
 	}
 	var out []string
 	for _, t := range tags {
-		if strings.HasPrefix(t, RecordTagPrefix) && !slices.Contains(merged, t) {
+		if strings.HasPrefix(t, RecordTagPrefix) && !merged[t] {
 			out = append(out, t)
 		}
 	}
