@@ -643,7 +643,28 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 // import) last in Bundles (replacing an earlier copy of the same
 // index.json imported with the same mapping), tags set, blobs added.
 func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[string]ReceiptTag, blobs []digest.Digest) *Receipt {
+	var entries []ReceiptBundle
+	if entry != nil {
+		entries = []ReceiptBundle{*entry}
+	}
+	return mergeEntries(prev, dest, entries, tags, blobs)
+}
+
+// entryKey identifies a Receipt.Bundles entry: its index.json and mapping.
+type entryKey struct {
+	index digest.Digest
+	keep  bool
+}
+
+// mergeEntries is mergeReceipt with any number of entries, in one pass:
+// each is added last in Bundles, in order, replacing an earlier copy.
+func mergeEntries(prev *Receipt, dest string, entries []ReceiptBundle, tags map[string]ReceiptTag, blobs []digest.Digest) *Receipt {
 	rc := &Receipt{Version: ReceiptVersion, Destination: dest, Tags: map[string]ReceiptTag{}}
+	// last is the position in entries of the last copy of each.
+	last := make(map[entryKey]int, len(entries))
+	for i, e := range entries {
+		last[entryKey{digest.FromBytes(e.Index), e.KeepSourceRegistry}] = i
+	}
 	have := map[digest.Digest]bool{}
 	if prev != nil {
 		for k, v := range prev.Tags {
@@ -655,14 +676,16 @@ func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[str
 		for _, b := range prev.Bundles {
 			// The same index.json imported under the other mapping set
 			// other tags: its entry stays.
-			if entry == nil || !bytes.Equal(b.Index, entry.Index) || b.KeepSourceRegistry != entry.KeepSourceRegistry {
+			if _, again := last[entryKey{digest.FromBytes(b.Index), b.KeepSourceRegistry}]; len(entries) == 0 || !again {
 				rc.Bundles = append(rc.Bundles, b)
 			}
 		}
 		rc.Records = slices.Clone(prev.Records)
 	}
-	if entry != nil {
-		rc.Bundles = append(rc.Bundles, *entry)
+	for i, e := range entries {
+		if last[entryKey{digest.FromBytes(e.Index), e.KeepSourceRegistry}] == i {
+			rc.Bundles = append(rc.Bundles, e)
+		}
 	}
 	maps.Copy(rc.Tags, tags)
 	for _, b := range blobs {
@@ -693,10 +716,7 @@ func mergeRecord(rc, rec *Receipt, name string) *Receipt {
 	if rc != nil {
 		dest = rc.Destination
 	}
-	for _, e := range rec.Bundles {
-		rc = mergeReceipt(rc, dest, &e, nil, nil)
-	}
-	rc = mergeReceipt(rc, dest, nil, nil, rec.Blobs)
+	rc = mergeEntries(rc, dest, rec.Bundles, nil, rec.Blobs)
 	for k, v := range rec.Tags {
 		k = rekey(k, rec.Destination, dest)
 		if cur, ok := rc.Tags[k]; !ok || !cur.Created.After(v.Created) {

@@ -5,12 +5,20 @@ package bundle_test
 // test.
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/registry"
 )
 
 // Two import hosts share one destination: host A trusts the keys of two
@@ -49,5 +57,85 @@ func TestReceiptPruneKeepsOtherKeySetHistory(t *testing.T) {
 	}
 	if got := f.tag(t, "team/app:1.0"); got != d2 {
 		t.Errorf("tag moved back to %s", got)
+	}
+}
+
+// putRecord pushes r to dst/m/ferry-receipts:tag as ferry pushes a
+// receipt, as someone with write access to the registry can.
+func (f *rfix) putRecord(t *testing.T, tag string, r *bundle.Receipt) {
+	t.Helper()
+	b, _ := json.Marshal(r)
+	c := registry.New(registry.Options{})
+	repo, _ := c.ParseRepository(f.dst.Host + "/m/" + bundle.ReceiptRepository)
+	layer := ocispec.Descriptor{MediaType: bundle.ReceiptMediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
+	if err := c.PushBlob(context.Background(), repo, layer.Digest, layer.Size, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PushBlob(context.Background(), repo, ocispec.DescriptorEmptyJSON.Digest, 2, bytes.NewReader(ocispec.DescriptorEmptyJSON.Data)); err != nil {
+		t.Fatal(err)
+	}
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: bundle.ReceiptMediaType, Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{layer}}
+	m.SchemaVersion = 2
+	mb, _ := json.Marshal(m)
+	if err := c.PutManifest(context.Background(), repo, tag, ocispec.MediaTypeImageManifest, mb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// within runs imp and fails the test if it has not returned within d.
+func within[T any](t *testing.T, d time.Duration, what string, imp func() (T, error)) (T, error) {
+	t.Helper()
+	type out struct {
+		v   T
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		v, err := imp()
+		done <- out{v, err}
+	}()
+	select {
+	case o := <-done:
+		return o.v, o.err
+	case <-time.After(d):
+		t.Fatalf("%s still running after %v", what, d)
+	}
+	panic("unreachable")
+}
+
+// A record holds one import's receipt: at most one bundles entry. A
+// reader merged a record's entries one at a time, each merge copying the
+// whole receipt (and sorting its blobs): a record of a few MiB of tiny
+// entries, written by someone with write access to the registry, cost
+// every import quadratic time (hours for 64 MiB). A record's entries are
+// merged in one pass.
+func TestReceiptRecordManyEntriesLinear(t *testing.T) {
+	f := newRfix(t)
+	pub := f.key.Public()
+	f.push(t, "team/app:1.0", "app-1")
+	p1, i1 := f.export(t, jan, f.key, "team/app:1.0")
+	const junk = 100000
+	rec := &bundle.Receipt{Version: bundle.ReceiptVersion, Destination: f.dst.Host + "/m", Tags: map[string]bundle.ReceiptTag{}, Blobs: []digest.Digest{}}
+	for i := range junk {
+		rec.Bundles = append(rec.Bundles, bundle.ReceiptBundle{Index: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	f.putRecord(t, "import-0", rec)
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	res, err := within(t, time.Minute, "the import", func() (*bundle.ImportResult, error) {
+		return impTo(p1, f.dst.Host+"/m", bundle.ImportOptions{}, pub)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(res.Warnings); n != 4 {
+		t.Errorf("%d warnings, want 3 ignored entries named and one count", n)
+	}
+	r := f.stored(t)
+	if len(r.Bundles) != 1 || digest.FromBytes(r.Bundles[0].Index) != i1 {
+		t.Errorf("receipt bundles: %d, want the import's alone", len(r.Bundles))
+	}
+	if !slices.Contains(r.Records, "import-0") {
+		t.Errorf("records %q: the junk record is not merged", r.Records)
 	}
 }
