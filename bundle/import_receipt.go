@@ -750,7 +750,15 @@ type registryReceipts struct {
 	// own: the receipt of this import's destination, which it replaces
 	// when it cannot be read (not a receipt of a prefix above).
 	own bool
+	// skipped are the records the last load found pending but left for a
+	// later reader (past the count or size read at once, or gone since the
+	// tag list): settled does not wait for them.
+	skipped map[string]bool
 }
+
+// errOverBudget: a record is larger than what is left of maxPendingBytes
+// for this read (not larger than any reader reads).
+var errOverBudget = errors.New("more than is left to read")
 
 func (s *registryReceipts) String() string { return s.repo.Name() + ":" + ReceiptTagName }
 
@@ -785,25 +793,44 @@ func (s *registryReceipts) load(ctx context.Context, warn func(string)) (*Receip
 		return nil, "", err
 	}
 	pending := pendingRecords(tags, rc)
+	s.skipped = map[string]bool{}
 	if len(pending) > maxPendingRecords {
 		warn(fmt.Sprintf("%s holds %d import records not merged into %s; reading %d of them", s.repo.Name(), len(pending), s, maxPendingRecords))
+		for _, name := range pending[maxPendingRecords:] {
+			s.skipped[name] = true
+		}
 		pending = pending[:maxPendingRecords]
 	}
 	budget := int64(maxPendingBytes)
+	var bad []string
 	for _, name := range pending {
 		rec, _, err := s.fetch(ctx, name, budget)
 		switch {
+		case errors.Is(err, errOverBudget):
+			warn(fmt.Sprintf("not reading the import record %s:%s now: %v; a later import merges it", s.repo.Name(), name, err))
+			s.skipped[name] = true
+			continue
 		case errors.Is(err, errBadReceipt):
+			// No reader can use it: listed as merged, so that it is not
+			// read again, nor waited for, by every import.
 			warn(fmt.Sprintf("ignoring the import record %s:%s: %v", s.repo.Name(), name, err))
+			bad = append(bad, name)
 			continue
 		case err != nil:
 			return nil, "", fmt.Errorf("reading the import record %s:%s: %w", s.repo.Name(), name, err)
 		case rec == nil:
+			s.skipped[name] = true
 			continue // deleted since the tag list
 		}
 		b, _ := json.Marshal(rec)
 		budget -= int64(len(b))
 		rc = mergeRecord(rc, rec, name)
+	}
+	if len(bad) > 0 {
+		if rc == nil {
+			rc = &Receipt{Version: ReceiptVersion, Destination: strings.TrimSuffix(s.repo.Name(), "/"+ReceiptRepository), Tags: map[string]ReceiptTag{}, Blobs: []digest.Digest{}}
+		}
+		rc.Records = slices.Sorted(slices.Values(append(rc.Records, bad...)))
 	}
 	return rc, tok, nil
 }
@@ -842,6 +869,9 @@ func (s *registryReceipts) fetch(ctx context.Context, tag string, limit int64) (
 		return nil, m.Digest.String(), fmt.Errorf("%w: the manifest is not of artifactType %s with one layer of that type", errBadReceipt, ReceiptMediaType)
 	}
 	desc := man.Layers[0]
+	if desc.Size > limit && desc.Size <= maxReceiptBytes && validateDigest(desc.Digest) == nil {
+		return nil, m.Digest.String(), fmt.Errorf("%w: it is %d bytes, and %d are left of the %d read at once", errOverBudget, desc.Size, limit, maxPendingBytes)
+	}
 	if desc.Size > limit || desc.Size < 0 || validateDigest(desc.Digest) != nil {
 		return nil, m.Digest.String(), fmt.Errorf("%w: the receipt is %d bytes (at most %d) of digest %q", errBadReceipt, desc.Size, limit, truncate(string(desc.Digest), 80))
 	}
@@ -934,7 +964,12 @@ func (s *registryReceipts) settled(ctx context.Context, tok string, rc *Receipt)
 	if err := eg.Wait(); err != nil {
 		return false, err
 	}
-	return now.String() == tok && len(pendingRecords(tags, rc)) == 0, nil
+	for _, name := range pendingRecords(tags, rc) {
+		if !s.skipped[name] {
+			return false, nil
+		}
+	}
+	return now.String() == tok, nil
 }
 
 // layoutReceipts keeps the receipt in the file ReceiptFile of an OCI

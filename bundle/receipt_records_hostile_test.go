@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/registry"
+	"github.com/ferryproject/ferry/internal/registrytest"
 )
 
 // Two import hosts share one destination: host A trusts the keys of two
@@ -137,5 +139,87 @@ func TestReceiptRecordManyEntriesLinear(t *testing.T) {
 	}
 	if !slices.Contains(r.Records, "import-0") {
 		t.Errorf("records %q: the junk record is not merged", r.Records)
+	}
+}
+
+// putJunk tags a manifest that is not a receipt as dst/m/ferry-receipts:tag.
+func (f *rfix) putJunk(t *testing.T, tag string) {
+	t.Helper()
+	c := registry.New(registry.Options{})
+	repo, _ := c.ParseRepository(f.dst.Host + "/m/" + bundle.ReceiptRepository)
+	if err := c.PushBlob(context.Background(), repo, ocispec.DescriptorEmptyJSON.Digest, 2, bytes.NewReader(ocispec.DescriptorEmptyJSON.Data)); err != nil {
+		t.Fatal(err)
+	}
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{}}
+	m.SchemaVersion = 2
+	mb, _ := json.Marshal(m)
+	if err := c.PutManifest(context.Background(), repo, tag, ocispec.MediaTypeImageManifest, mb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// One import-… tag that is not a receipt (written by someone with write
+// access, or by another tool) stayed pending for ever: the writer's check
+// after its write found it missing from what it wrote each time, so every
+// import wrote the merged receipt three times and warned that another
+// import had replaced it. A record that cannot be read is ignored once
+// (with its warning) and listed as merged; the check after the write asks
+// only about records that appeared since the read.
+func TestReceiptJunkRecordSettles(t *testing.T) {
+	f := newRfix(t)
+	pub := f.key.Public()
+	f.push(t, "team/app:1.0", "app-1")
+	p1, _ := f.export(t, jan, f.key, "team/app:1.0")
+	f.putJunk(t, "import-junk")
+	puts := &registrytest.Fault{Method: "PUT", Path: "/m/ferry-receipts/manifests/latest", Delay: time.Millisecond, Times: 100}
+	f.dst.InjectFaults(puts)
+	res, err := f.imp(t, p1, bundle.ImportOptions{}, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ignoring the import record " + f.dst.Host + "/m/ferry-receipts:import-junk: not a ferry receipt: the manifest is not of artifactType " + bundle.ReceiptMediaType + " with one layer of that type"}
+	if !slices.Equal(res.Warnings, want) {
+		t.Errorf("warnings %q\nwant %q", res.Warnings, want)
+	}
+	if n := puts.Hits(); n != 1 {
+		t.Errorf("the merged receipt was written %d times, want once", n)
+	}
+	if r := f.stored(t); !slices.Contains(r.Records, "import-junk") {
+		t.Errorf("records %q: the junk record is read again by every import", r.Records)
+	}
+}
+
+// A reader reads 16 pending records, in tag order. Someone with write
+// access planted 16 import-… tags that are not receipts and sort first:
+// they were never merged, so they took the 16 places for ever, and a
+// genuine record left pending later (its import could not update the
+// merged receipt) was never read: an older bundle then passed the
+// rollback check, with nothing deleted after the genuine import. Records
+// no reader can use are listed as merged by the next import that writes
+// the receipt, so the trap is spent once.
+func TestReceiptJunkRecordsDoNotHidePending(t *testing.T) {
+	f := newRfix(t)
+	pub := f.key.Public()
+	f.push(t, "team/db:1.0", "db-1")
+	pDB, _ := f.export(t, jan, f.key, "team/db:1.0")
+	d1 := f.push(t, "team/app:1.0", "app-1")
+	pOld, iOld := f.export(t, jan, f.key, "team/app:1.0")
+	d2 := f.push(t, "team/app:1.0", "app-2")
+	pNew, iNew := f.export(t, feb, f.key, "team/app:1.0")
+	for i := range 16 {
+		f.putJunk(t, fmt.Sprintf("import--%02d", i))
+	}
+	if _, err := f.imp(t, pDB, bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
+	}
+	fail := &registrytest.Fault{Method: "PUT", Path: "/m/ferry-receipts/manifests/latest", Status: http.StatusForbidden, Times: 100}
+	f.dst.InjectFaults(fail)
+	if _, err := f.imp(t, pNew, bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
+	}
+	fail.Times = 0
+	_, err := f.imp(t, pOld, bundle.ImportOptions{}, pub)
+	if want := rollbackMsg(f.dst.Host+"/m/team/app:1.0", d2, iNew, feb, iOld, jan, d1); !errors.Is(err, bundle.ErrRollback) || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
 	}
 }
