@@ -777,11 +777,13 @@ func (c *Client) PutManifest(ctx context.Context, repo name.Repository, ref, med
 	return nil
 }
 
-// maxTagPageBytes caps one page of a tag list, and maxTagLen one tag
-// (the distribution spec's [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}).
+// maxTagLen caps one tag (the distribution spec's
+// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}); a page of a tag list is read up to
+// what the tags still allowed can take at that length, quoted and
+// separated, and tagPageSlack more (the JSON around them).
 const (
-	maxTagPageBytes = 4 << 20
-	maxTagLen       = 128
+	maxTagLen    = 128
+	tagPageSlack = 64 << 10
 )
 
 // ListTags lists the tags of repo, following the registry's pagination
@@ -816,7 +818,7 @@ func (c *Client) ListTags(ctx context.Context, repo name.Repository, limit int) 
 		var page struct {
 			Tags []string `json:"tags"`
 		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, maxTagPageBytes)).Decode(&page)
+		err = json.NewDecoder(io.LimitReader(resp.Body, int64(limit-len(tags)+1)*(maxTagLen+3)+tagPageSlack)).Decode(&page)
 		link := resp.Header.Get("Link")
 		resp.Body.Close()
 		if err != nil {

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -178,5 +179,34 @@ func TestListTagsSeveralLinks(t *testing.T) {
 	repo, _ := c.ParseRepository(host + "/team/app")
 	if got, err := c.ListTags(context.Background(), repo, 10); err != nil || !slices.Equal(got, tags) {
 		t.Errorf("ListTags: %q, %v; want %q", got, err, tags)
+	}
+}
+
+// A registry that lists every tag in one page (distribution does, when
+// the client asks for no page size) sent more than the 4 MiB one page was
+// read up to once the receipt repository held some 57000 record tags,
+// well under the 100000 the receipts allow: the JSON was cut and every
+// import to that prefix failed. A page is read up to what the tags still
+// allowed can take.
+func TestListTagsOnePageUpToLimit(t *testing.T) {
+	t.Parallel()
+	var tags []string
+	for i := range 60000 {
+		tags = append(tags, fmt.Sprintf("import-%064x", i))
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/team/app/tags/list" {
+			json.NewEncoder(w).Encode(map[string]any{"name": "team/app", "tags": tags})
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	c := registry.New(registry.Options{Retries: -1})
+	repo, _ := c.ParseRepository(u.Host + "/team/app")
+	got, err := c.ListTags(context.Background(), repo, 100000)
+	if err != nil || !slices.Equal(got, tags) {
+		t.Errorf("ListTags: %d tags, %v; want %d", len(got), err, len(tags))
 	}
 }
