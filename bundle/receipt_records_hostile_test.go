@@ -10,8 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -221,5 +226,70 @@ func TestReceiptJunkRecordsDoNotHidePending(t *testing.T) {
 	_, err := f.imp(t, pOld, bundle.ImportOptions{}, pub)
 	if want := rollbackMsg(f.dst.Host+"/m/team/app:1.0", d2, iNew, feb, iOld, jan, d1); !errors.Is(err, bundle.ErrRollback) || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
+// tagProxy serves dst through a proxy that adds extra to the tag list of
+// m/ferry-receipts, and returns the proxy's host.
+func tagProxy(t *testing.T, dst *registrytest.Registry, extra []string) string {
+	t.Helper()
+	u, _ := url.Parse(dst.URL())
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path != "/v2/m/ferry-receipts/tags/list" || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		var page struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+			return err
+		}
+		resp.Body.Close()
+		page.Tags = append(page.Tags, extra...)
+		b, _ := json.Marshal(page)
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	pu, _ := url.Parse(srv.URL)
+	return pu.Host
+}
+
+// Each distinct import leaves its record tag in the receipt repository
+// for ever (nothing deletes a merged record, and latest lists every one
+// in records), and a reader lists every tag: once a prefix has seen
+// 100000 distinct imports (a feed every ten minutes for two years), every
+// import to it fails listing the records, before anything is pushed. The
+// receipt was to grow with the tags, not with the number of imports.
+func TestReceiptRecordTagsOutgrowLimit(t *testing.T) {
+	t.Skip("BUG: merged record tags are never deleted nor dropped from records: after 100000 distinct imports to a prefix every import fails listing them")
+	f := newRfix(t)
+	pub := f.key.Public()
+	f.push(t, "team/app:1.0", "app-1")
+	p1, _ := f.export(t, jan, f.key, "team/app:1.0")
+	f.push(t, "team/db:1.0", "db-1")
+	p2, _ := f.export(t, feb, f.key, "team/db:1.0")
+	if _, err := f.imp(t, p1, bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
+	}
+	// What 100000 earlier imports left: their record tags, each listed as
+	// merged in latest.
+	var earlier []string
+	for i := range 100000 {
+		earlier = append(earlier, fmt.Sprintf("import-%064x", i))
+	}
+	f.tamper(t, func(r *bundle.Receipt) {
+		r.Records = slices.Sorted(slices.Values(append(r.Records, earlier...)))
+	})
+	host := tagProxy(t, f.dst, earlier)
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if _, err := impTo(p2, host+"/m", bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
 	}
 }
