@@ -492,13 +492,18 @@ func formatCreated(t time.Time) string {
 }
 
 // recordTag is the tag of one import's own record: one per bundle
-// (index.json digest) and mapping, signed or not.
-func recordTag(index digest.Digest, keep, signed bool) string {
+// (index.json digest), signature (entry's, nil for an unsigned import) and
+// mapping. The same index.json signed by two keys makes two records: one
+// must not replace the other, whose key another host may trust alone.
+func recordTag(index digest.Digest, keep bool, entry *ReceiptBundle) string {
 	t := RecordTagPrefix + index.Encoded()
+	if entry != nil {
+		t += "-s" + digest.FromBytes(entry.Signature).Encoded()[:16]
+	}
 	if keep {
 		t += "-keep"
 	}
-	if !signed {
+	if entry == nil {
 		t += "-unsigned"
 	}
 	return t
@@ -558,7 +563,7 @@ func (im *importer) mergedWith(prev, own *Receipt, entry *ReceiptBundle, record 
 // would be ignored and the history lost.
 func (im *importer) checkReceiptRoom(prev *Receipt, dest Destination) error {
 	own, entry := im.receiptOf(dest)
-	b, err := json.Marshal(im.mergedWith(prev, own, entry, recordTag(digest.FromBytes(im.r.IndexBytes()), im.opts.KeepSourceRegistry, entry != nil), dest))
+	b, err := json.Marshal(im.mergedWith(prev, own, entry, recordTag(digest.FromBytes(im.r.IndexBytes()), im.opts.KeepSourceRegistry, entry), dest))
 	if err != nil {
 		return err
 	}
@@ -579,7 +584,7 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 		return nil
 	}
 	own, entry := im.receiptOf(dest)
-	name := recordTag(digest.FromBytes(im.r.IndexBytes()), im.opts.KeepSourceRegistry, entry != nil)
+	name := recordTag(digest.FromBytes(im.r.IndexBytes()), im.opts.KeepSourceRegistry, entry)
 	// The record is written while the receipt is read the first time: the
 	// record must be in place before the merged receipt is written, not
 	// before it is read (a record read back is merged once only).
@@ -641,7 +646,8 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 
 // mergeReceipt is prev with one import added: entry (nil for an unsigned
 // import) last in Bundles (replacing an earlier copy of the same
-// index.json imported with the same mapping), tags set, blobs added.
+// index.json and signature imported with the same mapping), tags set,
+// blobs added.
 func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[string]ReceiptTag, blobs []digest.Digest) *Receipt {
 	var entries []ReceiptBundle
 	if entry != nil {
@@ -650,10 +656,16 @@ func mergeReceipt(prev *Receipt, dest string, entry *ReceiptBundle, tags map[str
 	return mergeEntries(prev, dest, entries, tags, blobs)
 }
 
-// entryKey identifies a Receipt.Bundles entry: its index.json and mapping.
+// entryKey identifies a Receipt.Bundles entry: its index.json, mapping
+// and signature (the same index.json signed by another key is another
+// entry: a host may trust the one key alone).
 type entryKey struct {
-	index digest.Digest
-	keep  bool
+	index, sig digest.Digest
+	keep       bool
+}
+
+func keyOf(b ReceiptBundle) entryKey {
+	return entryKey{digest.FromBytes(b.Index), digest.FromBytes(b.Signature), b.KeepSourceRegistry}
 }
 
 // mergeEntries is mergeReceipt with any number of entries, in one pass:
@@ -663,7 +675,7 @@ func mergeEntries(prev *Receipt, dest string, entries []ReceiptBundle, tags map[
 	// last is the position in entries of the last copy of each.
 	last := make(map[entryKey]int, len(entries))
 	for i, e := range entries {
-		last[entryKey{digest.FromBytes(e.Index), e.KeepSourceRegistry}] = i
+		last[keyOf(e)] = i
 	}
 	have := map[digest.Digest]bool{}
 	if prev != nil {
@@ -675,15 +687,16 @@ func mergeEntries(prev *Receipt, dest string, entries []ReceiptBundle, tags map[
 		}
 		for _, b := range prev.Bundles {
 			// The same index.json imported under the other mapping set
-			// other tags: its entry stays.
-			if _, again := last[entryKey{digest.FromBytes(b.Index), b.KeepSourceRegistry}]; len(entries) == 0 || !again {
+			// other tags, and signed by another key may be another host's
+			// only history: its entry stays.
+			if _, again := last[keyOf(b)]; len(entries) == 0 || !again {
 				rc.Bundles = append(rc.Bundles, b)
 			}
 		}
 		rc.Records = slices.Clone(prev.Records)
 	}
 	for i, e := range entries {
-		if last[entryKey{digest.FromBytes(e.Index), e.KeepSourceRegistry}] == i {
+		if last[keyOf(e)] == i {
 			rc.Bundles = append(rc.Bundles, e)
 		}
 	}

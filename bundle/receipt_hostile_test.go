@@ -419,7 +419,7 @@ func TestReceiptRecordSurvivesFailedMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	record := "import-" + iNew.Encoded()
+	record := recordOf(t, pNew, false)
 	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], "this import's record "+record+" is written, but updating the merged receipt at "+f.dst.Host+"/m/ferry-receipts:latest failed: ") ||
 		!strings.HasSuffix(res.Warnings[0], "; the next import merges the record") {
 		t.Fatalf("warnings %q", res.Warnings)

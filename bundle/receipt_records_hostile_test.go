@@ -293,3 +293,58 @@ func TestReceiptRecordTagsOutgrowLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The same index.json can carry signatures by two keys (a bundle signed
+// again with the new key at a rotation, or counter-signed with cosign by
+// another team). Host B, which trusts K1, imports it signed by K1; host A,
+// which trusts K2, imports it signed by K2. The receipt kept one entry per
+// index.json and mapping, so A's import replaced B's entry (and A's
+// record, of the same tag, B's): B then had no signed history of the tag,
+// and a K1-signed bundle older than January passed B's rollback check.
+// An entry (and a record) is one per index.json, mapping and signature.
+func TestReceiptSameIndexTwoSignatures(t *testing.T) {
+	f := newRfix(t)
+	k2, err := bundle.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := jan.AddDate(0, -1, 0)
+	d0 := f.push(t, "team/app:1.0", "app-0")
+	pDec, iDec := f.export(t, dec, f.key, "team/app:1.0")
+	d1 := f.push(t, "team/app:1.0", "app-1")
+	pK1, iJan := f.export(t, jan, f.key, "team/app:1.0")
+	pK2, iJan2 := f.export(t, jan, k2, "team/app:1.0")
+	if iJan != iJan2 {
+		t.Fatalf("the two exports differ: %s, %s", iJan, iJan2)
+	}
+	if _, err := f.imp(t, pK1, bundle.ImportOptions{}, f.key.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.imp(t, pK2, bundle.ImportOptions{}, k2.Public()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.imp(t, pDec, bundle.ImportOptions{}, f.key.Public())
+	if want := rollbackMsg(f.dst.Host+"/m/team/app:1.0", d1, iJan, jan, iDec, dec, d0); !errors.Is(err, bundle.ErrRollback) || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
+// recordOf is the tag of the record of a signed import of the bundle at
+// path (docs/format.md, 11.1).
+func recordOf(t *testing.T, path string, keep bool) string {
+	t.Helper()
+	r, err := bundle.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sig, ok := r.File(bundle.SignatureFile)
+	if !ok {
+		t.Fatalf("%s is not signed", path)
+	}
+	tag := "import-" + digest.FromBytes(r.IndexBytes()).Encoded() + "-s" + digest.FromBytes(sig).Encoded()[:16]
+	if keep {
+		tag += "-keep"
+	}
+	return tag
+}

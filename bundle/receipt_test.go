@@ -609,7 +609,7 @@ func TestReceiptRace(t *testing.T) {
 	f := newRfix(t)
 	pub := f.key.Public()
 	f.push(t, "team/app:1.0", "app-1")
-	p, i := f.export(t, jan, f.key, "team/app:1.0")
+	p, _ := f.export(t, jan, f.key, "team/app:1.0")
 	other := digest.FromString("another import's receipt").String()
 	race := &registrytest.Fault{Method: "HEAD", Path: "/m/ferry-receipts/manifests/latest", Digest: other, Times: 2}
 	f.dst.InjectFaults(race)
@@ -619,7 +619,7 @@ func TestReceiptRace(t *testing.T) {
 	race = &registrytest.Fault{Method: "HEAD", Path: "/m/ferry-receipts/manifests/latest", Digest: other, Times: 3}
 	f.dst.InjectFaults(race)
 	res, err := f.imp(t, p, bundle.ImportOptions{}, pub)
-	want := fmt.Sprintf("another import replaced the receipt at %s/m/ferry-receipts:latest each of 3 times this one wrote it; this import's record %s is written, and the next import merges it", f.dst.Host, "import-"+i.Encoded())
+	want := fmt.Sprintf("another import replaced the receipt at %s/m/ferry-receipts:latest each of 3 times this one wrote it; this import's record %s is written, and the next import merges it", f.dst.Host, recordOf(t, p, false))
 	if err != nil || !slices.Equal(res.Warnings, []string{want}) || len(res.Images) != 1 {
 		t.Fatalf("got %v, warnings %q\nwant the warning %s", err, res.Warnings, want)
 	}
