@@ -323,7 +323,8 @@ func pruneReceipt(rc *Receipt, dest Destination, v Verifier) {
 
 // checkRollback refuses, before anything is pushed, a signed bundle older
 // than the one that last set a destination tag if it would move the tag
-// to another digest (or warns, with AllowRollback). An unsigned import
+// to another digest (or warns, with AllowRollback), and any import after
+// which the receipt would not fit (checkReceiptRoom). An unsigned import
 // neither consults nor advances the trusted history.
 func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	if im.receipts == nil {
@@ -331,7 +332,6 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	}
 	if !im.signed() {
 		im.warn("rollback protection is off for this import: the bundle's signature was not checked, so its creation time cannot be trusted; the receipt records its tags as unsigned and the trusted history is neither consulted nor advanced")
-		return nil
 	}
 	if c := bundleCreated(im.r.Index()); time.Until(c) > futureSlack {
 		im.warn(fmt.Sprintf("this bundle's signed creation time %s is %s ahead of this host's clock: once it is recorded, every bundle created before that time is refused as older for the tags it sets (check the clock of the host that exported it; --allow-rollback accepts them knowingly)", c.Format(time.RFC3339), time.Until(c).Round(time.Hour)))
@@ -340,7 +340,9 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	if err != nil {
 		return err
 	}
-	if err := im.checkReceiptRoom(rc, dest); err != nil {
+	// An unsigned import's record is merged too: one that did not fit
+	// would be read, and refused, by every later import.
+	if err := im.checkReceiptRoom(rc, dest); err != nil || !im.signed() {
 		return err
 	}
 	hist := im.trustedHistory(rc, im.receipts, dest, im.r.verifier)

@@ -15,8 +15,10 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -347,4 +349,80 @@ func recordOf(t *testing.T, path string, keep bool) string {
 		tag += "-keep"
 	}
 	return tag
+}
+
+// padOtherKey pads the stored receipt with entries signed by a key the
+// imports do not trust (which another import host may) until room bytes
+// are left under the 64 MiB readers accept.
+func (f *rfix) padOtherKey(t *testing.T, room int) {
+	t.Helper()
+	other, err := bundle.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tamper(t, func(r *bundle.Receipt) {
+		idx := string(r.Bundles[0].Index)
+		entry := func(n, pad int) (bundle.ReceiptBundle, int) {
+			b := []byte(strings.Replace(idx, `"org.opencontainers.image.created"`, fmt.Sprintf(`"x-pad-%d": %q, "org.opencontainers.image.created"`, n, strings.Repeat("x", pad)), 1))
+			files, err := bundle.Signer(other)(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := bundle.ReceiptBundle{Index: b, Signature: files[bundle.SignatureFile]}
+			eb, _ := json.Marshal(e)
+			return e, len(eb) + 1
+		}
+		size := func() int { b, _ := json.Marshal(r); return len(b) }
+		total := size()
+		for n := 0; total < 62<<20; n++ {
+			e, l := entry(n, 1<<20)
+			r.Bundles, total = append(r.Bundles, e), total+l
+		}
+		gap := 64<<20 - room - size()
+		_, l0 := entry(100, 0)
+		for pad := (gap - l0) * 3 / 4; ; pad-- {
+			if e, l := entry(100, pad); l <= gap {
+				r.Bundles = append(r.Bundles, e)
+				break
+			}
+		}
+		if n := size(); n > 64<<20-room || n < 64<<20-room-100 {
+			t.Fatalf("padded receipt is %d bytes", n)
+		}
+	})
+}
+
+// An import with --insecure-skip-verify skipped the check that the merged
+// receipt stays readable: over a nearly full receipt its record was
+// written, the merged receipt was not (too large), and every later
+// import read the record as pending, found the merge too large and was
+// refused, even one that adds nothing to it: one unsigned import locked
+// the prefix for signed ones. It is refused before anything is pushed, as
+// a signed import is.
+func TestReceiptRoomUnsignedRefusedBeforePush(t *testing.T) {
+	f := newRfix(t)
+	f.dst = registrytest.New(t, registrytest.Options{Dir: t.TempDir()})
+	pub := f.key.Public()
+	f.push(t, "team/app:1.0", "app-1")
+	p1, _ := f.export(t, jan, f.key, "team/app:1.0")
+	f.push(t, "team/db:1.0", "db-1")
+	pU, _ := f.export(t, feb, nil, "team/db:1.0")
+	if _, err := f.imp(t, p1, bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
+	}
+	f.padOtherKey(t, 200)
+	before := f.dst.BlobUploads.Load()
+	_, err := f.imp(t, pU, bundle.ImportOptions{})
+	at := f.dst.Host + "/m/ferry-receipts:latest"
+	want := regexp.MustCompile(`^content exceeds size limit: after this import the receipt at ` + regexp.QuoteMeta(at) + ` would be \d+ bytes, more than the 67108864 ferry reads back, even without the entries later bundles superseded; nothing was pushed \(import to another prefix to start a new history there\)$`)
+	if !errors.Is(err, bundle.ErrTooLarge) || !want.MatchString(err.Error()) {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	if n := f.dst.BlobUploads.Load() - before; n != 0 {
+		t.Errorf("%d blobs pushed before the refusal", n)
+	}
+	// Importing the January bundle again adds nothing to the receipt.
+	if _, err := f.imp(t, p1, bundle.ImportOptions{}, pub); err != nil {
+		t.Errorf("a signed import after the unsigned one: %v", err)
+	}
 }
