@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"maps"
@@ -273,6 +274,10 @@ type importer struct {
 	// receipts is where the destination's receipt is kept.
 	receipts receiptStore
 	warnMu   sync.Mutex // warn is called by concurrent receipt reads
+	// verdicts caches entryVerifier's checks of receipt entries, which the
+	// size check, the history and the written receipt each read.
+	verdictMu sync.Mutex
+	verdicts  map[[sha256.Size]byte]verdict
 
 	targets []imageTarget
 	// repositories that need each blob, in a stable order

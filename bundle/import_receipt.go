@@ -3,6 +3,8 @@ package bundle
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,6 +159,47 @@ func (im *importer) warn(s string) {
 	defer im.warnMu.Unlock()
 	if !slices.Contains(im.res.Warnings, s) {
 		im.res.Warnings = append(im.res.Warnings, s)
+	}
+}
+
+// verdict is the outcome of one signature check.
+type verdict struct {
+	fp  string
+	err error
+}
+
+// entryVerifier is the import's verifier (nil when none), checking each
+// receipt entry (index.json and signature files) once per import however
+// often the receipt is read.
+func (im *importer) entryVerifier() Verifier {
+	v := im.r.verifier
+	if v == nil {
+		return nil
+	}
+	return func(index []byte, files map[string][]byte) (string, error) {
+		h := sha256.New()
+		for _, b := range [][]byte{index, files[SignatureFile], files[SigstoreBundleFile]} {
+			var n [8]byte
+			binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+			h.Write(n[:])
+			h.Write(b)
+		}
+		var k [sha256.Size]byte
+		h.Sum(k[:0])
+		im.verdictMu.Lock()
+		c, ok := im.verdicts[k]
+		im.verdictMu.Unlock()
+		if ok {
+			return c.fp, c.err
+		}
+		fp, err := v(index, files)
+		im.verdictMu.Lock()
+		if im.verdicts == nil {
+			im.verdicts = map[[sha256.Size]byte]verdict{}
+		}
+		im.verdicts[k] = verdict{fp, err}
+		im.verdictMu.Unlock()
+		return fp, err
 	}
 }
 
@@ -345,7 +388,7 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	if err := im.checkReceiptRoom(rc, dest); err != nil || !im.signed() {
 		return err
 	}
-	hist := im.trustedHistory(rc, im.receipts, dest, im.r.verifier)
+	hist := im.trustedHistory(rc, im.receipts, dest, im.entryVerifier())
 	// A destination tag can be reached from more than one prefix (--to
 	// REG/m with --keep-source-registry, and --to REG/m/HOST, write the
 	// same tags): the receipts of the prefixes above each target
@@ -455,7 +498,7 @@ func (im *importer) ancestorHistories(ctx context.Context, dest Destination) ([]
 			case err != nil:
 				return fmt.Errorf("reading the import receipt at %s for the rollback check, before pushing anything: %w", store, err)
 			}
-			hists[i] = im.trustedHistory(rc, store, Destination{Registry: dest.Registry, Prefix: prefix}, im.r.verifier)
+			hists[i] = im.trustedHistory(rc, store, Destination{Registry: dest.Registry, Prefix: prefix}, im.entryVerifier())
 			return nil
 		})
 	}
@@ -556,7 +599,7 @@ func (im *importer) mergedWith(prev, own *Receipt, entry *ReceiptBundle, record 
 		rc.Records = append(rc.Records, record)
 		slices.Sort(rc.Records)
 	}
-	pruneReceipt(rc, dest, im.r.verifier)
+	pruneReceipt(rc, dest, im.entryVerifier())
 	return rc
 }
 

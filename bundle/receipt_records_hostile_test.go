@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -424,5 +425,57 @@ func TestReceiptRoomUnsignedRefusedBeforePush(t *testing.T) {
 	// Importing the January bundle again adds nothing to the receipt.
 	if _, err := f.imp(t, p1, bundle.ImportOptions{}, pub); err != nil {
 		t.Errorf("a signed import after the unsigned one: %v", err)
+	}
+}
+
+// Each import checked the signature of every receipt entry four or five
+// times (the size check's pruning, the history, the written receipt's
+// pruning): a receipt padded by someone with write access with 64 MiB of
+// entries signed by another key held each import for minutes, once per
+// trusted key, four or five times as long as one pass. Each entry is
+// checked once per import.
+func TestReceiptEntriesVerifiedOnce(t *testing.T) {
+	f := newRfix(t)
+	pub := f.key.Public()
+	f.push(t, "team/app:1.0", "app-1")
+	p1, _ := f.export(t, jan, f.key, "team/app:1.0")
+	if _, err := f.imp(t, p1, bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
+	}
+	other, err := bundle.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	f.tamper(t, func(r *bundle.Receipt) {
+		for i := range n {
+			b := []byte(fmt.Sprintf(`{"annotations":{"org.opencontainers.image.created":"2026-01-01T00:00:00Z"},"n":%d}`, i))
+			files, err := bundle.Signer(other)(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Bundles = append(r.Bundles, bundle.ReceiptBundle{Index: b, Signature: files[bundle.SignatureFile]})
+		}
+	})
+	var calls atomic.Int64
+	key := bundle.KeyVerifier(pub)
+	counting := func(index []byte, files map[string][]byte) (string, error) {
+		if bytes.Contains(index, []byte(`"n":`)) {
+			calls.Add(1)
+		}
+		return key(index, files)
+	}
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	r, err := bundle.Open(p1, bundle.WithVerifier(counting))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := bundle.Import(context.Background(), r, f.dst.Host+"/m", bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.Load(); got != n {
+		t.Errorf("%d signature checks of %d padded entries, want one each", got, n)
 	}
 }
