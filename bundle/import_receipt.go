@@ -376,7 +376,7 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	if !im.signed() {
 		im.warn("rollback protection is off for this import: the bundle's signature was not checked, so its creation time cannot be trusted; the receipt records its tags as unsigned and the trusted history is neither consulted nor advanced")
 	}
-	if c := bundleCreated(im.r.Index()); time.Until(c) > futureSlack {
+	if c := bundleCreated(im.r.Index()); im.signed() && time.Until(c) > futureSlack {
 		im.warn(fmt.Sprintf("this bundle's signed creation time %s is %s ahead of this host's clock: once it is recorded, every bundle created before that time is refused as older for the tags it sets (check the clock of the host that exported it; --allow-rollback accepts them knowingly)", c.Format(time.RFC3339), time.Until(c).Round(time.Hour)))
 	}
 	rc, _, err := im.loadReceipt(ctx)
