@@ -14,6 +14,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -672,6 +673,9 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 		switch {
 		case err == nil && ok:
 			im.res.Receipt, im.res.ReceiptAt = rc, im.receipts.String()
+			if rs, ok := im.receipts.(*registryReceipts); ok {
+				rs.collect(ctx, rc, tok, im.warn)
+			}
 			return nil
 		case err != nil && !kept:
 			return fmt.Errorf("the images were imported, but recording the import receipt at %s failed: %w; import again to record it", im.receipts, err)
@@ -884,6 +888,16 @@ func (s *registryReceipts) load(ctx context.Context, warn func(string)) (*Receip
 		budget -= int64(len(b))
 		rc = mergeRecord(rc, rec, name)
 	}
+	if rc != nil {
+		// A merged record whose tag is gone was deleted as superseded
+		// (collect): records lists the tags that exist, not every import
+		// ever made.
+		present := make(map[string]bool, len(tags))
+		for _, t := range tags {
+			present[t] = true
+		}
+		rc.Records = slices.DeleteFunc(rc.Records, func(n string) bool { return !present[n] })
+	}
 	if len(bad) > 0 {
 		if rc == nil {
 			rc = &Receipt{Version: ReceiptVersion, Destination: strings.TrimSuffix(s.repo.Name(), "/"+ReceiptRepository), Tags: map[string]ReceiptTag{}, Blobs: []digest.Digest{}}
@@ -891,6 +905,68 @@ func (s *registryReceipts) load(ctx context.Context, warn func(string)) (*Receip
 		rc.Records = slices.Sorted(slices.Values(append(rc.Records, bad...)))
 	}
 	return rc, tok, nil
+}
+
+// maxCollect caps how many superseded records one import deletes.
+const maxCollect = 64
+
+// collect deletes, best effort, the record tags merged into rc (just
+// written, its token tok) whose entry rc no longer holds: entries pruned
+// as superseded, unsigned imports' records, records no reader can use. A
+// record whose entry stays is kept, so an import that read the receipt
+// before this one merged and writes it after still finds, and merges, the
+// record of every entry the history needs (a record deleted here is
+// superseded, for every tag it set, by one that stays). Without it the
+// tags of a prefix grow by one per distinct import until listing them
+// fails. Only manifests that are ferry receipts, and not the one latest
+// holds, are deleted: a tag named import-… that points at anything else
+// is left alone.
+func (s *registryReceipts) collect(ctx context.Context, rc *Receipt, tok string, warn func(string)) {
+	live := map[string]bool{}
+	for _, b := range rc.Bundles {
+		live[recordTag(digest.FromBytes(b.Index), b.KeepSourceRegistry, &b)] = true
+	}
+	var dead []string
+	for _, n := range rc.Records {
+		if !live[n] && len(dead) < maxCollect {
+			dead = append(dead, n)
+		}
+	}
+	var (
+		mu     sync.Mutex
+		refuse error
+	)
+	var eg errgroup.Group
+	eg.SetLimit(4)
+	for _, n := range dead {
+		eg.Go(func() error {
+			mu.Lock()
+			stop := refuse != nil
+			mu.Unlock()
+			if stop {
+				return nil
+			}
+			m, err := s.client.GetManifest(ctx, s.repo, n, MaxManifestBytes)
+			if err != nil {
+				return nil // gone, or unreadable now: a later import tries again
+			}
+			var man ocispec.Manifest
+			if json.Unmarshal(m.Bytes, &man) != nil || man.ArtifactType != ReceiptMediaType || m.Digest.String() == tok {
+				return nil
+			}
+			err = s.client.DeleteManifest(ctx, s.repo, m.Digest)
+			if errors.Is(err, registry.ErrUnsupported) || errors.Is(err, registry.ErrDenied) || errors.Is(err, registry.ErrUnauthorized) {
+				mu.Lock()
+				refuse = err
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	eg.Wait()
+	if refuse != nil && len(rc.Records) > maxRecordTags/10 {
+		warn(fmt.Sprintf("%s holds %d import records that later imports superseded, and deleting them failed (%v): imports to this prefix fail once it holds %d; allow this account to delete manifests there, or delete the superseded import-… tags another way", s.repo.Name(), len(rc.Records), refuse, maxRecordTags))
+	}
 }
 
 // pendingRecords are the import records among tags not merged into rc,

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/go-containerregistry/pkg/crane"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -263,37 +264,80 @@ func tagProxy(t *testing.T, dst *registrytest.Registry, extra []string) string {
 	return pu.Host
 }
 
-// Each distinct import leaves its record tag in the receipt repository
-// for ever (nothing deletes a merged record, and latest lists every one
-// in records), and a reader lists every tag: once a prefix has seen
-// 100000 distinct imports (a feed every ten minutes for two years), every
-// import to it fails listing the records, before anything is pushed. The
-// receipt was to grow with the tags, not with the number of imports.
-func TestReceiptRecordTagsOutgrowLimit(t *testing.T) {
-	t.Skip("BUG: merged record tags are never deleted nor dropped from records: after 100000 distinct imports to a prefix every import fails listing them")
+// Each distinct import leaves its record tag in the receipt repository;
+// a reader lists every tag, so once a prefix had seen 100000 distinct
+// imports every import to it failed listing them. An import that wrote
+// the merged receipt deletes the records whose entry it no longer holds
+// (superseded, unsigned, unreadable), and latest's records lists only
+// tags that exist: the tags grow with the history, not with the imports.
+// A record of an entry that stays is kept; a tag named import-… that is
+// not a receipt is never deleted; a registry that refuses deletes only
+// keeps the records.
+func TestReceiptSupersededRecordsDeleted(t *testing.T) {
 	f := newRfix(t)
 	pub := f.key.Public()
-	f.push(t, "team/app:1.0", "app-1")
-	p1, _ := f.export(t, jan, f.key, "team/app:1.0")
-	f.push(t, "team/db:1.0", "db-1")
-	p2, _ := f.export(t, feb, f.key, "team/db:1.0")
-	if _, err := f.imp(t, p1, bundle.ImportOptions{}, pub); err != nil {
+	ctx := context.Background()
+	c := registry.New(registry.Options{})
+	repo, _ := c.ParseRepository(f.dst.Host + "/m/" + bundle.ReceiptRepository)
+	records := func() []string {
+		t.Helper()
+		tags, err := c.ListTags(ctx, repo, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.DeleteFunc(tags, func(s string) bool { return !strings.HasPrefix(s, bundle.RecordTagPrefix) })
+	}
+	// An image under a tag named like a record: not a receipt.
+	planted := f.push(t, "team/app:1.0", "planted")
+	if err := crane.Copy(f.src.Host+"/team/app:1.0", f.dst.Host+"/m/ferry-receipts:import-planted"); err != nil {
 		t.Fatal(err)
 	}
-	// What 100000 earlier imports left: their record tags, each listed as
-	// merged in latest.
-	var earlier []string
-	for i := range 100000 {
-		earlier = append(earlier, fmt.Sprintf("import-%064x", i))
+	d1 := f.push(t, "team/app:1.0", "app-1")
+	pJan, iJan := f.export(t, jan, f.key, "team/app:1.0")
+	f.push(t, "team/app:1.0", "app-2")
+	pFeb, _ := f.export(t, feb, f.key, "team/app:1.0")
+	d3 := f.push(t, "team/app:1.0", "app-3")
+	pMar, iMar := f.export(t, mar, f.key, "team/app:1.0")
+	d4 := f.push(t, "team/app:1.0", "app-4")
+	pApr, _ := f.export(t, mar.AddDate(0, 1, 0), nil, "team/app:1.0") // unsigned
+	for _, p := range []string{pJan, pFeb, pMar} {
+		if _, err := f.imp(t, p, bundle.ImportOptions{}, pub); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f.tamper(t, func(r *bundle.Receipt) {
-		r.Records = slices.Sorted(slices.Values(append(r.Records, earlier...)))
-	})
-	host := tagProxy(t, f.dst, earlier)
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
-	if _, err := impTo(p2, host+"/m", bundle.ImportOptions{}, pub); err != nil {
+	if _, err := f.imp(t, pApr, bundle.ImportOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	want := slices.Sorted(slices.Values([]string{"import-planted", recordOf(t, pMar, false)}))
+	if got := records(); !slices.Equal(got, want) {
+		t.Errorf("record tags %q, want %q (March's, and the planted image)", got, want)
+	}
+	if got := digest.Digest(destDigest(t, f.dst.Host+"/m/ferry-receipts:import-planted")); got != planted {
+		t.Errorf("the planted image's tag holds %s, want %s", got, planted)
+	}
+	// The history holds: January is refused (the tag holds April's
+	// unsigned image; March's signed bundle set it last).
+	_, err := f.imp(t, pJan, bundle.ImportOptions{}, pub)
+	key := f.dst.Host + "/m/team/app:1.0"
+	wantErr := fmt.Sprintf("rollback refused: %s holds %s, but bundle %s created %s set it to %s; this bundle (%s, created %s) is older and would set it to %s; nothing was pushed (to accept this knowingly, import again with --allow-rollback)",
+		key, d4, iMar, mar.Format(time.RFC3339), d3, iJan, jan.Format(time.RFC3339), d1)
+	if !errors.Is(err, bundle.ErrRollback) || err.Error() != wantErr {
+		t.Errorf("got %v\nwant %s", err, wantErr)
+	}
+	// A registry that refuses deletes keeps the records, and the import
+	// succeeds.
+	refuse := &registrytest.Fault{Method: "DELETE", Path: "/m/ferry-receipts/manifests/", Status: http.StatusMethodNotAllowed, Times: 1000}
+	f.dst.InjectFaults(refuse)
+	f.push(t, "team/app:1.0", "app-5")
+	pMay, _ := f.export(t, mar.AddDate(0, 2, 0), f.key, "team/app:1.0")
+	if res, err := f.imp(t, pMay, bundle.ImportOptions{}, pub); err != nil || len(res.Warnings) != 0 {
+		t.Fatalf("%v, warnings %q", err, res.Warnings)
+	}
+	if refuse.Hits() == 0 {
+		t.Fatal("no delete was tried")
+	}
+	if got := records(); len(got) != 3 {
+		t.Errorf("record tags %q, want the planted one, March's and May's", got)
 	}
 }
 

@@ -171,6 +171,8 @@ var (
 	// matching its digest (DIGEST_INVALID). ferry verifies what it sends,
 	// so the content was damaged on the way: a proxy, the network.
 	ErrDigestRefused = errors.New("the registry refused the content as not matching its digest")
+	// ErrUnsupported: the registry does not do what was asked (405).
+	ErrUnsupported = errors.New("not supported by the registry")
 	// ErrTooMany: the registry listed more than the caller allows.
 	ErrTooMany = errors.New("too many entries")
 	// ErrNoReferrersAPI: the registry has no OCI 1.1 Referrers API.
@@ -846,6 +848,26 @@ func (c *Client) ListTags(ctx context.Context, repo name.Repository, limit int) 
 		}
 	}
 	return tags, nil
+}
+
+// DeleteManifest deletes the manifest d from repo, and with it every tag
+// that points to it. A registry that does not allow deletes answers
+// ErrUnsupported (or ErrDenied, ErrUnauthorized for the account).
+func (c *Client) DeleteManifest(ctx context.Context, repo name.Repository, d digest.Digest) error {
+	rt, err := c.roundTripper(ctx, repo, true)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodDelete, c.url(repo, "manifests/"+d.String()), nil)
+	resp, err := c.do(ctx, rt, req, http.StatusAccepted, http.StatusOK, http.StatusNotFound, http.StatusMethodNotAllowed)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusMethodNotAllowed {
+		return fmt.Errorf("%w: %s does not allow deleting manifests", ErrUnsupported, repo.RegistryStr())
+	}
+	return nil
 }
 
 // ProbeBlob starts the download of blob d and ends it after the first byte
