@@ -39,6 +39,13 @@ type ImportOptions struct {
 	// reported in ImportResult.Warnings. Without it Import refuses with
 	// ErrRollback before pushing anything (see checkRollback).
 	AllowRollback bool
+	// RequireSignature, when set, makes Import check, before pushing
+	// anything, that every image of the bundle carries a publisher
+	// signature the policy accepts, among the signature artifacts the
+	// bundle itself carries (cosign's .sig tags, Sigstore bundle
+	// referrers). Otherwise it returns a *PublisherSignatureError
+	// (ErrSignatureRequired). It needs a Reader with random access.
+	RequireSignature *SignaturePolicy
 }
 
 // ImportedImage is one image pushed by Import.
@@ -206,6 +213,11 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	im := &importer{r: r, opts: opts, dst: dst, res: &ImportResult{}}
 	if err := im.plan(dest); err != nil {
 		return nil, err
+	}
+	if opts.RequireSignature != nil {
+		if err := im.checkSignatures(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if im.receipts, err = im.openReceipts(dest); err != nil {
 		return nil, err

@@ -137,9 +137,10 @@ func newExporter(opts ExportOptions) (*exporter, error) {
 	return e, nil
 }
 
-// prepare resolves refs and builds index.json and the content graph: all
-// of an export but the blobs.
-// It returns the images and the index entries of their referrers.
+// prepare resolves refs, finds their referrers, checks publisher
+// signatures when asked, and builds index.json and the content graph: all
+// of an export but the blobs. It returns the images and the index entries
+// of their referrers.
 func (e *exporter) prepare(ctx context.Context, refs []string) ([]*image, []ocispec.Descriptor, *graph, ocispec.Index, []byte, error) {
 	if len(refs) == 0 {
 		return nil, nil, nil, ocispec.Index{}, nil, fmt.Errorf("no image references given")
@@ -155,6 +156,11 @@ func (e *exporter) prepare(ctx context.Context, refs []string) ([]*image, []ocis
 			return nil, nil, nil, ocispec.Index{}, nil, err
 		}
 		referrers = e.referrerEntries(images, found)
+	}
+	if e.opts.RequireSignature != nil {
+		if err := e.checkSignatures(ctx, images); err != nil {
+			return nil, nil, nil, ocispec.Index{}, nil, err
+		}
 	}
 	g, index, indexBytes, err := e.buildIndex(images, referrers)
 	return images, referrers, g, index, indexBytes, err

@@ -51,7 +51,13 @@ The referrers of each image and of each of its platform manifests (cosign
 signatures, SBOMs, attestations: the OCI Referrers API or its fallback tag
 sha256-<hex>, and cosign's sha256-<hex>.sig, .att and .sbom tags) travel with
 it, with their own referrers; --referrers-type keeps some artifact types,
---no-referrers none.`,
+--no-referrers none.
+
+--require-signature KEY (repeatable) checks, before anything is written, that
+every image carries a cosign signature by one of the keys (the .sig tag, or a
+Sigstore bundle referrer); --certificate-identity, --certificate-oidc-issuer
+and --trusted-root accept keyless signatures too, checked offline. Export fails
+naming each image that has none (exit 1).`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the bundle to `FILE` ('-' for standard output; required)"},
 			&cli.StringSliceFlag{Name: flagImagesFile, Aliases: []string{"f"}, Usage: "read references from `FILE` ('-' for standard input), one per line, '#' comments (repeatable)"},
@@ -67,7 +73,7 @@ it, with their own referrers; --referrers-type keeps some artifact types,
 			quietFlag(),
 			jsonFlag(),
 			logFormatFlag(),
-		}, append(registryFlags(), egressFlags()...)...),
+		}, append(append(publisherFlags("in its source repository"), registryFlags()...), egressFlags()...)...),
 		Action: func(c *cli.Context) (err error) {
 			o, err := setupOutput(c, e, "export")
 			if err != nil {
@@ -146,6 +152,10 @@ it, with their own referrers; --referrers-type keeps some artifact types,
 			doc := &report.Export{Header: report.NewHeader("export"), Output: out, Images: []report.ExportImage{}}
 			o.setDoc(doc)
 			prog := newProgress(e.stderr, "export", o.quiet, o.progressLog())
+			policy, err := signaturePolicy(c)
+			if err != nil {
+				return err
+			}
 			opts := bundle.ExportOptions{
 				Jobs:      j,
 				Platforms: c.StringSlice(flagPlatform),
@@ -156,6 +166,8 @@ it, with their own referrers; --referrers-type keeps some artifact types,
 
 				NoReferrers:   c.Bool(flagNoReferrers),
 				ReferrerTypes: types,
+
+				RequireSignature: policy,
 			}
 			if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 				sec, err := strconv.ParseInt(s, 10, 64)

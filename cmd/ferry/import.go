@@ -35,6 +35,10 @@ or DIR/ferry-receipt.json) records the tags set and the signed index.json of the
 bundle. A signed bundle older than the one that last set a tag may not move the tag
 to another digest (exit 3) unless --allow-rollback is given.
 
+--require-signature KEY (and the keyless flags, as for export) checks, before
+anything is pushed, that every image carries a publisher signature among the
+signature artifacts the bundle holds; otherwise nothing is pushed (exit 1).
+
 Examples:
   ferry import images.tar.zst --key ferry.pub --to registry.local:5000/mirror
   cat images.tar.zst | ferry import - --key ferry.pub --to registry.local:5000
@@ -53,7 +57,7 @@ Examples:
 			quietFlag(),
 			jsonFlag(),
 			logFormatFlag(),
-		}, registryFlags()...),
+		}, append(publisherFlags("carried in the bundle"), registryFlags()...)...),
 		Action: func(c *cli.Context) error {
 			o, err := setupOutput(c, e, "import")
 			if err != nil {
@@ -108,6 +112,13 @@ Examples:
 			if err != nil {
 				return err
 			}
+			policy, err := signaturePolicy(c)
+			if err != nil {
+				return err
+			}
+			if policy != nil && path == "-" {
+				return usagef("--%s needs a bundle file: the signatures are read before anything is pushed, and standard input can be read only once", flagRequireSignature)
+			}
 			if c.Bool(flagVerifyFirst) {
 				if path == "-" {
 					return usagef("--verify-first needs a file; standard input can be read only once")
@@ -130,6 +141,7 @@ Examples:
 				Registry:           reg,
 				Progress:           prog.Func(),
 				AllowRollback:      c.Bool(flagAllowRollback),
+				RequireSignature:   policy,
 			})
 			prog.Done()
 			if res != nil {

@@ -427,14 +427,14 @@ func (c *Client) getSmall(ctx context.Context, rt http.RoundTripper, repo name.R
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", what, resp.ContentLength, limit)
+		return nil, &sizeError{fmt.Sprintf("%s is %d bytes, more than the %d allowed", what, resp.ContentLength, limit)}
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s from %s: %w", what, repo.RegistryStr(), err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is more than the %d bytes allowed", what, limit)
+		return nil, &sizeError{fmt.Sprintf("%s is more than the %d bytes allowed", what, limit)}
 	}
 	mt := resp.Header.Get("Content-Type")
 	if i := strings.IndexByte(mt, ';'); i >= 0 {
