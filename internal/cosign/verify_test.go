@@ -1,0 +1,301 @@
+package cosign
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// memSource is a Source in memory, counting what is fetched.
+type memSource struct {
+	manifests map[string][]byte // by tag and by digest
+	blobs     map[digest.Digest][]byte
+	// huge, when set, serves an endless blob for every digest.
+	huge      bool
+	blobReads atomic.Int64
+	bytesRead atomic.Int64
+}
+
+func newMem() *memSource {
+	return &memSource{manifests: map[string][]byte{}, blobs: map[digest.Digest][]byte{}}
+}
+
+func (m *memSource) Manifest(_ context.Context, ref string, limit int64) (*Manifest, error) {
+	b, ok := m.manifests[ref]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: %s", ErrTooLarge, ref)
+	}
+	return &Manifest{Bytes: b, Digest: digest.FromBytes(b)}, nil
+}
+
+type endless struct{ n *atomic.Int64 }
+
+func (e endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	e.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+func (m *memSource) Blob(_ context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	m.blobReads.Add(1)
+	if m.huge {
+		return io.NopCloser(endless{&m.bytesRead}), nil
+	}
+	b, ok := m.blobs[desc.Digest]
+	if !ok {
+		return nil, fmt.Errorf("%w: blob %s", ErrNotFound, desc.Digest)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (m *memSource) Referrers(context.Context, digest.Digest) ([]ocispec.Descriptor, error) {
+	return nil, ErrNotFound
+}
+
+var imgDigest = digest.FromString("the image manifest")
+
+func payloadFor(d digest.Digest) []byte {
+	return fmt.Appendf(nil, `{"critical":{"identity":{"docker-reference":"registry.test/team/app"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}`, d)
+}
+
+func signECDSA(t *testing.T, k *ecdsa.PrivateKey, msg []byte) []byte {
+	h := sha256.Sum256(msg)
+	sig, err := ecdsa.SignASN1(rand.Reader, k, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
+// addSig puts a .sig manifest for img with one layer per payload and
+// annotation set.
+func (m *memSource) addSig(img digest.Digest, layers ...ocispec.Descriptor) {
+	man := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: ocispec.Descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: digest.FromString("{}"), Size: 2}, Layers: layers}
+	man.SchemaVersion = 2
+	b, _ := json.Marshal(man)
+	m.manifests[SigTag(img)] = b
+}
+
+func (m *memSource) layer(payload []byte, ann map[string]string) ocispec.Descriptor {
+	d := digest.FromBytes(payload)
+	m.blobs[d] = payload
+	return ocispec.Descriptor{MediaType: SimpleSigningMediaType, Digest: d, Size: int64(len(payload)), Annotations: ann}
+}
+
+func keyPolicy(t *testing.T, pub crypto.PublicKey) *Policy {
+	k, err := newKey("test.pub", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Policy{Keys: []*Key{k}}
+}
+
+func TestVerifyClassicKey(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := keyPolicy(t, &k.PublicKey)
+	payload := payloadFor(imgDigest)
+	good := signECDSA(t, k, payload)
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-3] ^= 1
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		sig     []byte
+		wantErr error
+		want    string
+	}{
+		{"signed", payload, good, nil, ""},
+		{"another key", payload, signECDSA(t, other, payload), ErrBadSignature, "signature does not verify with any of the 1 trusted key(s)"},
+		{"tampered", payload, tampered, ErrBadSignature, "signature does not verify with any of the 1 trusted key(s)"},
+		{"another digest", payloadFor(digest.FromString("another")), signECDSA(t, k, payloadFor(digest.FromString("another"))), ErrWrongImage, "signature is for another image: the payload signs " + digest.FromString("another").String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMem()
+			src.addSig(imgDigest, src.layer(tc.payload, map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(tc.sig)}))
+			by, err := Verify(context.Background(), p, src, Image{Digest: imgDigest})
+			if tc.wantErr == nil {
+				if err != nil || !strings.HasPrefix(by, "key sha256:") {
+					t.Fatalf("got %q, %v", by, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNoValidSignature) || !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %v and %q", err, tc.wantErr, tc.want)
+			}
+		})
+	}
+	_, err := Verify(context.Background(), p, newMem(), Image{Digest: imgDigest})
+	if !errors.Is(err, ErrNoSignature) || err.Error() != "no signature found (looked for the tag "+SigTag(imgDigest)+" and for referrers of type "+SigstoreBundleType+")" {
+		t.Fatalf("unsigned: %v", err)
+	}
+}
+
+// A hostile source cannot make Verify read more than the limits: a layer
+// declared larger is not fetched, and a blob longer than declared is cut.
+func TestVerifyBounded(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := keyPolicy(t, &k.PublicKey)
+	ann := map[string]string{AnnotationSignature: "AAAA"}
+
+	src := newMem()
+	src.addSig(imgDigest, ocispec.Descriptor{MediaType: SimpleSigningMediaType, Digest: digest.FromString("x"), Size: 1 << 30, Annotations: ann})
+	_, err := Verify(context.Background(), p, src, Image{Digest: imgDigest})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "is 1073741824 bytes, more than the 1048576 accepted") || src.blobReads.Load() != 0 {
+		t.Fatalf("declared 1 GiB: %v (%d blob reads)", err, src.blobReads.Load())
+	}
+
+	src = newMem()
+	src.huge = true
+	src.addSig(imgDigest, ocispec.Descriptor{MediaType: SimpleSigningMediaType, Digest: digest.FromString("x"), Size: 100, Annotations: ann})
+	_, err = Verify(context.Background(), p, src, Image{Digest: imgDigest})
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "does not match its digest and size (100 bytes)") {
+		t.Fatalf("endless blob: %v", err)
+	}
+	if n := src.bytesRead.Load(); n > 64<<10 {
+		t.Errorf("read %d bytes of a blob declared 100", n)
+	}
+
+	src = newMem()
+	var layers []ocispec.Descriptor
+	for range MaxCandidates + 5 {
+		layers = append(layers, src.layer(payloadFor(imgDigest), ann))
+	}
+	src.addSig(imgDigest, layers...)
+	_, err = Verify(context.Background(), p, src, Image{Digest: imgDigest})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("more than %d signatures; the rest were not examined", MaxCandidates)) || src.blobReads.Load() != MaxCandidates {
+		t.Fatalf("many layers: %v (%d blob reads)", err, src.blobReads.Load())
+	}
+}
+
+// keyless material made in the test: a CA, a certificate for
+// dev@example.com issued by https://issuer.test valid for 10 minutes in
+// 2025, and a transparency log key.
+type keylessKit struct {
+	ca       *x509.Certificate
+	caKey    *ecdsa.PrivateKey
+	leaf     *x509.Certificate
+	leafKey  *ecdsa.PrivateKey
+	logKey   *ecdsa.PrivateKey
+	root     *TrustedRoot
+	signedAt time.Time
+}
+
+func newKit(t *testing.T) *keylessKit {
+	kit := &keylessKit{signedAt: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	kit.caKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: kit.signedAt.AddDate(-1, 0, 0), NotAfter: kit.signedAt.AddDate(5, 0, 0),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	der, _ := x509.CreateCertificate(rand.Reader, caT, caT, &kit.caKey.PublicKey, kit.caKey)
+	kit.ca, _ = x509.ParseCertificate(der)
+	kit.leafKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	iss, _ := asn1.MarshalWithParams("https://issuer.test", "utf8")
+	lt := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: kit.signedAt.Add(-time.Minute), NotAfter: kit.signedAt.Add(9 * time.Minute),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, EmailAddresses: []string{"dev@example.com"},
+		ExtraExtensions: []pkix.Extension{{Id: oidIssuerV2, Value: iss}}}
+	der, _ = x509.CreateCertificate(rand.Reader, lt, kit.ca, &kit.leafKey.PublicKey, kit.caKey)
+	kit.leaf, _ = x509.ParseCertificate(der)
+	kit.logKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	logDER, _ := x509.MarshalPKIXPublicKey(&kit.logKey.PublicKey)
+	id := sha256.Sum256(logDER)
+	kit.root = &TrustedRoot{CAs: []CA{{URI: "https://ca.test", Chain: []*x509.Certificate{kit.ca}}}, Tlogs: []Tlog{{BaseURL: "https://log.test", LogID: id[:], Pub: &kit.logKey.PublicKey}}}
+	return kit
+}
+
+func (kit *keylessKit) certPEM() string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kit.leaf.Raw}))
+}
+
+// rekorBundle is the dev.sigstore.cosign/bundle annotation of a
+// hashedrekord entry recording sig and cert, signed by logKey.
+func (kit *keylessKit) rekorBundle(t *testing.T, logKey *ecdsa.PrivateKey, payload, sig []byte, at time.Time) string {
+	body := fmt.Sprintf(`{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256","value":"%s"}},"signature":{"content":"%s","publicKey":{"content":"%s"}}}}`,
+		hashOf(payload), base64.StdEncoding.EncodeToString(sig), base64.StdEncoding.EncodeToString([]byte(kit.certPEM())))
+	logDER, _ := x509.MarshalPKIXPublicKey(&logKey.PublicKey)
+	id := sha256.Sum256(logDER)
+	e := tlogEntry{Body: base64.StdEncoding.EncodeToString([]byte(body)), IntegratedTime: at.Unix(), LogID: hex.EncodeToString(id[:]), LogIndex: 7}
+	canon, _ := json.Marshal(e)
+	set := signECDSA(t, logKey, canon)
+	b, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": e})
+	return string(b)
+}
+
+func TestVerifyKeyless(t *testing.T) {
+	kit := newKit(t)
+	other := newKit(t)
+	payload := payloadFor(imgDigest)
+	sig := signECDSA(t, kit.leafKey, payload)
+	id := Identity{Subject: "dev@example.com", Issuer: "https://issuer.test"}
+	policy := func(root *TrustedRoot, ids ...Identity) *Policy {
+		return &Policy{Identities: ids, Root: root, Now: func() time.Time { return kit.signedAt.Add(time.Hour) }}
+	}
+	for _, tc := range []struct {
+		name    string
+		p       *Policy
+		bundle  string
+		wantErr error
+		want    string
+	}{
+		{"logged", policy(kit.root, id), kit.rekorBundle(t, kit.logKey, payload, sig, kit.signedAt), nil, "certificate dev@example.com (issuer https://issuer.test)"},
+		{"not logged: the certificate has expired", policy(kit.root, id), "", ErrUntrustedCertificate, "does not chain to a certificate authority of the trusted root valid now: x509: certificate has expired"},
+		{"subject mismatch", policy(kit.root, Identity{Subject: "ops@example.com", Issuer: "https://issuer.test"}), kit.rekorBundle(t, kit.logKey, payload, sig, kit.signedAt), ErrIdentityMismatch, "certificate identity mismatch: signed by dev@example.com (issuer https://issuer.test), the policy accepts ops@example.com (issuer https://issuer.test)"},
+		{"issuer mismatch", policy(kit.root, Identity{Subject: "dev@example.com", Issuer: "https://other.test"}), kit.rekorBundle(t, kit.logKey, payload, sig, kit.signedAt), ErrIdentityMismatch, "the policy accepts dev@example.com (issuer https://other.test)"},
+		{"another CA", policy(other.root, id), kit.rekorBundle(t, other.logKey, payload, sig, kit.signedAt), ErrUntrustedCertificate, "x509: certificate signed by unknown authority"},
+		{"unknown log", policy(kit.root, id), kit.rekorBundle(t, other.logKey, payload, sig, kit.signedAt), ErrUntrustedCertificate, "which the trusted root does not name"},
+		{"log entry of another signature", policy(kit.root, id), kit.rekorBundle(t, kit.logKey, payload, signECDSA(t, kit.leafKey, payload), kit.signedAt), ErrUntrustedCertificate, "the transparency log entry records another signature or certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMem()
+			ann := map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig), AnnotationCertificate: kit.certPEM()}
+			if tc.bundle != "" {
+				ann[AnnotationBundle] = tc.bundle
+			}
+			src.addSig(imgDigest, src.layer(payload, ann))
+			by, err := Verify(context.Background(), tc.p, src, Image{Digest: imgDigest})
+			if tc.wantErr == nil {
+				if err != nil || by != tc.want {
+					t.Fatalf("got %q, %v", by, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %v and %q", err, tc.wantErr, tc.want)
+			}
+		})
+	}
+	// A key policy does not accept a certificate's signature, and says how.
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	src := newMem()
+	src.addSig(imgDigest, src.layer(payload, map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig), AnnotationCertificate: kit.certPEM()}))
+	_, err := Verify(context.Background(), keyPolicy(t, &k.PublicKey), src, Image{Digest: imgDigest})
+	if !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "it carries a certificate for dev@example.com (issuer https://issuer.test): accept it with --certificate-identity") {
+		t.Fatalf("key policy, keyless signature: %v", err)
+	}
+}
