@@ -166,7 +166,7 @@ func checkPublisherSignatures(ctx context.Context, p *SignaturePolicy, stage str
 		eg.Go(func() error {
 			for _, d := range c.digests {
 				if _, err := cosign.Verify(ctx, p.p, c.src, cosign.Image{Ref: c.ref, Digest: d}); err != nil {
-					if len(c.digests) > 1 {
+					if len(c.digests) > 1 || c.note != "" {
 						err = fmt.Errorf("%s%s: %w", d, c.note, err)
 					}
 					errs[i] = err

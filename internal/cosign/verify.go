@@ -27,6 +27,7 @@ const (
 	SignPredicateType = "https://sigstore.dev/cosign/sign/v1"
 	simpleSigningType = "cosign container image signature"
 	inTotoPayloadType = "application/vnd.in-toto+json"
+	emptyMediaType    = "application/vnd.oci.empty.v1+json"
 )
 
 // Limits on what a source may make Verify read. A signature payload is a
@@ -278,7 +279,10 @@ func (v *verifier) bundles(ctx context.Context) (string, error) {
 	}
 	n := 0
 	for _, r := range refs {
-		if r.ArtifactType != SigstoreBundleType {
+		// cosign 2.6 lists its bundle in the referrers fallback tag with
+		// the artifact type of its config, the empty descriptor; the
+		// manifest itself says what it is.
+		if r.ArtifactType != SigstoreBundleType && r.ArtifactType != emptyMediaType && r.ArtifactType != "" {
 			continue
 		}
 		if n++; n > MaxCandidates {
@@ -316,6 +320,9 @@ func (v *verifier) bundleReferrer(ctx context.Context, r ocispec.Descriptor) (st
 	man, err := v.manifest(ctx, r.Digest.String())
 	if err != nil {
 		return "", err
+	}
+	if man.ArtifactType != SigstoreBundleType {
+		return "", fmt.Errorf("%w: a referrer of artifact type %q", errNotSignature, man.ArtifactType)
 	}
 	if man.Subject == nil || man.Subject.Digest != v.img.Digest {
 		return "", fmt.Errorf("%w: the referrer's subject is not %s", ErrWrongImage, v.img.Digest)

@@ -169,4 +169,3 @@ func trustedRoot(t *testing.T, ca *x509.Certificate, from time.Time) []byte {
 	}
 	return append(b, '\n')
 }
-
