@@ -2,7 +2,6 @@ package cosign
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"github.com/sigstore/sigstore/pkg/signature"
 )
 
 // evidence is what a signature carries besides itself: a certificate and
@@ -81,14 +79,8 @@ func certIdentity(c *x509.Certificate) ([]string, string) {
 func (v *verifier) keyless(message, sig []byte, ev *evidence) (string, error) {
 	subjects, issuer := certIdentity(ev.cert)
 	who := fmt.Sprintf("%s (issuer %s)", strings.Join(subjects, ", "), issuer)
-	cv, err := signature.LoadDefaultVerifier(ev.cert.PublicKey)
-	if err != nil {
-		return "", fmt.Errorf("%w: the certificate's key: %v", ErrUntrustedCertificate, err)
-	}
-	if err := cv.VerifySignature(bytes.NewReader(sig), bytes.NewReader(message)); err != nil {
-		if v2, err2 := signature.LoadVerifier(ev.cert.PublicKey, crypto.SHA256); err2 != nil || v2.VerifySignature(bytes.NewReader(sig), bytes.NewReader(message)) != nil {
-			return "", fmt.Errorf("%w with the public key of its certificate for %s", ErrBadSignature, who)
-		}
+	if !verifySig(ev.cert.PublicKey, message, sig) {
+		return "", fmt.Errorf("%w with the public key of its certificate for %s", ErrBadSignature, who)
 	}
 	at, logged, err := v.signedTime(sig, ev)
 	if err != nil {
@@ -249,11 +241,7 @@ func (v *verifier) checkEntry(e tlogEntry, sig []byte, ev *evidence) error {
 		return fmt.Errorf("%w: transparency log %s was not valid at %s", ErrUntrustedCertificate, log.BaseURL, at.UTC().Format(time.RFC3339))
 	}
 	canonical, _ := json.Marshal(e) // fields in key order, no spaces: canonical JSON
-	lv, err := signature.LoadVerifier(log.Pub, crypto.SHA256)
-	if err != nil {
-		return fmt.Errorf("%w: transparency log key: %v", ErrUntrustedCertificate, err)
-	}
-	if err := lv.VerifySignature(bytes.NewReader(e.set), bytes.NewReader(canonical)); err != nil {
+	if !verifySig(log.Pub, canonical, e.set) {
 		return fmt.Errorf("%w: the signed entry timestamp of transparency log entry %d does not verify with the key of %s", ErrUntrustedCertificate, e.LogIndex, log.BaseURL)
 	}
 	body, err := base64.StdEncoding.DecodeString(e.Body)

@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
 )
 
 // Key is a trusted public key.
@@ -24,9 +23,6 @@ type Key struct {
 	// Name says where the key came from (a file name), for messages.
 	Name string
 	Pub  crypto.PublicKey
-	// verifiers: the key's default hash first, then SHA-256 where it
-	// differs (cosign signs with SHA-256 whatever the ECDSA curve).
-	verifiers []signature.Verifier
 }
 
 // Fingerprint is "sha256:<hex>" of the key's PKIX DER encoding, as ferry
@@ -67,20 +63,14 @@ func ParseKey(name string, data []byte) (*Key, error) {
 }
 
 func newKey(name string, pub crypto.PublicKey) (*Key, error) {
-	hashes := []crypto.Hash{crypto.SHA256}
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		switch k.Curve {
-		case elliptic.P256():
-		case elliptic.P384():
-			hashes = []crypto.Hash{crypto.SHA384, crypto.SHA256}
-		case elliptic.P521():
-			hashes = []crypto.Hash{crypto.SHA512, crypto.SHA256}
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
 		default:
 			return nil, fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
 		}
 	case ed25519.PublicKey:
-		hashes = []crypto.Hash{crypto.Hash(0)}
 	case *rsa.PublicKey:
 		if k.N.BitLen() < 2048 {
 			return nil, fmt.Errorf("RSA key of %d bits: at least 2048 are required", k.N.BitLen())
@@ -88,15 +78,7 @@ func newKey(name string, pub crypto.PublicKey) (*Key, error) {
 	default:
 		return nil, fmt.Errorf("unsupported key type %T: want ECDSA, Ed25519 or RSA", pub)
 	}
-	key := &Key{Name: name, Pub: pub}
-	for _, h := range hashes {
-		v, err := signature.LoadVerifier(pub, h)
-		if err != nil {
-			return nil, fmt.Errorf("loading the public key: %w", err)
-		}
-		key.verifiers = append(key.verifiers, v)
-	}
-	return key, nil
+	return &Key{Name: name, Pub: pub}, nil
 }
 
 // Identity is a keyless signer as cosign's --certificate-identity and

@@ -1,7 +1,6 @@
 package cosign
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -344,10 +343,8 @@ func (v *verifier) bundleReferrer(ctx context.Context, r ocispec.Descriptor) (st
 // carries a certificate, keyless.
 func (v *verifier) check(message, sig []byte, ev *evidence) (string, error) {
 	for _, k := range v.p.Keys {
-		for _, kv := range k.verifiers {
-			if kv.VerifySignature(bytes.NewReader(sig), bytes.NewReader(message)) == nil {
-				return "key " + k.Fingerprint(), nil
-			}
+		if verifySig(k.Pub, message, sig) {
+			return "key " + k.Fingerprint(), nil
 		}
 	}
 	if ev.cert != nil && len(v.p.Identities) > 0 {
