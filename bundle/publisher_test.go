@@ -290,6 +290,12 @@ func TestRequireSignatureAttestationIsNotSignature(t *testing.T) {
 	if !errors.Is(err, bundle.ErrSignatureRequired) || !strings.HasSuffix(err.Error(), noSignature(reg.Host, "team/signed", d)) {
 		t.Fatalf("got %v", err)
 	}
+	// A Sigstore bundle referrer holding an attestation (cosign attest
+	// --new-bundle-format), at export.
+	_, err = bundle.Export(context.Background(), []string{reg.Host + "/team/attested:1.0"}, io.Discard, bundle.ExportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
+	if !errors.Is(err, bundle.ErrSignatureRequired) || !strings.HasSuffix(err.Error(), noSignature(reg.Host, "team/attested", rec.Images["team/attested"])) {
+		t.Fatalf("got %v", err)
+	}
 }
 
 // With --platform, the import cannot check the rewritten index against

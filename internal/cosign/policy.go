@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"regexp"
 	"time"
-
 )
 
 // Key is a trusted public key.

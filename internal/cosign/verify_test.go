@@ -32,6 +32,7 @@ import (
 type memSource struct {
 	manifests map[string][]byte // by tag and by digest
 	blobs     map[digest.Digest][]byte
+	referrers []ocispec.Descriptor
 	// huge, when set, serves an endless blob for every digest.
 	huge      bool
 	blobReads atomic.Int64
@@ -75,8 +76,96 @@ func (m *memSource) Blob(_ context.Context, desc ocispec.Descriptor) (io.ReadClo
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-func (m *memSource) Referrers(context.Context, digest.Digest) ([]ocispec.Descriptor, error) {
-	return nil, ErrNotFound
+func (m *memSource) Referrers(_ context.Context, d digest.Digest) ([]ocispec.Descriptor, error) {
+	if len(m.referrers) == 0 {
+		return nil, ErrNotFound
+	}
+	return m.referrers, nil
+}
+
+// addBundle adds a referrer of subject holding the Sigstore bundle b, listed
+// as cosign lists it in the fallback tag (artifact type of the empty
+// config).
+func (m *memSource) addBundle(subject digest.Digest, b []byte) {
+	bd := digest.FromBytes(b)
+	m.blobs[bd] = b
+	man := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":%q,"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":%q,"digest":%q,"size":%d}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":100}}`,
+		SigstoreBundleType, SigstoreBundleType, bd, len(b), subject)
+	md := digest.FromBytes(man)
+	m.manifests[md.String()] = man
+	m.referrers = append(m.referrers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(man)), ArtifactType: "application/vnd.oci.empty.v1+json"})
+}
+
+// dsseBundle is a Sigstore bundle whose DSSE envelope holds an in-toto
+// statement of predicate about subject, signed by k (the signature made
+// over sign, normally the statement itself).
+func dsseBundle(t *testing.T, k *ecdsa.PrivateKey, subject digest.Digest, predicate string, tamper bool) []byte {
+	st := fmt.Appendf(nil, `{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"registry.test/team/app","digest":{"sha256":%q}}],"predicateType":%q,"predicate":{}}`, subject.Encoded(), predicate)
+	sig := signECDSA(t, k, pae(inTotoPayloadType, st))
+	if tamper {
+		st = append(st[:len(st)-1], ' ', '}')
+	}
+	b, _ := json.Marshal(map[string]any{
+		"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+		"verificationMaterial": map[string]any{"publicKey": map[string]any{"hint": ""}},
+		"dsseEnvelope":         map[string]any{"payload": st, "payloadType": inTotoPayloadType, "signatures": []any{map[string]any{"sig": sig, "keyid": ""}}},
+	})
+	return b
+}
+
+func TestVerifySigstoreBundle(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := keyPolicy(t, &k.PublicKey)
+	for _, tc := range []struct {
+		name    string
+		bundle  []byte
+		wantErr error
+		want    string
+	}{
+		{"signed", dsseBundle(t, k, imgDigest, SignPredicateType, false), nil, ""},
+		{"another subject", dsseBundle(t, k, digest.FromString("another"), SignPredicateType, false), ErrWrongImage, "signature is for another image: the signed statement does not name " + imgDigest.String() + " among its subjects"},
+		{"tampered statement", dsseBundle(t, k, imgDigest, SignPredicateType, true), ErrBadSignature, "signature does not verify with any of the 1 trusted key(s)"},
+		{"attestation", dsseBundle(t, k, imgDigest, "https://slsa.dev/provenance/v0.2", false), ErrNoSignature, "no signature found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMem()
+			src.addBundle(imgDigest, tc.bundle)
+			by, err := Verify(context.Background(), p, src, Image{Digest: imgDigest})
+			if tc.wantErr == nil {
+				if err != nil || by != "key "+fingerprint(&k.PublicKey) {
+					t.Fatalf("got %q, %v", by, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %v and %q", err, tc.wantErr, tc.want)
+			}
+		})
+	}
+	// A message signature over the image manifest itself.
+	manifest := []byte(`{"schemaVersion":2}`)
+	md := digest.FromBytes(manifest)
+	h := sha256.Sum256(manifest)
+	msg := func(d []byte, sig []byte) []byte {
+		b, _ := json.Marshal(map[string]any{
+			"mediaType":        "application/vnd.dev.sigstore.bundle.v0.3+json",
+			"messageSignature": map[string]any{"messageDigest": map[string]any{"algorithm": "SHA2_256", "digest": d}, "signature": sig},
+		})
+		return b
+	}
+	src := newMem()
+	src.manifests[md.String()] = manifest
+	src.addBundle(md, msg(h[:], signECDSA(t, k, manifest)))
+	if _, err := Verify(context.Background(), p, src, Image{Digest: md}); err != nil {
+		t.Fatalf("message signature: %v", err)
+	}
+	other := sha256.Sum256([]byte("other"))
+	src = newMem()
+	src.manifests[md.String()] = manifest
+	src.addBundle(md, msg(other[:], signECDSA(t, k, []byte("other"))))
+	if _, err := Verify(context.Background(), p, src, Image{Digest: md}); !errors.Is(err, ErrWrongImage) || !strings.Contains(err.Error(), "the bundle signs a message of sha256 "+hex.EncodeToString(other[:])+", not the manifest "+md.String()) {
+		t.Fatalf("message signature of another manifest: %v", err)
+	}
 }
 
 var imgDigest = digest.FromString("the image manifest")

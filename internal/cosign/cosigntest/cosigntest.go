@@ -27,7 +27,7 @@ import (
 
 // Images are the test images, by repository (below the registry host),
 // all tagged 1.0. The same code gives the same digests.
-var Images = []string{"team/signed", "team/bundled", "team/keyless", "team/multi", "team/unsigned"}
+var Images = []string{"team/signed", "team/bundled", "team/keyless", "team/multi", "team/attested", "team/unsigned"}
 
 // Build returns the image (or, for team/multi, the index) of repo.
 func Build(repo string) (remote.Taggable, error) {

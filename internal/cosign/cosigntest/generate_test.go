@@ -69,6 +69,7 @@ func TestRegenerateFixtures(t *testing.T) {
 	}
 	run(append([]string{"attest", "--key", key, "--type", "slsaprovenance", "--predicate", pred}, append(common, ref("team/signed"))...)...)
 	run(append([]string{"sign", "--key", key, "--new-bundle-format"}, append(common, ref("team/bundled"))...)...)
+	run(append([]string{"attest", "--key", key, "--new-bundle-format", "--type", "slsaprovenance", "--predicate", pred}, append(common, ref("team/attested"))...)...)
 	run(append([]string{"sign", "--key", filepath.Join(keyless, "leaf.key"), "--certificate", filepath.Join(keyless, "leaf.pem"), "--certificate-chain", filepath.Join(keyless, "ca.pem")}, append(common, ref("team/keyless"))...)...)
 	run(append([]string{"sign", "--key", key, "--recursive"}, append(common, ref("team/multi"))...)...)
 	out := filepath.Join(fixtures, "registry")
