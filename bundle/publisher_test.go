@@ -415,3 +415,25 @@ func TestRequireSignatureLiveCosign(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// An image of an OCI layout is checked against the .sig tag the layout
+// holds beside it.
+func TestRequireSignatureLayoutSource(t *testing.T) {
+	reg, rec := signedRegistry(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "b.tar.zst")
+	refs := append(withSignatures(reg.Host, rec, "team/signed"), reg.Host+"/team/unsigned:1.0")
+	if _, err := bundle.ExportFile(context.Background(), refs, path, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	layout := filepath.Join(dir, "layout")
+	if _, err := bundle.ImportFile(context.Background(), path, "oci:"+layout, bundle.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bundle.Export(context.Background(), []string{"oci:" + layout}, io.Discard, bundle.ExportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
+	want := "publisher signature required: 1 of 2 image(s) carry no valid signature by a trusted key or identity; nothing was written (sign them with cosign, or leave them out):\n  " +
+		noSignature(reg.Host, "team/unsigned", rec.Images["team/unsigned"])
+	if !errors.Is(err, bundle.ErrSignatureRequired) || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}
