@@ -81,8 +81,8 @@ func TestCompletionAnswers(t *testing.T) {
 		{[]string{"-"}, []string{"--version", "-v", "--help", "-h"}},
 		{[]string{"export", "--o"}, []string{"--output"}},
 		{[]string{"import", "--mi"}, []string{"--mirror-config-out"}},
-		{[]string{"import", "--to", "r.local", "--t"}, nil},                                         // --to is given already
-		{[]string{"import", "--to=r.local", "--t"}, nil},                                            // given as --to=
+		{[]string{"import", "--to", "r.local", "--t"}, []string{"--trusted-root"}},                  // --to is given already
+		{[]string{"import", "--to=r.local", "--t"}, []string{"--trusted-root"}},                     // given as --to=
 		{[]string{"import", "--key", "a.pub", "--ke"}, []string{"--keep-source-registry", "--key"}}, // --key is repeatable
 		{[]string{"import", "-j", "2", "--jobs"}, nil},                                              // given as -j
 		{[]string{"import", "--to", ""}, nil},                                                       // the value of --to: files
