@@ -437,3 +437,15 @@ func TestRequireSignatureLayoutSource(t *testing.T) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }
+
+// A dry run (PlanExport) checks publisher signatures as the export would.
+func TestRequireSignaturePlanExport(t *testing.T) {
+	reg, rec := signedRegistry(t)
+	_, err := bundle.PlanExport(context.Background(), []string{reg.Host + "/team/unsigned:1.0"}, bundle.ExportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
+	if !errors.Is(err, bundle.ErrSignatureRequired) || !strings.HasSuffix(err.Error(), noSignature(reg.Host, "team/unsigned", rec.Images["team/unsigned"])) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := bundle.PlanExport(context.Background(), []string{reg.Host + "/team/signed:1.0"}, bundle.ExportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")}); err != nil {
+		t.Fatal(err)
+	}
+}
