@@ -388,3 +388,56 @@ func TestVerifyKeyless(t *testing.T) {
 		t.Fatalf("key policy, keyless signature: %v", err)
 	}
 }
+
+// A keyless Sigstore bundle: DSSE signed with the certificate's key, its
+// time from a transparency log entry of kind dsse in the bundle.
+func TestVerifyKeylessSigstoreBundle(t *testing.T) {
+	kit := newKit(t)
+	st := fmt.Appendf(nil, `{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"x","digest":{"sha256":%q}}],"predicateType":%q,"predicate":{}}`, imgDigest.Encoded(), SignPredicateType)
+	sig := signECDSA(t, kit.leafKey, pae(inTotoPayloadType, st))
+	entry := func(logKey *ecdsa.PrivateKey, recorded []byte) map[string]any {
+		body := fmt.Sprintf(`{"apiVersion":"0.0.1","kind":"dsse","spec":{"envelopeHash":{"algorithm":"sha256","value":"00"},"payloadHash":{"algorithm":"sha256","value":"%s"},"signatures":[{"signature":"%s","verifier":"%s"}]}}`,
+			hashOf(st), base64.StdEncoding.EncodeToString(recorded), base64.StdEncoding.EncodeToString([]byte(kit.certPEM())))
+		logDER, _ := x509.MarshalPKIXPublicKey(&logKey.PublicKey)
+		id := sha256.Sum256(logDER)
+		e := tlogEntry{Body: base64.StdEncoding.EncodeToString([]byte(body)), IntegratedTime: kit.signedAt.Unix(), LogID: hex.EncodeToString(id[:]), LogIndex: 42}
+		canon, _ := json.Marshal(e)
+		return map[string]any{
+			"logIndex": "42", "logId": map[string]any{"keyId": id[:]}, "kindVersion": map[string]any{"kind": "dsse", "version": "0.0.1"},
+			"integratedTime": fmt.Sprint(kit.signedAt.Unix()), "inclusionPromise": map[string]any{"signedEntryTimestamp": signECDSA(t, logKey, canon)},
+			"canonicalizedBody": []byte(body),
+		}
+	}
+	mk := func(entries ...map[string]any) []byte {
+		b, _ := json.Marshal(map[string]any{
+			"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+			"verificationMaterial": map[string]any{"certificate": map[string]any{"rawBytes": kit.leaf.Raw}, "tlogEntries": entries},
+			"dsseEnvelope":         map[string]any{"payload": st, "payloadType": inTotoPayloadType, "signatures": []any{map[string]any{"sig": sig}}},
+		})
+		return b
+	}
+	p := &Policy{Identities: []Identity{{Subject: "dev@example.com", Issuer: "https://issuer.test"}}, Root: kit.root, Now: func() time.Time { return kit.signedAt.AddDate(0, 1, 0) }}
+	src := newMem()
+	src.addBundle(imgDigest, mk(entry(kit.logKey, sig)))
+	if by, err := Verify(context.Background(), p, src, Image{Digest: imgDigest}); err != nil || by != "certificate dev@example.com (issuer https://issuer.test)" {
+		t.Fatalf("logged: %q, %v", by, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		bundle []byte
+		want   string
+	}{
+		{"no entry: expired now", mk(), "valid now: x509: certificate has expired"},
+		{"entry of another signature", mk(entry(kit.logKey, []byte("another"))), "the transparency log entry records another signature or certificate"},
+		{"entry signed by an unknown log", mk(entry(newKit(t).logKey, sig)), "which the trusted root does not name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMem()
+			src.addBundle(imgDigest, tc.bundle)
+			_, err := Verify(context.Background(), p, src, Image{Digest: imgDigest})
+			if !errors.Is(err, ErrUntrustedCertificate) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
