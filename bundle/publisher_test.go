@@ -389,7 +389,8 @@ func TestRequireSignatureHostileRegistry(t *testing.T) {
 }
 
 // The cosign CLI itself, when installed: an image it signs now passes
-// export --require-signature, and one it did not sign is refused.
+// export --require-signature, and one it did not sign is refused; and
+// cosign verify judges the fixtures as ferry does.
 func TestRequireSignatureLiveCosign(t *testing.T) {
 	bin, err := exec.LookPath("cosign")
 	if err != nil {
@@ -413,6 +414,37 @@ func TestRequireSignatureLiveCosign(t *testing.T) {
 	_, err = bundle.Export(context.Background(), []string{reg.Host + "/team/signed:1.0"}, io.Discard, bundle.ExportOptions{RequireSignature: p})
 	if !errors.Is(err, bundle.ErrSignatureRequired) || !errors.Is(err, cosign.ErrNoSignature) {
 		t.Fatalf("got %v", err)
+	}
+
+	// cosign verify agrees with ferry on the fixtures: what ferry accepts,
+	// cosign accepts (offline), and the identity ferry refuses, cosign
+	// refuses.
+	fix, rec := signedRegistry(t)
+	emptyRoot := filepath.Join(t.TempDir(), "empty_root.json")
+	if err := os.WriteFile(emptyRoot, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keylessRoot := filepath.Join(publisherFixtures, "keyless", "trusted_root.json")
+	verify := func(args ...string) error {
+		cmd := exec.Command(bin, append([]string{"verify", "--insecure-ignore-tlog", "--allow-insecure-registry"}, args...)...)
+		cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		t.Logf("cosign verify %s:\n%s", strings.Join(args, " "), out)
+		return err
+	}
+	ref := func(repo string) string { return fix.Host + "/" + repo + "@" + rec.Images[repo].String() }
+	if err := verify("--key", "../testdata/cosign/ecdsa.pub", ref("team/signed")); err != nil {
+		t.Errorf("cosign refuses team/signed: %v", err)
+	}
+	if err := verify("--key", "../testdata/cosign/ecdsa.pub", "--new-bundle-format", "--trusted-root", emptyRoot, ref("team/bundled")); err != nil {
+		t.Errorf("cosign refuses team/bundled: %v", err)
+	}
+	keyless := []string{"--certificate-oidc-issuer", "https://issuer.example", "--trusted-root", keylessRoot, "--insecure-ignore-sct"}
+	if err := verify(append(keyless, "--certificate-identity", "release@example.com", ref("team/keyless"))...); err != nil {
+		t.Errorf("cosign refuses team/keyless: %v", err)
+	}
+	if err := verify(append(keyless, "--certificate-identity", "ops@example.com", ref("team/keyless"))...); err == nil {
+		t.Error("cosign accepts team/keyless for ops@example.com")
 	}
 }
 
