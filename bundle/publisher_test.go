@@ -433,7 +433,7 @@ func TestRequireSignatureLiveCosign(t *testing.T) {
 		return err
 	}
 	ref := func(repo string) string { return fix.Host + "/" + repo + "@" + rec.Images[repo].String() }
-	if err := verify("--key", "../testdata/cosign/ecdsa.pub", ref("team/signed")); err != nil {
+	if err := verify("--key", "../testdata/cosign/ecdsa.pub", "--trusted-root", emptyRoot, ref("team/signed")); err != nil {
 		t.Errorf("cosign refuses team/signed: %v", err)
 	}
 	if err := verify("--key", "../testdata/cosign/ecdsa.pub", "--new-bundle-format", "--trusted-root", emptyRoot, ref("team/bundled")); err != nil {
