@@ -87,6 +87,10 @@ type ExportSummary struct {
 	// Rewritten lists references whose index was rewritten by the platform
 	// filter, so their digest differs from the source.
 	Rewritten []RewrittenIndex
+	// PublisherSignatures lists, with RequireSignature, each image checked
+	// and what signed it (for an index rewritten by --platform, the
+	// signature of the source index).
+	PublisherSignatures []PublisherSignature
 	// Index is the index.json written.
 	Index ocispec.Index
 	// Exported lists every image written, in index.json order.
@@ -201,6 +205,7 @@ type exporter struct {
 	configs   map[digest.Digest][]byte
 	inflight  singleflight.Group     // child manifests being fetched
 	leftOut   map[digest.Digest]bool // blobs a delta leaves out
+	signed    []PublisherSignature   // what RequireSignature checked
 }
 
 // ExportFile exports refs to a bundle at path. The bundle is written under
@@ -280,7 +285,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	if err != nil {
 		return nil, err
 	}
-	sum := &ExportSummary{Images: len(images), Referrers: len(referrers), Index: index}
+	sum := &ExportSummary{Images: len(images), Referrers: len(referrers), Index: index, PublisherSignatures: e.signed}
 	for _, img := range images {
 		if img.original != "" {
 			sum.Rewritten = append(sum.Rewritten, RewrittenIndex{Ref: img.ref.String(), Original: img.original, Rewritten: img.desc.Digest})

@@ -93,6 +93,10 @@ type ImportResult struct {
 	// into it (docs/format.md, section 11); ReceiptAt names where it is.
 	Receipt   *Receipt
 	ReceiptAt string
+	// PublisherSignatures lists, with RequireSignature, each image checked
+	// and what signed it (for an index rewritten by --platform at export,
+	// the last of its platform manifests).
+	PublisherSignatures []PublisherSignature
 	// Warnings are what the operator should know: receipt entries ignored,
 	// rollback protection off or overridden. Also set when Import fails.
 	Warnings []string

@@ -150,35 +150,48 @@ func IsSignatureArtifact(r Reference) bool { return cosignTagRe.MatchString(r.Ta
 // signatureCheck is one image to check: the digests whose signatures count
 // for it (all of them must verify).
 type signatureCheck struct {
+	name    string // the reference
 	ref     string // the reference and its digest, for messages
 	src     cosign.Source
 	digests []digest.Digest
 	note    string
 }
 
+// PublisherSignature is an image whose publisher signature was checked.
+type PublisherSignature struct {
+	Ref    string
+	Digest digest.Digest
+	// SignedBy names what signed it: "key sha256:…" or "certificate
+	// SUBJECT (issuer ISSUER)".
+	SignedBy string
+}
+
 // checkPublisherSignatures runs the checks, metaJobs at once, and reports
-// every image that fails.
-func checkPublisherSignatures(ctx context.Context, p *SignaturePolicy, stage string, jobs int, checks []signatureCheck) error {
+// every image that fails, or what signed each.
+func checkPublisherSignatures(ctx context.Context, p *SignaturePolicy, stage string, jobs int, checks []signatureCheck) ([]PublisherSignature, error) {
 	errs := make([]error, len(checks))
+	signed := make([]PublisherSignature, len(checks))
 	var eg errgroup.Group
 	eg.SetLimit(jobs)
 	for i, c := range checks {
 		eg.Go(func() error {
 			for _, d := range c.digests {
-				if _, err := cosign.Verify(ctx, p.p, c.src, cosign.Image{Ref: c.ref, Digest: d}); err != nil {
+				by, err := cosign.Verify(ctx, p.p, c.src, cosign.Image{Ref: c.ref, Digest: d})
+				if err != nil {
 					if len(c.digests) > 1 || c.note != "" {
 						err = fmt.Errorf("%s%s: %w", d, c.note, err)
 					}
 					errs[i] = err
 					return nil
 				}
+				signed[i] = PublisherSignature{Ref: c.name, Digest: d, SignedBy: by}
 			}
 			return nil
 		})
 	}
 	_ = eg.Wait()
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	e := &PublisherSignatureError{Stage: stage, Checked: len(checks)}
 	for i, err := range errs {
@@ -187,9 +200,9 @@ func checkPublisherSignatures(ctx context.Context, p *SignaturePolicy, stage str
 		}
 	}
 	if len(e.Failures) > 0 {
-		return e
+		return nil, e
 	}
-	return nil
+	return signed, nil
 }
 
 // registrySigSource reads signature artifacts from a repository of a
@@ -390,9 +403,11 @@ func (e *exporter) checkSignatures(ctx context.Context, images []*image) error {
 		if img.original != "" {
 			d, note = img.original, ", the source index before --platform"
 		}
-		checks = append(checks, signatureCheck{ref: fmt.Sprintf("%s (%s%s)", img.ref, d, note), src: src, digests: []digest.Digest{d}})
+		checks = append(checks, signatureCheck{name: img.ref.String(), ref: fmt.Sprintf("%s (%s%s)", img.ref, d, note), src: src, digests: []digest.Digest{d}})
 	}
-	return checkPublisherSignatures(ctx, e.opts.RequireSignature, "export", metaJobs(e.opts.Jobs), checks)
+	signed, err := checkPublisherSignatures(ctx, e.opts.RequireSignature, "export", metaJobs(e.opts.Jobs), checks)
+	e.signed = signed
+	return err
 }
 
 // errSequentialSignatures: signatures are read from the bundle before the
@@ -418,7 +433,7 @@ func (im *importer) checkSignatures(ctx context.Context) error {
 			continue // plan refused an unreadable name already
 		}
 		seen[ref.String()] = true
-		c := signatureCheck{ref: fmt.Sprintf("%s (%s)", ref, d.Digest), src: bundleSigSource{r: im.r, repo: ref.Name(), refs: refs}, digests: []digest.Digest{d.Digest}}
+		c := signatureCheck{name: ref.String(), ref: fmt.Sprintf("%s (%s)", ref, d.Digest), src: bundleSigSource{r: im.r, repo: ref.Name(), refs: refs}, digests: []digest.Digest{d.Digest}}
 		if d.Annotations[AnnotationOriginalDigest] != "" {
 			c.digests, c.note = nil, ", platform manifest of an index rewritten by --platform"
 			if m, ok := im.r.Manifest(d.Digest); ok {
@@ -431,5 +446,7 @@ func (im *importer) checkSignatures(ctx context.Context) error {
 		}
 		checks = append(checks, c)
 	}
-	return checkPublisherSignatures(ctx, im.opts.RequireSignature, "import", metaJobs(im.opts.Jobs), checks)
+	signed, err := checkPublisherSignatures(ctx, im.opts.RequireSignature, "import", metaJobs(im.opts.Jobs), checks)
+	im.res.PublisherSignatures = signed
+	return err
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -119,6 +120,15 @@ func TestRequireSignatureSignedPasses(t *testing.T) {
 	if sum.Images != len(refs) {
 		t.Errorf("exported %d images, want %d", sum.Images, len(refs))
 	}
+	ecdsa := "key " + publisherKey(t, "ecdsa.pub").Fingerprint()
+	want := []bundle.PublisherSignature{
+		{Ref: reg.Host + "/team/signed:1.0", Digest: rec.Images["team/signed"], SignedBy: ecdsa},
+		{Ref: reg.Host + "/team/bundled:1.0", Digest: rec.Images["team/bundled"], SignedBy: ecdsa},
+		{Ref: reg.Host + "/team/multi:1.0", Digest: rec.Images["team/multi"], SignedBy: ecdsa},
+	}
+	if !slices.Equal(sum.PublisherSignatures, want) {
+		t.Errorf("ExportSummary.PublisherSignatures\n%v, want\n%v", sum.PublisherSignatures, want)
+	}
 	dst := registrytest.New(t, registrytest.Options{})
 	res, err := bundle.ImportFile(context.Background(), path, dst.Host+"/m", bundle.ImportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
 	if err != nil {
@@ -126,6 +136,9 @@ func TestRequireSignatureSignedPasses(t *testing.T) {
 	}
 	if len(res.Images) != len(refs) {
 		t.Errorf("imported %d images, want %d", len(res.Images), len(refs))
+	}
+	if !slices.Equal(res.PublisherSignatures, want) {
+		t.Errorf("ImportResult.PublisherSignatures\n%v, want\n%v", res.PublisherSignatures, want)
 	}
 }
 

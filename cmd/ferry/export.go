@@ -16,6 +16,7 @@ import (
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/human"
 	"github.com/ferryproject/ferry/internal/report"
+	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 func newExportCommand(e *env) *cli.Command {
@@ -266,6 +267,9 @@ func printExportSummary(w io.Writer, out string, s *bundle.ExportSummary, signat
 	fmt.Fprintf(w, "  archive:        %s (%.3f of unique bytes)\n", human.Bytes(s.ArchiveBytes), ratio)
 	fmt.Fprintf(w, "  time:           %.2fs, %s/s\n", secs, human.Bytes(int64(float64(s.UniqueBytes)/max(secs, 0.001))))
 	fmt.Fprintf(w, "  signature:      %s\n", signature)
+	if len(s.PublisherSignatures) > 0 {
+		fmt.Fprintf(w, "  publishers:     %s\n", termtext.Escape(signersLine(s.PublisherSignatures)))
+	}
 	for _, r := range s.Rewritten {
 		fmt.Fprintf(w, "  note: %s: --platform rewrote the index, digest %s (source %s)\n", r.Ref, r.Rewritten, r.Original)
 	}

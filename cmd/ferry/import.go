@@ -227,6 +227,9 @@ func printImportResult(e *env, res *bundle.ImportResult, summary io.Writer) {
 	}
 	fmt.Fprintf(summary, "imported %s: %d blobs uploaded (%s), %d mounted, %d already present, %d manifests, %.2fs\n",
 		what, res.BlobsUploaded, human.Bytes(res.BytesUploaded), res.BlobsMounted, res.BlobsSkipped, res.Manifests, res.Duration.Seconds())
+	if len(res.PublisherSignatures) > 0 {
+		fmt.Fprintf(summary, "checked before the push: %s\n", termtext.Escape(signersLine(res.PublisherSignatures)))
+	}
 	if res.Receipt != nil {
 		fmt.Fprintf(summary, "receipt recorded at %s (%d tags, %d signed bundles)\n", termtext.Escape(res.ReceiptAt), len(res.Receipt.Tags), len(res.Receipt.Bundles))
 	}

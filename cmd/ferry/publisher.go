@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -77,4 +79,23 @@ func signaturePolicy(c *cli.Context) (*bundle.SignaturePolicy, error) {
 		return nil, usagef("signature policy: %v", err)
 	}
 	return p, nil
+}
+
+// signersLine says how many images were checked and by what they are
+// signed, each signer once, for the summaries of export and import.
+func signersLine(signed []bundle.PublisherSignature) string {
+	var by []string
+	seen := map[string]bool{}
+	for _, s := range signed {
+		if !seen[s.SignedBy] {
+			seen[s.SignedBy] = true
+			by = append(by, s.SignedBy)
+		}
+	}
+	more := ""
+	if len(by) > 3 {
+		more = fmt.Sprintf(" and %d more", len(by)-3)
+		by = by[:3]
+	}
+	return fmt.Sprintf("%d image(s) signed by their publishers (%s%s)", len(signed), strings.Join(by, ", "), more)
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/cosign/cosigntest"
 	"github.com/ferryproject/ferry/internal/registrytest"
 )
@@ -69,6 +71,20 @@ func TestRequireSignatureCLI(t *testing.T) {
 	if n := dst.Requests.Load(); n != 0 {
 		t.Errorf("the destination received %d requests", n)
 	}
-	ferry(t, nil, "export", signed, sigRef, "-o", out, "-q", "--require-signature", cosignDir+"/ecdsa.pub").expect(t, exitOK)
-	ferry(t, nil, "import", out, "--to", dst.Host, "--insecure-skip-verify", "--require-signature", cosignDir+"/ecdsa.pub", "-q").expect(t, exitOK)
+	b, _ := os.ReadFile(cosignDir + "/ecdsa.pub")
+	k, err := bundle.ParsePublisherKey("ecdsa.pub", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := "key " + k.Fingerprint()
+	r = ferry(t, nil, "export", signed, sigRef, "-o", out, "-q", "--require-signature", cosignDir+"/ecdsa.pub")
+	r.expect(t, exitOK)
+	if want := "  publishers:     1 image(s) signed by their publishers (" + fp + ")\n"; !strings.Contains(r.stderr, want) {
+		t.Errorf("export summary does not say %q:\n%s", want, r.stderr)
+	}
+	r = ferry(t, nil, "import", out, "--to", dst.Host, "--insecure-skip-verify", "--require-signature", cosignDir+"/ecdsa.pub", "-q")
+	r.expect(t, exitOK)
+	if want := "checked before the push: 1 image(s) signed by their publishers (" + fp + ")\n"; !strings.Contains(r.stderr, want) {
+		t.Errorf("import summary does not say %q:\n%s", want, r.stderr)
+	}
 }
