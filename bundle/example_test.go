@@ -73,3 +73,28 @@ func ExampleParseDestination() {
 	// registry.local:5000/mirror/library/nginx:1.27
 	// registry.local:5000/mirror/docker.io/library/nginx:1.27
 }
+
+// ExampleNewSignaturePolicy makes the policy of `ferry export
+// --require-signature cosign.pub`: every image must carry a cosign
+// signature by the key (ExportOptions.RequireSignature), or nothing is
+// written.
+func ExampleNewSignaturePolicy() {
+	pub := []byte(`-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAERxV5lb2UZBzJ9nG9ovzXT6AlLroU
+bYjINntsPxf4Yb4WT6jqSsBFdYF1H67RsURMyHJ5zhZ3HokZkB95coZnDg==
+-----END PUBLIC KEY-----
+`)
+	key, err := bundle.ParsePublisherKey("cosign.pub", pub)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	policy, err := bundle.NewSignaturePolicy([]bundle.PublisherKey{key}, nil, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	opts := bundle.ExportOptions{RequireSignature: policy}
+	fmt.Println(opts.RequireSignature != nil, key.Fingerprint())
+	// Output: true sha256:cf91448688b04a99a56953e06df3b35a64d0e35e5d9d8c152b9995cbeb1f978a
+}
