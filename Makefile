@@ -12,7 +12,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Fuzz hook for `make test`: FUZZ_TARGETS lists PACKAGE:FuzzFunc pairs
 # (e.g. ./bundle:FuzzReader), each fuzzed for FUZZTIME after the tests (a run
 # count, not a duration: Go 1.26 can fail a timed run at its deadline).
-FUZZ_TARGETS ?= ./bundle:FuzzReader ./bundle:FuzzSeekTable ./bundle:FuzzParseManifest ./bundle:FuzzVerifyIndex
+FUZZ_TARGETS ?= ./bundle:FuzzReader ./bundle:FuzzSeekTable ./bundle:FuzzParseManifest ./bundle:FuzzVerifyIndex ./internal/cosign:FuzzVerify
 FUZZTIME     ?= 20000x
 
 .PHONY: help build test demo bench lint docs clean
