@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -439,5 +441,52 @@ func TestVerifyKeylessSigstoreBundle(t *testing.T) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Every key type cosign can hold, with the hashes it signs with, and the
+// keys ParseKey refuses.
+func TestVerifySigKeyTypes(t *testing.T) {
+	msg := []byte("the payload")
+	sum := func(h crypto.Hash) []byte { hh := h.New(); hh.Write(msg); return hh.Sum(nil) }
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecSig := func(k *ecdsa.PrivateKey, h crypto.Hash) []byte {
+		s, _ := ecdsa.SignASN1(rand.Reader, k, sum(h))
+		return s
+	}
+	pkcs1, _ := rsa.SignPKCS1v15(rand.Reader, rsaKey, crypto.SHA256, sum(crypto.SHA256))
+	pss, _ := rsa.SignPSS(rand.Reader, rsaKey, crypto.SHA256, sum(crypto.SHA256), nil)
+	for _, tc := range []struct {
+		name string
+		pub  crypto.PublicKey
+		sig  []byte
+		want bool
+	}{
+		{"P-256 SHA-256", &p256.PublicKey, ecSig(p256, crypto.SHA256), true},
+		{"P-384 SHA-384", &p384.PublicKey, ecSig(p384, crypto.SHA384), true},
+		{"P-384 SHA-256", &p384.PublicKey, ecSig(p384, crypto.SHA256), true},
+		{"P-521 SHA-512", &p521.PublicKey, ecSig(p521, crypto.SHA512), true},
+		{"P-256 SHA-512", &p256.PublicKey, ecSig(p256, crypto.SHA512), false},
+		{"Ed25519", edPub, ed25519.Sign(edKey, msg), true},
+		{"Ed25519 over a digest", edPub, ed25519.Sign(edKey, sum(crypto.SHA256)), false},
+		{"RSA PKCS #1 v1.5", &rsaKey.PublicKey, pkcs1, true},
+		{"RSA PSS", &rsaKey.PublicKey, pss, true},
+		{"another key", &p384.PublicKey, ecSig(p256, crypto.SHA256), false},
+	} {
+		if got := verifySig(tc.pub, msg, tc.sig); got != tc.want {
+			t.Errorf("%s: verifySig = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	der, _ := x509.MarshalPKIXPublicKey(&small.PublicKey)
+	if _, err := ParseKey("small.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})); err == nil || err.Error() != "RSA key of 1024 bits: at least 2048 are required" {
+		t.Errorf("1024-bit RSA: %v", err)
+	}
+	if _, err := ParseKey("cert.pem", []byte(newKit(t).certPEM())); err == nil || !strings.HasPrefix(err.Error(), `PEM block "CERTIFICATE" is not a public key`) {
+		t.Errorf("certificate: %v", err)
 	}
 }
