@@ -412,7 +412,7 @@ func (e *exporter) checkSignatures(ctx context.Context, images []*image) error {
 
 // errSequentialSignatures: signatures are read from the bundle before the
 // import pushes anything, which needs random access.
-var errSequentialSignatures = errors.New("checking publisher signatures needs to read the bundle before pushing anything: import from a file with a seek table, not from standard input")
+var errSequentialSignatures = fmt.Errorf("%w: the signatures are read from the bundle before anything is pushed, which needs a file with a seek table, not standard input", ErrSignatureRequired)
 
 // checkSignatures checks the publisher signature of every image of the
 // bundle against what the bundle carries, before anything is pushed. An

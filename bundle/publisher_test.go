@@ -494,3 +494,30 @@ func TestRequireSignaturePlanExport(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A bundle read as a stream cannot be checked before the push: Import
+// refuses at once, contacting nothing.
+func TestRequireSignatureStreamRefused(t *testing.T) {
+	reg, rec := signedRegistry(t)
+	path := filepath.Join(t.TempDir(), "b.tar.zst")
+	if _, err := bundle.ExportFile(context.Background(), withSignatures(reg.Host, rec, "team/signed"), path, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := bundle.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := registrytest.New(t, registrytest.Options{})
+	_, err = bundle.Import(context.Background(), r, dst.Host, bundle.ImportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
+	if !errors.Is(err, bundle.ErrSignatureRequired) || err.Error() != "publisher signature required: the signatures are read from the bundle before anything is pushed, which needs a file with a seek table, not standard input" {
+		t.Fatalf("got %v", err)
+	}
+	if n := dst.Requests.Load(); n != 0 {
+		t.Errorf("the destination received %d requests", n)
+	}
+}
