@@ -24,7 +24,9 @@ import (
 // ErrSignatureRequired: ExportOptions.RequireSignature or
 // ImportOptions.RequireSignature is set and an image carries no publisher
 // signature the policy accepts. Export writes nothing and Import pushes
-// nothing. The error is a *PublisherSignatureError naming every such image.
+// nothing. The error is a *PublisherSignatureError naming every such image,
+// or, for an Import from a Reader without random access, says that the
+// check needs one.
 var ErrSignatureRequired = errors.New("publisher signature required")
 
 // PublisherKey is a public key trusted to sign images (cosign.pub).
