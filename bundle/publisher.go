@@ -67,7 +67,10 @@ type SignaturePolicy struct{ p *cosign.Policy }
 // docs/security.md, "Publisher signatures".
 func NewSignaturePolicy(keys []PublisherKey, identities []CertificateIdentity, trustedRoot []byte) (*SignaturePolicy, error) {
 	p := &cosign.Policy{}
-	for _, k := range keys {
+	for i, k := range keys {
+		if k.k == nil {
+			return nil, fmt.Errorf("publisher key %d is empty: make keys with ParsePublisherKey", i+1)
+		}
 		p.Keys = append(p.Keys, k.k)
 	}
 	for i, id := range identities {
