@@ -56,13 +56,15 @@ type ExportOptions struct {
 	// ReferrerTypes, when set, keeps only referrers of these artifact types.
 	ReferrerTypes []string
 	// RequireSignature, when set, makes Export check, after resolving the
-	// references and before writing anything, that every image carries a
-	// publisher signature the policy accepts (cosign's .sig tag, or a
-	// Sigstore bundle referrer, in the image's own repository). Otherwise
-	// it returns a *PublisherSignatureError (ErrSignatureRequired) naming
-	// each image that does not. An image whose index --platform rewrites
-	// is checked by its source digest. Cosign's own tags (sha256-<hex>.sig,
-	// .att, .sbom) are not images and need no signature.
+	// references and finding their referrers, and before writing anything,
+	// that every image carries a publisher signature the policy accepts
+	// (cosign's .sig tag, or a Sigstore bundle referrer). It checks the
+	// referrers the bundle will carry (so ReferrerTypes must keep the
+	// signatures' types), or, with NoReferrers, the image's repository.
+	// Otherwise it returns a *PublisherSignatureError (ErrSignatureRequired)
+	// naming each image that does not. An image whose index --platform
+	// rewrites is checked by its source digest. Cosign's own tags
+	// (sha256-<hex>.sig, .att, .sbom) named as images need no signature.
 	RequireSignature *SignaturePolicy
 }
 

@@ -150,15 +150,15 @@ func (e *exporter) prepare(ctx context.Context, refs []string) ([]*image, []ocis
 		return nil, nil, nil, ocispec.Index{}, nil, err
 	}
 	var referrers []ocispec.Descriptor
+	var found map[digest.Digest][]ocispec.Descriptor
 	if !e.opts.NoReferrers {
-		found, err := e.findReferrers(ctx, images)
-		if err != nil {
+		if found, err = e.findReferrers(ctx, images); err != nil {
 			return nil, nil, nil, ocispec.Index{}, nil, err
 		}
 		referrers = e.referrerEntries(images, found)
 	}
 	if e.opts.RequireSignature != nil {
-		if err := e.checkSignatures(ctx, images); err != nil {
+		if err := e.checkSignatures(ctx, images, found); err != nil {
 			return nil, nil, nil, ocispec.Index{}, nil, err
 		}
 	}

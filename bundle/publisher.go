@@ -180,6 +180,10 @@ func checkPublisherSignatures(ctx context.Context, p *SignaturePolicy, stage str
 	eg.SetLimit(jobs)
 	for i, c := range checks {
 		eg.Go(func() error {
+			if len(c.digests) == 0 {
+				errs[i] = fmt.Errorf("%w: the index%s lists no platform manifest", cosign.ErrNoSignature, c.note)
+				return nil
+			}
 			for _, d := range c.digests {
 				by, err := cosign.Verify(ctx, p.p, c.src, cosign.Image{Ref: c.ref, Digest: d})
 				if err != nil {
@@ -388,8 +392,10 @@ func (x *referrersIndex) of(d digest.Digest) []ocispec.Descriptor {
 }
 
 // checkSignatures checks the publisher signature of every resolved image
-// at its source, before anything is written.
-func (e *exporter) checkSignatures(ctx context.Context, images []*image) error {
+// before anything is written: against the referrers found for the bundle
+// (found, so that export checks what the bundle will carry), or, with
+// referrers left out (found nil) or for an OCI layout, at the source.
+func (e *exporter) checkSignatures(ctx context.Context, images []*image, found map[digest.Digest][]ocispec.Descriptor) error {
 	var checks []signatureCheck
 	for _, img := range images {
 		if IsSignatureArtifact(img.ref) {
@@ -398,21 +404,102 @@ func (e *exporter) checkSignatures(ctx context.Context, images []*image) error {
 		var src cosign.Source
 		switch s := img.src.(type) {
 		case registrySource:
-			src = registrySigSource{client: s.client, repo: s.repo}
+			if found != nil {
+				src = foundSigSource{e: e, repo: img.ref.Name(), found: found}
+			} else {
+				src = registrySigSource{client: s.client, repo: s.repo}
+			}
 		case layoutSource:
 			src = layoutSigSource{s}
 		default:
 			return fmt.Errorf("checking the signature of %s: source %s has no signatures", img.ref, img.src)
 		}
-		d, note := img.desc.Digest, ""
+		c := signatureCheck{name: img.ref.String(), ref: fmt.Sprintf("%s (%s)", img.ref, img.desc.Digest), src: src, digests: []digest.Digest{img.desc.Digest}}
 		if img.original != "" {
-			d, note = img.original, ", the source index before --platform"
+			e.mu.Lock()
+			b := e.manifests[img.desc.Digest].bytes
+			e.mu.Unlock()
+			c.digests, c.note = platformManifests(b), rewrittenNote
 		}
-		checks = append(checks, signatureCheck{name: img.ref.String(), ref: fmt.Sprintf("%s (%s%s)", img.ref, d, note), src: src, digests: []digest.Digest{d}})
+		checks = append(checks, c)
 	}
 	signed, err := checkPublisherSignatures(ctx, e.opts.RequireSignature, "export", metaJobs(e.opts.Jobs), checks)
 	e.signed = signed
 	return err
+}
+
+// foundSigSource reads signature artifacts from what referrer discovery
+// found for the export: the referrers and cosign tags that the bundle will
+// carry, their manifests as fetched (and verified) then, their blobs from
+// the registry.
+type foundSigSource struct {
+	e     *exporter
+	repo  string // the image's repository, domain/path
+	found map[digest.Digest][]ocispec.Descriptor
+}
+
+var _ cosign.Source = foundSigSource{}
+
+func (s foundSigSource) Manifest(_ context.Context, ref string, limit int64) (*cosign.Manifest, error) {
+	d, err := digest.Parse(ref)
+	if err != nil {
+		want := s.repo + ":" + ref
+		for _, list := range s.found {
+			for _, r := range list {
+				if r.Annotations[AnnotationRefName] == want {
+					d = r.Digest
+				}
+			}
+		}
+		if d == "" {
+			return nil, fmt.Errorf("%w: the export carries no %s", cosign.ErrNotFound, want)
+		}
+	}
+	s.e.mu.Lock()
+	f, ok := s.e.manifests[d]
+	s.e.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: the export carries no manifest %s", cosign.ErrNotFound, d)
+	}
+	if int64(len(f.bytes)) > limit {
+		return nil, fmt.Errorf("%w: manifest %s is %d bytes", cosign.ErrTooLarge, d, len(f.bytes))
+	}
+	return &cosign.Manifest{Bytes: f.bytes, Digest: d}, nil
+}
+
+func (s foundSigSource) Blob(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	s.e.mu.Lock()
+	src, ok := s.e.blobSrc[desc.Digest]
+	s.e.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: the export carries no blob %s", cosign.ErrNotFound, desc.Digest)
+	}
+	rc, err := src.blob(ctx, desc.Digest)
+	return rc, asCosign(err)
+}
+
+func (s foundSigSource) Referrers(_ context.Context, d digest.Digest) ([]ocispec.Descriptor, error) {
+	return s.found[d], nil
+}
+
+// rewrittenNote marks the digests checked for an index that --platform
+// rewrote: it is not what its publisher signed, so each platform manifest
+// it keeps must be signed instead, at export as at import (where the
+// source index is not in the bundle).
+const rewrittenNote = ", platform manifest of an index rewritten by --platform"
+
+// platformManifests lists the platform manifests of an index, not the
+// attestation manifests of unknown platform that buildx adds.
+func platformManifests(index []byte) []digest.Digest {
+	var idx ocispec.Index
+	_ = json.Unmarshal(index, &idx) // parsed when it was fetched or read
+	var out []digest.Digest
+	for _, d := range idx.Manifests {
+		if d.Platform == nil || d.Platform.OS != "unknown" {
+			out = append(out, d.Digest)
+		}
+	}
+	return out
 }
 
 // errSequentialSignatures: signatures are read from the bundle before the
@@ -434,19 +521,15 @@ func (im *importer) checkSignatures(ctx context.Context) error {
 	seen := map[string]bool{}
 	for _, d := range im.r.Index().Manifests {
 		ref, err := ParseReference(d.Annotations[AnnotationRefName])
-		if err != nil || IsSignatureArtifact(ref) || seen[ref.String()] {
+		if err != nil || IsReferrer(d) || IsSignatureArtifact(ref) || seen[ref.String()] {
 			continue // plan refused an unreadable name already
 		}
 		seen[ref.String()] = true
 		c := signatureCheck{name: ref.String(), ref: fmt.Sprintf("%s (%s)", ref, d.Digest), src: bundleSigSource{r: im.r, repo: ref.Name(), refs: refs}, digests: []digest.Digest{d.Digest}}
 		if d.Annotations[AnnotationOriginalDigest] != "" {
-			c.digests, c.note = nil, ", platform manifest of an index rewritten by --platform"
+			c.digests, c.note = nil, rewrittenNote
 			if m, ok := im.r.Manifest(d.Digest); ok {
-				for _, k := range m.kids {
-					if k.manifest && (k.desc.Platform == nil || k.desc.Platform.OS != "unknown") {
-						c.digests = append(c.digests, k.desc.Digest)
-					}
-				}
+				c.digests = platformManifests(m.Bytes)
 			}
 		}
 		checks = append(checks, c)

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -87,8 +89,19 @@ func signedRegistry(t *testing.T) (*registrytest.Registry, *cosigntest.Record) {
 
 func sigTag(d digest.Digest) string { return "sha256-" + d.Encoded() + ".sig" }
 
+// imageRefs lists the references of repos (their referrers, signatures
+// included, travel with them).
+func imageRefs(host string, repos ...string) []string {
+	var refs []string
+	for _, r := range repos {
+		refs = append(refs, host+"/"+r+":1.0")
+	}
+	return refs
+}
+
 // withSignatures lists the references of repos with the cosign tags the
-// record holds for them, so that the bundle carries them.
+// record holds for them, so that a bundle exported with NoReferrers
+// carries them.
 func withSignatures(host string, rec *cosigntest.Record, repos ...string) []string {
 	var refs []string
 	for _, r := range repos {
@@ -109,36 +122,44 @@ func noSignature(host, repo string, d digest.Digest) string {
 // Signed images pass at export, classic and Sigstore bundle alike, an
 // index by the signature of the index; the bundle carries the signatures,
 // and the same policy passes at import, before the images are pushed.
+// Export checks the referrers it carries, or, with NoReferrers, the
+// registry (the cosign tags then named as images, so that the bundle
+// carries them).
 func TestRequireSignatureSignedPasses(t *testing.T) {
 	reg, rec := signedRegistry(t)
-	refs := withSignatures(reg.Host, rec, "team/signed", "team/bundled", "team/multi")
-	path := filepath.Join(t.TempDir(), "b.tar.zst")
-	sum, err := bundle.ExportFile(context.Background(), refs, path, bundle.ExportOptions{RequireSignature: keyPolicy(t, "ed25519.pub", "ecdsa.pub")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum.Images != len(refs) {
-		t.Errorf("exported %d images, want %d", sum.Images, len(refs))
-	}
-	ecdsa := "key " + publisherKey(t, "ecdsa.pub").Fingerprint()
-	want := []bundle.PublisherSignature{
-		{Ref: reg.Host + "/team/signed:1.0", Digest: rec.Images["team/signed"], SignedBy: ecdsa},
-		{Ref: reg.Host + "/team/bundled:1.0", Digest: rec.Images["team/bundled"], SignedBy: ecdsa},
-		{Ref: reg.Host + "/team/multi:1.0", Digest: rec.Images["team/multi"], SignedBy: ecdsa},
-	}
-	if !slices.Equal(sum.PublisherSignatures, want) {
-		t.Errorf("ExportSummary.PublisherSignatures\n%v, want\n%v", sum.PublisherSignatures, want)
-	}
-	dst := registrytest.New(t, registrytest.Options{})
-	res, err := bundle.ImportFile(context.Background(), path, dst.Host+"/m", bundle.ImportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Images) != len(refs) {
-		t.Errorf("imported %d images, want %d", len(res.Images), len(refs))
-	}
-	if !slices.Equal(res.PublisherSignatures, want) {
-		t.Errorf("ImportResult.PublisherSignatures\n%v, want\n%v", res.PublisherSignatures, want)
+	repos := []string{"team/signed", "team/bundled", "team/multi"}
+	for _, mode := range []struct {
+		name        string
+		refs        []string
+		noReferrers bool
+	}{
+		{"referrers carried", imageRefs(reg.Host, repos...), false},
+		{"cosign tags named, no referrers", withSignatures(reg.Host, rec, repos...), true},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "b.tar.zst")
+			sum, err := bundle.ExportFile(context.Background(), mode.refs, path, bundle.ExportOptions{NoReferrers: mode.noReferrers, RequireSignature: keyPolicy(t, "ed25519.pub", "ecdsa.pub")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ecdsa := "key " + publisherKey(t, "ecdsa.pub").Fingerprint()
+			want := []bundle.PublisherSignature{
+				{Ref: reg.Host + "/team/signed:1.0", Digest: rec.Images["team/signed"], SignedBy: ecdsa},
+				{Ref: reg.Host + "/team/bundled:1.0", Digest: rec.Images["team/bundled"], SignedBy: ecdsa},
+				{Ref: reg.Host + "/team/multi:1.0", Digest: rec.Images["team/multi"], SignedBy: ecdsa},
+			}
+			if !slices.Equal(sum.PublisherSignatures, want) {
+				t.Errorf("ExportSummary.PublisherSignatures\n%v, want\n%v", sum.PublisherSignatures, want)
+			}
+			dst := registrytest.New(t, registrytest.Options{})
+			res, err := bundle.ImportFile(context.Background(), path, dst.Host+"/m", bundle.ImportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res.PublisherSignatures, want) {
+				t.Errorf("ImportResult.PublisherSignatures\n%v, want\n%v", res.PublisherSignatures, want)
+			}
+		})
 	}
 }
 
@@ -147,7 +168,7 @@ func TestRequireSignatureSignedPasses(t *testing.T) {
 func TestRequireSignatureUnsignedExport(t *testing.T) {
 	reg, rec := signedRegistry(t)
 	dir := t.TempDir()
-	refs := append(withSignatures(reg.Host, rec, "team/signed"), reg.Host+"/team/unsigned:1.0")
+	refs := imageRefs(reg.Host, "team/signed", "team/unsigned")
 	_, err := bundle.ExportFile(context.Background(), refs, filepath.Join(dir, "b.tar.zst"), bundle.ExportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
 	want := "publisher signature required: 1 of 2 image(s) carry no valid signature by a trusted key or identity; nothing was written (sign them with cosign, or leave them out):\n  " +
 		noSignature(reg.Host, "team/unsigned", rec.Images["team/unsigned"])
@@ -164,7 +185,7 @@ func TestRequireSignatureUnsignedExport(t *testing.T) {
 func TestRequireSignatureUnsignedImport(t *testing.T) {
 	reg, rec := signedRegistry(t)
 	path := filepath.Join(t.TempDir(), "b.tar.zst")
-	refs := append(withSignatures(reg.Host, rec, "team/signed"), reg.Host+"/team/unsigned:1.0")
+	refs := imageRefs(reg.Host, "team/signed", "team/unsigned")
 	if _, err := bundle.ExportFile(context.Background(), refs, path, bundle.ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -277,10 +298,10 @@ func TestRequireSignatureRefusals(t *testing.T) {
 // certificate authority) passes when its identity and issuer match, at
 // export and at import.
 func TestRequireSignatureKeyless(t *testing.T) {
-	reg, rec := signedRegistry(t)
+	reg, _ := signedRegistry(t)
 	p := keylessPolicy(t, "release@example.com", "https://issuer.example", "trusted_root.json")
 	path := filepath.Join(t.TempDir(), "b.tar.zst")
-	if _, err := bundle.ExportFile(context.Background(), withSignatures(reg.Host, rec, "team/keyless"), path, bundle.ExportOptions{RequireSignature: p}); err != nil {
+	if _, err := bundle.ExportFile(context.Background(), imageRefs(reg.Host, "team/keyless"), path, bundle.ExportOptions{RequireSignature: p}); err != nil {
 		t.Fatal(err)
 	}
 	dst := registrytest.New(t, registrytest.Options{})
@@ -290,13 +311,15 @@ func TestRequireSignatureKeyless(t *testing.T) {
 }
 
 // An attestation is not a signature: an image with only an attestation
-// by the trusted key is refused.
+// by the trusted key is refused (a bundle made with NoReferrers and the
+// .att tag named, at import; a Sigstore bundle attestation found by
+// referrer discovery, at export).
 func TestRequireSignatureAttestationIsNotSignature(t *testing.T) {
 	reg, rec := signedRegistry(t)
 	path := filepath.Join(t.TempDir(), "b.tar.zst")
 	d := rec.Images["team/signed"]
 	refs := []string{reg.Host + "/team/signed:1.0", reg.Host + "/team/signed:sha256-" + d.Encoded() + ".att"}
-	if _, err := bundle.ExportFile(context.Background(), refs, path, bundle.ExportOptions{}); err != nil {
+	if _, err := bundle.ExportFile(context.Background(), refs, path, bundle.ExportOptions{NoReferrers: true}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := bundle.ImportFile(context.Background(), path, registrytest.New(t, registrytest.Options{}).Host, bundle.ImportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
@@ -320,8 +343,7 @@ func TestRequireSignaturePlatformFilter(t *testing.T) {
 	p := keyPolicy(t, "ecdsa.pub")
 	dir := t.TempDir()
 	all := filepath.Join(dir, "all.tar.zst")
-	refs := withSignatures(reg.Host, rec, "team/multi")
-	if _, err := bundle.ExportFile(context.Background(), refs, all, bundle.ExportOptions{Platforms: []string{"linux/arm64"}, RequireSignature: p}); err != nil {
+	if _, err := bundle.ExportFile(context.Background(), imageRefs(reg.Host, "team/multi"), all, bundle.ExportOptions{Platforms: []string{"linux/arm64"}, RequireSignature: p}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bundle.ImportFile(context.Background(), all, registrytest.New(t, registrytest.Options{}).Host, bundle.ImportOptions{RequireSignature: p}); err != nil {
@@ -330,12 +352,80 @@ func TestRequireSignaturePlatformFilter(t *testing.T) {
 	// Without the platform manifests' signatures in the bundle.
 	only := filepath.Join(dir, "index-sig-only.tar.zst")
 	indexOnly := []string{reg.Host + "/team/multi:1.0", reg.Host + "/team/multi:" + sigTag(rec.Images["team/multi"])}
-	if _, err := bundle.ExportFile(context.Background(), indexOnly, only, bundle.ExportOptions{Platforms: []string{"linux/arm64"}, RequireSignature: p}); err != nil {
+	if _, err := bundle.ExportFile(context.Background(), indexOnly, only, bundle.ExportOptions{NoReferrers: true, Platforms: []string{"linux/arm64"}, RequireSignature: p}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := bundle.ImportFile(context.Background(), only, registrytest.New(t, registrytest.Options{}).Host, bundle.ImportOptions{RequireSignature: p})
 	if !errors.Is(err, bundle.ErrSignatureRequired) || !strings.Contains(err.Error(), ", platform manifest of an index rewritten by --platform: no signature found") {
 		t.Fatalf("got %v", err)
+	}
+	// Export applies the same rule: the index signed, the arm64 manifest
+	// not, is refused with --platform linux/arm64 (and passes without it).
+	reg2, _ := signedRegistry(t)
+	arm64 := ""
+	fixtures := filepath.Join(publisherFixtures, "registry")
+	for _, o := range rec.Objects {
+		if o.Repo != "team/multi" || o.Tag == sigTag(rec.Images["team/multi"]) || !strings.HasSuffix(o.Tag, ".sig") {
+			continue
+		}
+		// A platform manifest's signature: which platform does it sign?
+		b, _ := cosigntest.ReadBlob(fixtures, o.Digest)
+		var m ocispec.Manifest
+		_ = json.Unmarshal(b, &m)
+		payload, _ := cosigntest.ReadBlob(fixtures, m.Layers[0].Digest)
+		var ss struct {
+			Critical struct {
+				Image struct {
+					Digest string `json:"docker-manifest-digest"`
+				} `json:"image"`
+			} `json:"critical"`
+		}
+		_ = json.Unmarshal(payload, &ss)
+		if platformOf(t, reg2.Host, ss.Critical.Image.Digest) == "linux/arm64" {
+			arm64 = ss.Critical.Image.Digest
+			deleteManifest(t, reg2.Host+"/team/multi@"+o.Digest.String())
+		}
+	}
+	if arm64 == "" {
+		t.Fatal("no signature of the arm64 manifest in the fixtures")
+	}
+	_, err = bundle.Export(context.Background(), imageRefs(reg2.Host, "team/multi"), io.Discard, bundle.ExportOptions{Platforms: []string{"linux/arm64"}, RequireSignature: p})
+	want := fmt.Sprintf("%s/team/multi:1.0 (", reg2.Host)
+	if !errors.Is(err, bundle.ErrSignatureRequired) || !strings.Contains(err.Error(), want) ||
+		!strings.Contains(err.Error(), "): "+arm64+", platform manifest of an index rewritten by --platform: no signature found") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := bundle.Export(context.Background(), imageRefs(reg2.Host, "team/multi"), io.Discard, bundle.ExportOptions{RequireSignature: p}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// platformOf is the platform of manifest d of team/multi, from its config.
+func platformOf(t *testing.T, host, d string) string {
+	t.Helper()
+	ref, err := name.ParseReference(host + "/team/multi@" + d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cf.OS + "/" + cf.Architecture
+}
+
+func deleteManifest(t *testing.T, ref string) {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Delete(r); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -381,7 +471,9 @@ func TestRequireSignatureHostileRegistry(t *testing.T) {
 	}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	_, err := bundle.Export(context.Background(), []string{host + "/team/signed:1.0", host + "/team/bundled:1.0"}, io.Discard, bundle.ExportOptions{RequireSignature: keyPolicy(t, "ecdsa.pub")})
+	// With NoReferrers, the check reads the registry itself (referrer
+	// discovery, on by default, applies limits of its own first).
+	_, err := bundle.Export(context.Background(), []string{host + "/team/signed:1.0", host + "/team/bundled:1.0"}, io.Discard, bundle.ExportOptions{NoReferrers: true, RequireSignature: keyPolicy(t, "ecdsa.pub")})
 	if !errors.Is(err, bundle.ErrSignatureRequired) || !errors.Is(err, cosign.ErrTooLarge) || !errors.Is(err, cosign.ErrMalformed) {
 		t.Fatalf("got %v", err)
 	}
@@ -467,7 +559,7 @@ func TestRequireSignatureLayoutSource(t *testing.T) {
 	reg, rec := signedRegistry(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "b.tar.zst")
-	refs := append(withSignatures(reg.Host, rec, "team/signed"), reg.Host+"/team/unsigned:1.0")
+	refs := imageRefs(reg.Host, "team/signed", "team/unsigned")
 	if _, err := bundle.ExportFile(context.Background(), refs, path, bundle.ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -498,9 +590,9 @@ func TestRequireSignaturePlanExport(t *testing.T) {
 // A bundle read as a stream cannot be checked before the push: Import
 // refuses at once, contacting nothing.
 func TestRequireSignatureStreamRefused(t *testing.T) {
-	reg, rec := signedRegistry(t)
+	reg, _ := signedRegistry(t)
 	path := filepath.Join(t.TempDir(), "b.tar.zst")
-	if _, err := bundle.ExportFile(context.Background(), withSignatures(reg.Host, rec, "team/signed"), path, bundle.ExportOptions{}); err != nil {
+	if _, err := bundle.ExportFile(context.Background(), imageRefs(reg.Host, "team/signed"), path, bundle.ExportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)

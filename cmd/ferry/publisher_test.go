@@ -58,13 +58,12 @@ func TestRequireSignatureCLI(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "b.tar.zst")
 	signed, unsigned := reg.Host+"/team/signed:1.0", reg.Host+"/team/unsigned:1.0"
-	sigRef := reg.Host + "/team/signed:sha256-" + rec.Images["team/signed"].Encoded() + ".sig"
-	r := ferry(t, nil, "export", signed, sigRef, unsigned, "-o", out, "--require-signature", cosignDir+"/ecdsa.pub", "-q")
+	r := ferry(t, nil, "export", signed, unsigned, "-o", out, "--require-signature", cosignDir+"/ecdsa.pub", "-q")
 	r.expect(t, exitFailure, "publisher signature required: 1 of 2 image(s) carry no valid signature", "nothing was written", unsigned+" ("+rec.Images["team/unsigned"].String()+"): no signature found")
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a bundle was written")
 	}
-	ferry(t, nil, "export", signed, sigRef, unsigned, "-o", out, "-q").expect(t, exitOK)
+	ferry(t, nil, "export", signed, unsigned, "-o", out, "-q").expect(t, exitOK)
 	dst := registrytest.New(t, registrytest.Options{})
 	r = ferry(t, nil, "import", out, "--to", dst.Host, "--insecure-skip-verify", "--require-signature", cosignDir+"/ecdsa.pub", "-q")
 	r.expect(t, exitFailure, "nothing was pushed", unsigned+" ("+rec.Images["team/unsigned"].String()+"): no signature found")
@@ -77,12 +76,12 @@ func TestRequireSignatureCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	fp := "key " + k.Fingerprint()
-	r = ferry(t, nil, "export", signed, sigRef, "-o", out, "-q", "--require-signature", cosignDir+"/ecdsa.pub")
+	r = ferry(t, nil, "export", signed, "-o", out, "--require-signature", cosignDir+"/ecdsa.pub")
 	r.expect(t, exitOK)
 	if want := "  publishers:     1 image(s) signed by their publishers (" + fp + ")\n"; !strings.Contains(r.stderr, want) {
 		t.Errorf("export summary does not say %q:\n%s", want, r.stderr)
 	}
-	r = ferry(t, nil, "import", out, "--to", dst.Host, "--insecure-skip-verify", "--require-signature", cosignDir+"/ecdsa.pub", "-q")
+	r = ferry(t, nil, "import", out, "--to", dst.Host, "--insecure-skip-verify", "--require-signature", cosignDir+"/ecdsa.pub")
 	r.expect(t, exitOK)
 	if want := "checked before the push: 1 image(s) signed by their publishers (" + fp + ")\n"; !strings.Contains(r.stderr, want) {
 		t.Errorf("import summary does not say %q:\n%s", want, r.stderr)
