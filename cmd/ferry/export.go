@@ -281,9 +281,14 @@ func fillExport(doc *report.Export, s *bundle.ExportSummary, signature string) {
 	for _, r := range s.Rewritten {
 		upstream[r.Ref] = r.Original.String()
 	}
+	signedBy := map[string]string{}
+	for _, p := range s.PublisherSignatures {
+		signedBy[p.Ref] = p.SignedBy
+	}
 	doc.Images = []report.ExportImage{}
 	for _, img := range s.Exported {
-		ei := report.ExportImage{Ref: img.Ref, Digest: img.Descriptor.Digest.String(), MediaType: img.Descriptor.MediaType, Size: img.Size, UpstreamDigest: upstream[img.Ref]}
+		ei := report.ExportImage{Ref: img.Ref, Digest: img.Descriptor.Digest.String(), MediaType: img.Descriptor.MediaType, Size: img.Size, UpstreamDigest: upstream[img.Ref],
+			PublisherSignedBy: signedBy[img.Ref]}
 		for _, p := range img.Platforms {
 			ei.Platforms = append(ei.Platforms, bundle.FormatPlatform(p))
 		}

@@ -283,10 +283,15 @@ func openBundle(e *env, path string, opts ...bundle.ReadOption) (*bundle.Reader,
 // fillImport fills the --json document of an import from its result (a
 // partial one when the import failed).
 func fillImport(doc *report.Import, res *bundle.ImportResult) {
+	signedBy := map[string]string{}
+	for _, p := range res.PublisherSignatures {
+		signedBy[p.Ref] = p.SignedBy
+	}
 	doc.Images = []report.ImportImage{}
 	for _, img := range res.Images {
 		ii := report.ImportImage{Source: img.Source, Destination: img.Destination, Digest: img.Digest.String(), DestinationDigest: img.DestinationDigest.String(),
-			Confirmed: img.Confirmed, BlobsUploaded: img.BlobsUploaded, BlobsMounted: img.BlobsMounted, BlobsPresent: img.BlobsPresent, BytesUploaded: img.BytesUploaded}
+			Confirmed: img.Confirmed, BlobsUploaded: img.BlobsUploaded, BlobsMounted: img.BlobsMounted, BlobsPresent: img.BlobsPresent, BytesUploaded: img.BytesUploaded,
+			PublisherSignedBy: signedBy[img.Source]}
 		if img.Upstream != "" {
 			ii.UpstreamDigest = img.Upstream.String()
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +86,27 @@ func TestRequireSignatureCLI(t *testing.T) {
 	r.expect(t, exitOK)
 	if want := "checked before the push: 1 image(s) signed by their publishers (" + fp + ")\n"; !strings.Contains(r.stderr, want) {
 		t.Errorf("import summary does not say %q:\n%s", want, r.stderr)
+	}
+	// The --json documents name the signer of each image.
+	r = ferry(t, nil, "export", signed, "-o", out, "--json", "--require-signature", cosignDir+"/ecdsa.pub")
+	r.expect(t, exitOK)
+	var exp struct {
+		Images []struct{ Ref, PublisherSignedBy string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &exp); err != nil || len(exp.Images) != 1 || exp.Images[0].Ref != signed || exp.Images[0].PublisherSignedBy != fp {
+		t.Errorf("export --json: %v %+v\n%s", err, exp, r.stdout)
+	}
+	r = ferry(t, nil, "import", out, "--to", dst.Host, "--json", "--insecure-skip-verify", "--require-signature", cosignDir+"/ecdsa.pub")
+	r.expect(t, exitOK)
+	var imp struct {
+		Images []struct{ Source, PublisherSignedBy string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &imp); err != nil || len(imp.Images) == 0 || imp.Images[0].Source != signed || imp.Images[0].PublisherSignedBy != fp {
+		t.Errorf("import --json: %v %+v\n%s", err, imp, r.stdout)
+	}
+	for _, img := range imp.Images[1:] {
+		if img.PublisherSignedBy != "" {
+			t.Errorf("import --json: referrer %s has publisherSignedBy %q", img.Source, img.PublisherSignedBy)
+		}
 	}
 }

@@ -80,6 +80,9 @@ type ExportImage struct {
 	// UpstreamDigest is the source's digest when --platform rewrote the
 	// index (Digest is then the rewritten one's).
 	UpstreamDigest string `json:"upstreamDigest,omitempty"`
+	// PublisherSignedBy, with --require-signature, names what signed the
+	// image: "key sha256:…" or "certificate SUBJECT (issuer ISSUER)".
+	PublisherSignedBy string `json:"publisherSignedBy,omitempty"`
 }
 
 // EgressSummary is every host an export contacted (registries, their
@@ -134,6 +137,9 @@ type ImportImage struct {
 	DestinationDigest string `json:"destinationDigest"`
 	Confirmed         bool   `json:"confirmed"`
 	UpstreamDigest    string `json:"upstreamDigest,omitempty"`
+	// PublisherSignedBy, with --require-signature, names what signed the
+	// image, as in ExportImage.
+	PublisherSignedBy string `json:"publisherSignedBy,omitempty"`
 	// How the configs and layers of this image reached its repository. A
 	// blob shared by images of one repository counts in each of them; one
 	// shared across repositories is uploaded to the first and mounted
