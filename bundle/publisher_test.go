@@ -544,6 +544,22 @@ func TestRequireSignatureLiveCosign(t *testing.T) {
 	if err := verify("--key", "../testdata/cosign/ecdsa.pub", "--new-bundle-format", "--trusted-root", emptyRoot, ref("team/bundled")); err != nil {
 		t.Errorf("cosign refuses team/bundled: %v", err)
 	}
+	// Exported with --require-signature and imported with it, with the
+	// defaults otherwise, the image verifies with cosign at the destination.
+	path := filepath.Join(t.TempDir(), "b.tar.zst")
+	if _, err := bundle.ExportFile(context.Background(), imageRefs(fix.Host, "team/signed", "team/bundled"), path, bundle.ExportOptions{RequireSignature: p}); err != nil {
+		t.Fatal(err)
+	}
+	dst := registrytest.New(t, registrytest.Options{})
+	if _, err := bundle.ImportFile(context.Background(), path, dst.Host+"/mirror", bundle.ImportOptions{RequireSignature: p}); err != nil {
+		t.Fatal(err)
+	}
+	if err := verify("--key", "../testdata/cosign/ecdsa.pub", "--trusted-root", emptyRoot, dst.Host+"/mirror/team/signed:1.0"); err != nil {
+		t.Errorf("cosign refuses team/signed at the destination: %v", err)
+	}
+	if err := verify("--key", "../testdata/cosign/ecdsa.pub", "--new-bundle-format", "--trusted-root", emptyRoot, dst.Host+"/mirror/team/bundled:1.0"); err != nil {
+		t.Errorf("cosign refuses team/bundled at the destination: %v", err)
+	}
 	keyless := []string{"--certificate-oidc-issuer", "https://issuer.example", "--trusted-root", keylessRoot, "--insecure-ignore-sct"}
 	if err := verify(append(keyless, "--certificate-identity", "release@example.com", ref("team/keyless"))...); err != nil {
 		t.Errorf("cosign refuses team/keyless: %v", err)
