@@ -257,7 +257,7 @@ func (s registrySigSource) Referrers(ctx context.Context, d digest.Digest) ([]oc
 	switch {
 	case errors.Is(err, registry.ErrNoReferrersAPI):
 		// The fallback tag, as cosign writes it.
-		fm, err := s.Manifest(ctx, d.Algorithm().String()+"-"+d.Encoded(), cosign.MaxManifestBytes)
+		fm, err := s.Manifest(ctx, fallbackTag(d), cosign.MaxManifestBytes)
 		if err != nil {
 			return nil, err
 		}
