@@ -15,7 +15,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZ_TARGETS ?= ./bundle:FuzzReader ./bundle:FuzzSeekTable ./bundle:FuzzParseManifest ./bundle:FuzzVerifyIndex ./internal/cosign:FuzzVerify
 FUZZTIME     ?= 20000x
 
-.PHONY: help build test demo bench lint docs clean
+.PHONY: help build test demo bench lint docs interop clean
 
 help: ## Show this list of targets
 	@echo "usage: make [target] (default: build)"
@@ -58,6 +58,17 @@ lint: ## Run go vet and fail on files gofmt would change
 docs: ## Regenerate docs/cli.md from the CLI definition (a test fails when it is stale)
 	$(GO) run ./cmd/ferry __docs > docs/cli.md.tmp || { rm -f docs/cli.md.tmp; exit 1; }
 	mv docs/cli.md.tmp docs/cli.md
+
+# The stock tools some tests check ferry's output with, built once from the
+# Go module proxy into .tools/ (several minutes for cosign on two cores).
+# make test runs those tests only where the tools are on PATH.
+COSIGN_VERSION ?= v2.6.5
+REGCTL_VERSION ?= v0.11.7
+
+interop: ## Build cosign and regctl into .tools/, then run the tests that check ferry's output with them
+	@test -x .tools/cosign || GOBIN=$(CURDIR)/.tools $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
+	@test -x .tools/regctl || GOBIN=$(CURDIR)/.tools $(GO) install github.com/regclient/regclient/cmd/regctl@$(REGCTL_VERSION)
+	PATH="$(CURDIR)/.tools:$$PATH" $(GO) test -count=1 -v -run 'Interop|LiveCosign|ReferrersDockerRegistry' ./bundle ./cmd/ferry
 
 clean: ## Remove build output (bin/, dist/, coverage.out; not the .bench/ cache)
 	rm -rf bin/ dist/ coverage.out
