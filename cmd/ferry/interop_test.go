@@ -88,7 +88,7 @@ func TestInteropSignedImageAtDestination(t *testing.T) {
 		} {
 			// Offline: no transparency log, an empty trusted root (no
 			// request for Sigstore's TUF repository).
-			cmd := exec.Command(bin, append(append([]string{args[0], "--insecure-ignore-tlog", "--allow-insecure-registry", "--trusted-root", emptyRoot}, args[1:]...))...)
+			cmd := exec.Command(bin, append([]string{args[0], "--insecure-ignore-tlog", "--allow-insecure-registry", "--trusted-root", emptyRoot}, args[1:]...)...)
 			cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("cosign %s at the destination: %v\n%s", strings.Join(args, " "), err, b)
