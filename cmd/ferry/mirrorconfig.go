@@ -8,7 +8,6 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/mirrorconfig"
-	"github.com/ferryproject/ferry/internal/termtext"
 )
 
 const flagMirrorConfigOut = "mirror-config-out"
@@ -56,7 +55,7 @@ func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bun
 		return fmt.Errorf("the images were imported, but writing --%s failed: %w", flagMirrorConfigOut, err)
 	}
 	for _, w := range cfg.Warnings() {
-		fmt.Fprintf(e.stderr, "ferry: WARNING: --%s: %s\n", flagMirrorConfigOut, termtext.Escape(w))
+		e.warn("--" + flagMirrorConfigOut + ": " + w)
 	}
 	return nil
 }

@@ -4,11 +4,18 @@ package main
 // export with --json and --egress-report, import with --mirror-config-out.
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/registrytest"
 	"github.com/ferryproject/ferry/internal/report"
+	"github.com/ferryproject/ferry/internal/testimages"
 )
 
 // TestSignatureOutMissingDirectory: a --signature-out in a directory that
@@ -33,5 +40,54 @@ func TestSignatureOutMissingDirectory(t *testing.T) {
 	checkHeader(t, doc.Header, "export", false)
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("the export ran: %s exists (%v)", out, err)
+	}
+}
+
+// TestLogFormatJSONMirrorConfigWarning: with --log-format json the warning
+// of --mirror-config-out is a JSON record like every other line on
+// standard error, not a line of text among them.
+func TestLogFormatJSONMirrorConfigWarning(t *testing.T) {
+	t.Parallel()
+	src1, sample1 := source(t)
+	src2 := registrytest.New(t, registrytest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sample2, err := testimages.Push(ctx, src2.Host, layerSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "two.tar.zst")
+	if _, err := bundle.ExportFile(ctx, []string{sample1.Refs[0], sample2.Refs[1]}, path, bundle.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := registrytest.New(t, registrytest.Options{})
+	hosts := []string{src1.Host, src2.Host}
+	slices.Sort(hosts)
+	res := ferry(t, nil, "import", "--log-format", "json", "--insecure-skip-verify", "-q", "--to", dst.Host+"/shared", "--mirror-config-out", filepath.Join(t.TempDir(), "cfg"), path)
+	res.expect(t, exitOK)
+	want := "--mirror-config-out: " + hosts[0] + " and " + hosts[1] + " share the path " + dst.Host + "/shared in the mirror: a pull of REGISTRY/PATH:TAG from one of them gets whatever image of PATH:TAG the mirror holds, from whichever registry it came (digest pulls are not affected); import with --keep-source-registry to keep them apart"
+	if recs := jsonLines(t, res.stderr); !slices.ContainsFunc(recs, func(r map[string]any) bool { return r["level"] == "WARN" && r["msg"] == want }) {
+		t.Errorf("no warning record %q:\n%s", want, res.stderr)
+	}
+}
+
+// TestLogFormatJSONEgressSummary: with --log-format json the egress
+// summary of --egress-report and --dry-run is JSON records on standard
+// error, one a line, like the export's own summary.
+func TestLogFormatJSONEgressSummary(t *testing.T) {
+	t.Parallel()
+	_, sample := newSplit(t)
+	dir := t.TempDir()
+	report := filepath.Join(dir, "egress.json")
+	for _, args := range [][]string{
+		{"export", "--log-format", "json", "--retries", "0", "--egress-report", report, "-o", filepath.Join(dir, "images.tar.zst"), sample.Refs[0]},
+		{"export", "--log-format", "json", "--retries", "0", "--dry-run", sample.Refs[0]},
+	} {
+		res := ferry(t, nil, args...)
+		res.expect(t, exitOK)
+		recs := jsonLines(t, res.stderr)
+		if !slices.ContainsFunc(recs, func(r map[string]any) bool { return strings.HasPrefix(r["msg"].(string), "egress: 3 hosts contacted") }) {
+			t.Errorf("%q: no record of the egress summary:\n%s", args, res.stderr)
+		}
 	}
 }
