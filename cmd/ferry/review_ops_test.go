@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,4 +91,35 @@ func TestLogFormatJSONEgressSummary(t *testing.T) {
 			t.Errorf("%q: no record of the egress summary:\n%s", args, res.stderr)
 		}
 	}
+}
+
+// TestJSONEgressReportLateFailure: an export whose egress report cannot be
+// written at the end (its name taken by a directory during the run) prints
+// one --json document, the failure, not a document that says ok followed
+// by one that says failed.
+func TestJSONEgressReportLateFailure(t *testing.T) {
+	t.Parallel()
+	split, sample := newSplit(t)
+	dir := t.TempDir()
+	late := filepath.Join(dir, "late.json")
+	before := split.Requests.Load()
+	done := make(chan error, 1)
+	go func() {
+		for split.Requests.Load() == before {
+			time.Sleep(5 * time.Millisecond)
+		}
+		done <- os.Mkdir(late, 0o755)
+	}()
+	split.InjectFaults(&registrytest.Fault{Method: http.MethodGet, Path: "/manifests/", Delay: 300 * time.Millisecond, Times: 1})
+	res := ferry(t, nil, "export", "--json", "--retries", "0", "--egress-report", late, "-o", filepath.Join(dir, "images.tar.zst"), sample.Refs[0])
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	res.expect(t, exitFailure)
+	want := "ferry: egress report not written: " + late + " exists and is a directory; ferry writes this file by replacing a regular file only: remove it, or choose another name"
+	if res.errMessage() != want {
+		t.Errorf("error\n got %s\nwant %s", res.errMessage(), want)
+	}
+	doc := decode[report.Export](t, res)
+	checkHeader(t, doc.Header, "export", false)
 }
