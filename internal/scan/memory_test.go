@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"errors"
 	"runtime"
 	"strings"
 	"testing"
@@ -28,5 +29,18 @@ func TestSmallNodesMemory(t *testing.T) {
 				t.Errorf("%s: the scan of %d bytes allocated %d MiB", name, size, got>>20)
 			}
 		}
+	}
+}
+
+// TestNotUTF8: a manifest saved in another encoding (a Latin-1 comment) is
+// refused with the line of the first byte that is not UTF-8 and what to
+// do, not only the YAML library's "invalid trailing UTF-8 octet".
+func TestNotUTF8(t *testing.T) {
+	t.Parallel()
+	in := "apiVersion: v1\nkind: Pod\n# caf\xe9\nspec:\n  containers:\n  - image: nginx\n"
+	_, err := Read("latin1.yaml", strings.NewReader(in))
+	want := "latin1.yaml: not YAML: invalid trailing UTF-8 octet; line 3 is not UTF-8: convert the file to UTF-8 (iconv -f LATIN1 -t UTF-8, for one)"
+	if !errors.Is(err, ErrNotYAML) || err == nil || err.Error() != want {
+		t.Errorf("error\n %v\nwant\n %s", err, want)
 	}
 }
