@@ -123,3 +123,34 @@ func TestJSONEgressReportLateFailure(t *testing.T) {
 	doc := decode[report.Export](t, res)
 	checkHeader(t, doc.Header, "export", false)
 }
+
+// TestSignedURLNotInOutput: a blob download redirected to a CDN that
+// cannot be reached fails the export and the dry run with an error that
+// names the CDN as the host to allow (not the registry, which answered),
+// and neither the error line, the --json document nor the log holds the
+// signed query of the redirect (its values are redacted).
+func TestSignedURLNotInOutput(t *testing.T) {
+	t.Parallel()
+	split, _ := newSplit(t)
+	cdn := "127.0.0.2:" + closedPort(t, "127.0.0.2")
+	split.InjectFaults(&registrytest.Fault{Method: http.MethodGet, Path: "/blobs/sha256:", Redirect: registrytest.StorageQuery, RedirectTo: "http://" + cdn, Times: 1 << 40})
+	dir := t.TempDir()
+	ref := split.Host + "/team/app:1.0"
+	want := "registry unreachable: " + split.Host + " sent ferry to " + cdn + ", which cannot be reached (a firewall must allow it too: see export --egress-report): "
+	for _, args := range [][]string{
+		{"export", "--json", "--retries", "0", "-o", filepath.Join(dir, "images.tar.zst"), ref},
+		{"export", "--json", "--retries", "0", "--dry-run", ref},
+		{"export", "--retries", "0", "--dry-run", ref},
+		{"export", "--log-format", "json", "--retries", "0", "-o", filepath.Join(dir, "images.tar.zst"), ref},
+	} {
+		res := ferry(t, nil, args...)
+		if res.code != exitFailure || !strings.Contains(res.stderr, want) {
+			t.Errorf("%q: exit %d, want %d and an error that says %q:\n%s", args, res.code, exitFailure, want, res.stderr)
+		}
+		for _, s := range []string{"S3CR3T", "AKIAFERRYTEST"} {
+			if strings.Contains(res.stdout+res.stderr, s) {
+				t.Errorf("%q: the output holds %q:\nstdout:\n%s\nstderr:\n%s", args, s, res.stdout, res.stderr)
+			}
+		}
+	}
+}
