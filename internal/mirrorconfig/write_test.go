@@ -196,3 +196,26 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	}
 	noLeftovers(t, parent)
 }
+
+// TestCheckDirTrailingSlash: a link named with a trailing slash (as shell
+// completion spells a link to a directory) is refused by CheckDir, before
+// the import, as Write refuses it after: "link/" is not followed.
+func TestCheckDirTrailingSlash(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	target, link := filepath.Join(parent, "target"), filepath.Join(parent, "cluster")
+	os.Mkdir(target, 0o755)
+	os.Symlink(target, link)
+	want := "mirror configuration directory: " + link + " is a symbolic link; ferry does not write through links: remove it, or choose another name"
+	for name, f := range map[string]func() error{
+		"CheckDir": func() error { return CheckDir(link + "/") },
+		"Write":    func() error { return Write(link+"/", sampleFiles(t, fixture("reg.local:5000", "m", false))) },
+	} {
+		if err := f(); !errors.Is(err, ErrOutputDir) || err.Error() != want {
+			t.Errorf("%s: got %v, want %s", name, err, want)
+		}
+	}
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Errorf("written through the link: %v", ents)
+	}
+}
