@@ -2,9 +2,11 @@ package scan
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSmallNodesMemory: a file well under MaxFileBytes made of tiny YAML
@@ -42,5 +44,38 @@ func TestNotUTF8(t *testing.T) {
 	want := "latin1.yaml: not YAML: invalid trailing UTF-8 octet; line 3 is not UTF-8: convert the file to UTF-8 (iconv -f LATIN1 -t UTF-8, for one)"
 	if !errors.Is(err, ErrNotYAML) || err == nil || err.Error() != want {
 		t.Errorf("error\n %v\nwant\n %s", err, want)
+	}
+}
+
+// TestWideMergeTime: many containers that each merge one wide mapping
+// (<<: *big, 20,000 keys, no image among them) are read in linear time:
+// each lookup of a key in a merged mapping must not walk all its keys
+// again. Under 1 MiB of YAML took minutes.
+func TestWideMergeTime(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("big: &big\n")
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "  k%d: v\n", i)
+	}
+	b.WriteString("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n")
+	for i := 0; i < 50000; i++ {
+		b.WriteString("  - <<: *big\n")
+	}
+	b.WriteString("  - {<<: *big, image: nginx}\n")
+	done := make(chan error, 1)
+	var images []Image
+	go func() {
+		var err error
+		images, err = Read("wide.yaml", strings.NewReader(b.String()))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || len(images) != 1 || images[0].Ref.String() != "docker.io/library/nginx:latest" {
+			t.Errorf("images %v, error %v", images, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the scan of 50,000 containers merging one mapping of 20,000 keys did not end within 20s")
 	}
 }
