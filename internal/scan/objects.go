@@ -40,6 +40,22 @@ type scanner struct {
 	// get): a mapping merged or aliased many times over is read once.
 	indexes map[*yaml.Node]*mapIndex
 	found   map[foundKey]*yaml.Node
+	// visited are the objects and lists scanned: one that an alias
+	// names again is not scanned again (a list of containers
+	// aliased into thousands of pods would otherwise be a YAML bomb).
+	visited map[*yaml.Node]bool
+}
+
+// again reports whether n was scanned before, and marks it scanned.
+func (s *scanner) again(n *yaml.Node) bool {
+	if s.visited == nil {
+		s.visited = map[*yaml.Node]bool{}
+	}
+	if s.visited[n] {
+		return true
+	}
+	s.visited[n] = true
+	return false
 }
 
 // document scans the top-level node of one document; anything but a
@@ -64,8 +80,14 @@ func (s *scanner) isObject(n *yaml.Node) bool {
 }
 
 func (s *scanner) object(n *yaml.Node, path string) {
+	if s.again(n) {
+		return
+	}
 	kind := scalar(s.get(n, "kind"))
 	if items := deref(s.get(n, "items")); strings.HasSuffix(kind, "List") && items != nil && items.Kind == yaml.SequenceNode {
+		if s.again(items) {
+			return
+		}
 		for i, item := range items.Content {
 			if item = deref(item); item != nil && item.Kind == yaml.MappingNode && s.isObject(item) {
 				s.object(item, join(path, fmt.Sprintf("items[%d]", i)))
@@ -92,7 +114,7 @@ func (s *scanner) object(n *yaml.Node, path string) {
 func (s *scanner) podSpec(spec *yaml.Node, path string) {
 	for _, field := range containerLists {
 		list := deref(s.get(spec, field))
-		if list == nil || list.Kind != yaml.SequenceNode {
+		if list == nil || list.Kind != yaml.SequenceNode || s.again(list) {
 			continue
 		}
 		for i, c := range list.Content {
