@@ -135,6 +135,11 @@ it, with their own referrers; --referrers-type keeps some artifact types,
 			if err != nil {
 				return err
 			}
+			if !c.Bool(flagDryRun) {
+				if err := distinctOutputs(outputFile{"-o", out}, outputFile{"--" + flagEgressReport, c.String(flagEgressReport)}, outputFile{"--" + flagSignatureOut, c.String(flagSignatureOut)}); err != nil {
+					return err
+				}
+			}
 			egress, err := newEgressRecorder(c, o.json)
 			if err != nil {
 				return err

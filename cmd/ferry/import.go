@@ -88,6 +88,9 @@ Examples:
 					return usagef("--%s: %v", out.flag, err)
 				}
 			}
+			if err := distinctOutputs(outputFile{"--" + flagMappingOut, mapping}, outputFile{"--" + flagReceiptOut, receiptOut}); err != nil {
+				return err
+			}
 			if err := checkMirrorConfigOut(c, dest); err != nil {
 				return err
 			}

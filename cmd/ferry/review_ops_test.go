@@ -154,3 +154,38 @@ func TestSignedURLNotInOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputsNameOneFile: two output flags that name one file are refused
+// before anything runs: the egress report or the signature written over
+// the bundle (exit 0, and the bundle lost on the way to the air gap), or
+// the receipt over the mapping.
+func TestOutputsNameOneFile(t *testing.T) {
+	_, sample := source(t)
+	unsetenv(t, "COSIGN_PASSWORD")
+	t.Setenv("FERRY_PASSWORD", "same file")
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "k")
+	ferry(t, nil, "keygen", "--output-prefix", prefix).expect(t, exitOK)
+	out := filepath.Join(dir, "b.tar.zst")
+	bundlePath := writeFile(t, "images.tar.zst", sampleBundle(t))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export", "-q", "-o", out, "--egress-report", out, sample.Refs[0]},
+			"ferry: -o and --egress-report both name " + out + ": one would replace the other; give them different names (see 'ferry --help')"},
+		{[]string{"export", "-q", "--key", prefix + ".key", "-o", out, "--signature-out", dir + "/./b.tar.zst", sample.Refs[0]},
+			"ferry: -o and --signature-out both name " + dir + "/./b.tar.zst" + ": one would replace the other; give them different names (see 'ferry --help')"},
+		{[]string{"import", "-q", "--insecure-skip-verify", "--to", "127.0.0.1:1/m", "--mapping-out", filepath.Join(dir, "m.txt"), "--receipt-out", filepath.Join(dir, "m.txt"), bundlePath},
+			"ferry: --mapping-out and --receipt-out both name " + filepath.Join(dir, "m.txt") + ": one would replace the other; give them different names (see 'ferry --help')"},
+	} {
+		res := ferry(t, nil, tc.args...)
+		res.expect(t, exitUsage)
+		if res.errMessage() != tc.want {
+			t.Errorf("%q:\n got %s\nwant %s", tc.args, res.errMessage(), tc.want)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("%q: the export ran: %s exists (%v)", tc.args, out, err)
+		}
+	}
+}
