@@ -152,7 +152,7 @@ Examples:
 					return err
 				}
 			}
-			if err := writeMirrorConfig(c, e, dest, res); err != nil {
+			if err := writeMirrorConfig(c, e, dest, res, doc); err != nil {
 				return err
 			}
 			if receiptOut != "" {

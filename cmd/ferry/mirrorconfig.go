@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/mirrorconfig"
+	"github.com/ferryproject/ferry/internal/report"
 )
 
 const flagMirrorConfigOut = "mirror-config-out"
@@ -34,8 +35,9 @@ func checkMirrorConfigOut(c *cli.Context, dest bundle.Destination) error {
 }
 
 // writeMirrorConfig writes the --mirror-config-out directory for the
-// images of res.
-func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bundle.ImportResult) error {
+// images of res; its warnings are printed and added to the --json
+// document doc.
+func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bundle.ImportResult, doc *report.Import) error {
 	dir := c.String(flagMirrorConfigOut)
 	if dir == "" {
 		return nil
@@ -55,7 +57,9 @@ func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bun
 		return fmt.Errorf("the images were imported, but writing --%s failed: %w", flagMirrorConfigOut, err)
 	}
 	for _, w := range cfg.Warnings() {
-		e.warn("--" + flagMirrorConfigOut + ": " + w)
+		w = "--" + flagMirrorConfigOut + ": " + w
+		e.warn(w)
+		doc.Warnings = append(doc.Warnings, w)
 	}
 	return nil
 }

@@ -46,7 +46,8 @@ func TestSignatureOutMissingDirectory(t *testing.T) {
 
 // TestLogFormatJSONMirrorConfigWarning: with --log-format json the warning
 // of --mirror-config-out is a JSON record like every other line on
-// standard error, not a line of text among them.
+// standard error, not a line of text among them; with --json it is among
+// the document's warnings.
 func TestLogFormatJSONMirrorConfigWarning(t *testing.T) {
 	t.Parallel()
 	src1, sample1 := source(t)
@@ -69,6 +70,13 @@ func TestLogFormatJSONMirrorConfigWarning(t *testing.T) {
 	want := "--mirror-config-out: " + hosts[0] + " and " + hosts[1] + " share the path " + dst.Host + "/shared in the mirror: a pull of REGISTRY/PATH:TAG from one of them gets whatever image of PATH:TAG the mirror holds, from whichever registry it came (digest pulls are not affected); import with --keep-source-registry to keep them apart"
 	if recs := jsonLines(t, res.stderr); !slices.ContainsFunc(recs, func(r map[string]any) bool { return r["level"] == "WARN" && r["msg"] == want }) {
 		t.Errorf("no warning record %q:\n%s", want, res.stderr)
+	}
+	// The --json document lists it among its warnings, as docs/json.md
+	// says: "what was also printed as warnings".
+	res = ferry(t, nil, "import", "--json", "--insecure-skip-verify", "-q", "--to", dst.Host+"/shared", "--mirror-config-out", filepath.Join(t.TempDir(), "cfg"), path)
+	res.expect(t, exitOK)
+	if doc := decode[report.Import](t, res); !slices.Contains(doc.Warnings, want) {
+		t.Errorf("the document's warnings %q lack %q", doc.Warnings, want)
 	}
 }
 
