@@ -115,3 +115,30 @@ func TestAliasFanOut(t *testing.T) {
 		t.Fatal("the scan of 3,000 pods sharing one list of 3,000 containers did not end within 20s")
 	}
 }
+
+// TestManyProblems: a file that repeats one mistake in thousands of
+// containers gets an error that lists the first MaxListedProblems and
+// counts the rest, not one line each (10 MB of YAML made 135 MB of
+// error text, on the terminal and in the --json document).
+func TestManyProblems(t *testing.T) {
+	t.Parallel()
+	in := "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n" + strings.Repeat("  - image: A\n", 5000)
+	_, err := Read("bad.yaml", strings.NewReader(in))
+	var se *Error
+	if !errors.As(err, &se) || len(se.Problems) != 5000 {
+		t.Fatalf("error %T, want a *scan.Error with 5000 problems", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 1+MaxListedProblems+1 {
+		t.Fatalf("%d lines, want the count, %d problems and the rest counted", len(lines), MaxListedProblems)
+	}
+	if want := "5000 problems in the manifests:"; lines[0] != want {
+		t.Errorf("first line %q, want %q", lines[0], want)
+	}
+	if want := `  bad.yaml:5: document 1: spec.containers[0].image: invalid image reference "A": invalid reference format: repository name (library/A) must be lowercase`; lines[1] != want {
+		t.Errorf("second line %q, want %q", lines[1], want)
+	}
+	if want := "  … and 4900 more problems"; lines[len(lines)-1] != want {
+		t.Errorf("last line %q, want %q", lines[len(lines)-1], want)
+	}
+}
