@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferryproject/ferry/bundle"
 )
 
 // TestSmallNodesMemory: a file well under MaxFileBytes made of tiny YAML
@@ -140,5 +142,17 @@ func TestManyProblems(t *testing.T) {
 	}
 	if want := "  … and 4900 more problems"; lines[len(lines)-1] != want {
 		t.Errorf("last line %q, want %q", lines[len(lines)-1], want)
+	}
+}
+
+// TestLongValue: an image value of megabytes is refused without being
+// echoed whole into the error.
+func TestLongValue(t *testing.T) {
+	t.Parallel()
+	in := "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: " + strings.Repeat("a", 5<<20) + "\n"
+	_, err := Read("long.yaml", strings.NewReader(in))
+	want := "long.yaml:5: document 1: spec.containers[0].image: invalid image reference: a value of 5242880 bytes, longer than any image reference"
+	if !errors.Is(err, bundle.ErrInvalidReference) || err.Error() != want {
+		t.Errorf("error (%d bytes) %.300v, want %s", len(fmt.Sprint(err)), err, want)
 	}
 }

@@ -27,6 +27,11 @@ var podSpecAt = map[string]string{
 
 const defaultPodSpecAt = "spec.template.spec"
 
+// maxReference bounds the length of an image reference: a name of at most
+// 255 characters, a tag of 128, a digest of 135 (sha512), with room to
+// spare.
+const maxReference = 1024
+
 // containerLists are the fields of a pod spec that list containers.
 var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
 
@@ -147,6 +152,9 @@ func (s *scanner) value(n *yaml.Node, path string) {
 	switch {
 	case n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || strings.TrimSpace(n.Value) == ""):
 		err = fmt.Errorf("%w: the value is empty", bundle.ErrInvalidReference)
+	case n.Kind == yaml.ScalarNode && len(n.Value) > maxReference:
+		// Not quoted into the error: it could be megabytes.
+		err = fmt.Errorf("%w: a value of %d bytes, longer than any image reference", bundle.ErrInvalidReference, len(n.Value))
 	case n.Kind == yaml.ScalarNode:
 		var ref bundle.Reference
 		if ref, err = bundle.ParseReference(n.Value); err == nil {
