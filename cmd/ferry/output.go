@@ -209,6 +209,31 @@ func jsonRequested(args []string) (command string, ok bool) {
 	return "", false
 }
 
+// logFormatRequested returns the --log-format that args (a command line)
+// give a command that takes it, "" for none: for a run that failed before
+// its command could say (a flag the CLI library refused), whose error is
+// then a JSON record too.
+func logFormatRequested(args []string) string {
+	if len(args) < 2 || !slices.Contains(jsonCommands, args[1]) {
+		return ""
+	}
+	format := ""
+	for i, a := range args[2:] {
+		if a == "--" {
+			break
+		}
+		for _, spelled := range []string{"--" + flagLogFormat, "-" + flagLogFormat} {
+			switch {
+			case a == spelled && i+3 < len(args):
+				format = args[i+3]
+			case strings.HasPrefix(a, spelled+"="):
+				format = strings.TrimPrefix(a, spelled+"=")
+			}
+		}
+	}
+	return format
+}
+
 // textHandler prints log records as ferry always has: "ferry: WARNING:
 // msg", "ferry: note: msg", "ferry: msg", then any attributes as
 // key=value. Text from a bundle or a registry is escaped (termtext).

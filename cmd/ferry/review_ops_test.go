@@ -197,3 +197,23 @@ func TestOutputsNameOneFile(t *testing.T) {
 		}
 	}
 }
+
+// TestLogFormatJSONUnknownFlag: a command line the CLI library refuses
+// (an unknown flag) still prints its error as a JSON record when it asks
+// for --log-format json, as --json still gets its document.
+func TestLogFormatJSONUnknownFlag(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"export", "--log-format", "json", "--bogus", "-o", "x.tar.zst", "nginx"},
+		{"import", "--log-format=json", "--json", "--bogus", "x.tar.zst"},
+	} {
+		res := ferry(t, nil, args...)
+		if res.code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", args, res.code, exitUsage)
+		}
+		recs := jsonLines(t, res.stderr)
+		if len(recs) != 1 || recs[0]["level"] != "ERROR" || recs[0]["msg"] != "flag provided but not defined: -bogus (see 'ferry --help')" || recs[0]["exitCode"] != float64(exitUsage) {
+			t.Errorf("%q: records %v", args, recs)
+		}
+	}
+}
