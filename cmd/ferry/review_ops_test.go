@@ -4,12 +4,14 @@ package main
 // export with --json and --egress-report, import with --mirror-config-out.
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,6 +216,37 @@ func TestLogFormatJSONUnknownFlag(t *testing.T) {
 		recs := jsonLines(t, res.stderr)
 		if len(recs) != 1 || recs[0]["level"] != "ERROR" || recs[0]["msg"] != "flag provided but not defined: -bogus (see 'ferry --help')" || recs[0]["exitCode"] != float64(exitUsage) {
 			t.Errorf("%q: records %v", args, recs)
+		}
+	}
+}
+
+// fullWriter fails every write, as standard output on a full disk does.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// TestListOnFullDisk: images scan (ferry images scan --pin ... >
+// images.lock) and export --dry-run fail when their list cannot be
+// written to standard output, instead of exit 0 with a lock list cut
+// short or empty.
+func TestListOnFullDisk(t *testing.T) {
+	_, sample := source(t)
+	manifest := writeFile(t, "pod.yaml", []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: "+sample.Refs[0]+"\n"))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"images", "scan", manifest}, "ferry: writing the image list to standard output: no space left on device"},
+		{[]string{"export", "--dry-run", sample.Refs[0]}, "ferry: writing the list to standard output: no space left on device"},
+	} {
+		runMu.Lock()
+		var stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"ferry"}, tc.args...), strings.NewReader(""), fullWriter{}, &stderr)
+		runMu.Unlock()
+		res := result{code: code, stderr: stderr.String()}
+		res.expect(t, exitFailure)
+		if res.errMessage() != tc.want {
+			t.Errorf("%q:\n got %s\nwant %s", tc.args, res.errMessage(), tc.want)
 		}
 	}
 }
