@@ -226,18 +226,20 @@ type fullWriter struct{}
 func (fullWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
 
 // TestListOnFullDisk: images scan (ferry images scan --pin ... >
-// images.lock) and export --dry-run fail when their list cannot be
+// images.lock), export --dry-run and inspect fail when their list cannot be
 // written to standard output, instead of exit 0 with a lock list cut
 // short or empty.
 func TestListOnFullDisk(t *testing.T) {
 	_, sample := source(t)
 	manifest := writeFile(t, "pod.yaml", []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: "+sample.Refs[0]+"\n"))
+	bundlePath := writeFile(t, "images.tar.zst", sampleBundle(t))
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"images", "scan", manifest}, "ferry: writing the image list to standard output: no space left on device"},
 		{[]string{"export", "--dry-run", sample.Refs[0]}, "ferry: writing the list to standard output: no space left on device"},
+		{[]string{"inspect", bundlePath}, "ferry: writing to standard output: no space left on device"},
 	} {
 		runMu.Lock()
 		var stderr bytes.Buffer
