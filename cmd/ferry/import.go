@@ -107,6 +107,9 @@ Examples:
 			if err != nil {
 				return err
 			}
+			// Which scheme the mirror answered on, for --mirror-config-out.
+			var traffic bundle.EgressLog
+			reg.Egress = &traffic
 			ropts, err := readOptions(c, e)
 			if err != nil {
 				return err
@@ -152,7 +155,7 @@ Examples:
 					return err
 				}
 			}
-			if err := writeMirrorConfig(c, e, dest, res, doc); err != nil {
+			if err := writeMirrorConfig(c, e, dest, res, doc, plainHTTP(traffic.Hosts(), dest.Registry)); err != nil {
 				return err
 			}
 			if receiptOut != "" {

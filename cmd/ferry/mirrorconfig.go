@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -37,7 +40,7 @@ func checkMirrorConfigOut(c *cli.Context, dest bundle.Destination) error {
 // writeMirrorConfig writes the --mirror-config-out directory for the
 // images of res; its warnings are printed and added to the --json
 // document doc.
-func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bundle.ImportResult, doc *report.Import) error {
+func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bundle.ImportResult, doc *report.Import, plain bool) error {
 	dir := c.String(flagMirrorConfigOut)
 	if dir == "" {
 		return nil
@@ -47,8 +50,9 @@ func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bun
 		images = append(images, mirrorconfig.Image{Source: img.Source, Destination: img.Destination, Digest: img.Digest})
 	}
 	cfg, err := mirrorconfig.New(images, mirrorconfig.Options{
-		Registry: dest.Registry,
-		Insecure: slices.Contains(c.StringSlice(flagInsecureRegistry), dest.Registry),
+		Registry:  dest.Registry,
+		Insecure:  slices.Contains(c.StringSlice(flagInsecureRegistry), dest.Registry),
+		PlainHTTP: plain,
 	})
 	if err == nil {
 		err = mirrorconfig.Write(dir, cfg.Files())
@@ -62,4 +66,34 @@ func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bun
 		doc.Warnings = append(doc.Warnings, w)
 	}
 	return nil
+}
+
+// plainHTTP says whether the registry at hostport answered the import over
+// plain HTTP only (a loopback or private address that does not speak TLS,
+// or one named with --insecure-registry): the nodes must then be told
+// http://.
+func plainHTTP(hosts []bundle.HostTraffic, hostport string) bool {
+	host, port := hostport, 0
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+		port, _ = strconv.Atoi(p)
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	for _, h := range hosts {
+		if h.Host != host {
+			continue
+		}
+		plain := false
+		for _, ep := range h.Endpoints {
+			if port != 0 && ep.Port != port {
+				continue
+			}
+			if ep.Scheme != "http" {
+				return false
+			}
+			plain = true
+		}
+		return plain
+	}
+	return false
 }

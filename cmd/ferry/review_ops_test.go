@@ -252,3 +252,37 @@ func TestListOnFullDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorConfigScheme: the mirror configuration names the mirror with
+// the scheme the import reached it on: http:// for a registry that speaks
+// plain HTTP (the nodes cannot pull from it over https://, and nothing
+// said so), https:// for one that speaks TLS.
+func TestMirrorConfigScheme(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "images.tar.zst", sampleBundle(t))
+	_, sample := source(t)
+	srcHost := strings.SplitN(sample.Refs[0], "/", 2)[0]
+	for _, tc := range []struct {
+		name string
+		opts registrytest.Options
+		want string
+	}{
+		{"plain HTTP", registrytest.Options{}, "http://"},
+		{"TLS", registrytest.Options{TLS: true}, "https://"},
+	} {
+		dst := registrytest.New(t, tc.opts)
+		dir := filepath.Join(t.TempDir(), "cluster")
+		ferry(t, nil, "import", "-q", "--insecure-skip-verify", "--insecure-registry", dst.Host, "--to", dst.Host+"/m", "--mirror-config-out", dir, path).expect(t, exitOK)
+		b, err := os.ReadFile(filepath.Join(dir, "certs.d", srcHost, "hosts.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[host.\"" + tc.want + dst.Host + "/v2/m\"]"; !strings.Contains(string(b), want) {
+			t.Errorf("%s: hosts.toml lacks %s:\n%s", tc.name, want, b)
+		}
+		b, _ = os.ReadFile(filepath.Join(dir, "registries.yaml"))
+		if want := "      - \"" + tc.want + dst.Host + "\"\n"; !strings.Contains(string(b), want) {
+			t.Errorf("%s: registries.yaml lacks %q:\n%s", tc.name, want, b)
+		}
+	}
+}
