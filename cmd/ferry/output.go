@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -202,8 +203,16 @@ func jsonRequested(args []string) (command string, ok bool) {
 		if a == "--" {
 			break
 		}
-		if a == "--json" || a == "-json" || a == "--json=true" {
+		if a == "--json" || a == "-json" {
 			return args[1], true
+		}
+		for _, spelled := range []string{"--json=", "-json="} {
+			// As the CLI library reads a bool flag's value.
+			if v, ok := strings.CutPrefix(a, spelled); ok {
+				if b, err := strconv.ParseBool(v); err == nil && b {
+					return args[1], true
+				}
+			}
 		}
 	}
 	return "", false

@@ -286,3 +286,16 @@ func TestMirrorConfigScheme(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONSpelledWithValue: --json=1 (or -json=t), which the CLI library
+// reads as --json, also gets its document when the command line is
+// refused.
+func TestJSONSpelledWithValue(t *testing.T) {
+	t.Parallel()
+	for _, flag := range []string{"--json=1", "-json=t", "--json=TRUE"} {
+		res := ferry(t, nil, "verify", flag, "--bogus", "x.tar.zst")
+		res.expect(t, exitUsage)
+		doc := decode[report.Failed](t, res)
+		checkHeader(t, doc.Header, "verify", false)
+	}
+}
