@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -117,6 +118,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// The command did not start: --json still gets its document.
 		command, json := jsonRequested(args)
 		out = &output{command: command, json: json, format: logText}
+		if logFormatRequested(args) == logJSON {
+			out.format = logJSON
+			out.log = slog.New(slog.NewJSONHandler(stderr, nil))
+		}
 	}
 	out.failed(stdout, stderr, err, code)
 	return code

@@ -89,6 +89,11 @@ func TestCompletionAnswers(t *testing.T) {
 		{[]string{"import", "--to", "-"}, nil},                                                      // the value of --to, even "-"
 		{[]string{"import", ""}, nil},                                                               // the bundle: files
 		{[]string{"export", "nginx", "--", "--o"}, nil},                                             // after --, arguments only
+		{[]string{"images", ""}, []string{"scan"}},                                                  // the subcommands
+		{[]string{"images", "s"}, []string{"scan"}},
+		{[]string{"images", "scan", "--p"}, []string{"--pin", "--password-stdin"}}, // the subcommand's flags
+		{[]string{"images", "scan", "--pin", ""}, nil},                             // the manifests: files
+		{[]string{"images", "nosuch", "--p"}, nil},
 		{[]string{"completion", ""}, []string{"bash", "zsh", "fish"}},
 		{[]string{"completion", "z"}, []string{"zsh"}},
 		{[]string{"version", "-"}, []string{"--json", "--help", "-h"}},

@@ -63,8 +63,8 @@ func dryRun(c *cli.Context, e *env, refs []string, opts bundle.ExportOptions, pr
 		}
 		doc.Blobs, doc.UniqueBytes, doc.ReferencedBytes = l.Blobs, l.UniqueBytes, l.ReferencedBytes
 		doc.LeftOutBlobs, doc.LeftOutBytes = l.LeftOut, l.LeftOutBytes
-	} else {
-		l.print(e.stdout)
+	} else if err := l.print(e.stdout); err != nil {
+		return fmt.Errorf("writing the list to standard output: %w", err)
 	}
 	var failed []string
 	for _, p := range plan.Probes {
@@ -95,7 +95,8 @@ func newDryRunListing(p *bundle.ExportPlan) dryRunListing {
 	return l
 }
 
-func (l dryRunListing) print(w io.Writer) {
+func (l dryRunListing) print(out io.Writer) error {
+	w := &stickyWriter{w: out}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REFERENCE\tDIGEST\tPLATFORMS\tBYTES")
 	for _, img := range l.Images {
@@ -111,4 +112,20 @@ func (l dryRunListing) print(w io.Writer) {
 	if l.LeftOut > 0 {
 		fmt.Fprintf(w, "delta: %d blobs, %d bytes (%s) left out, held by the bases\n", l.LeftOut, l.LeftOutBytes, human.Bytes(l.LeftOutBytes))
 	}
+	return w.err
+}
+
+// stickyWriter writes to w until a write fails, and keeps that error.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.w.Write(p)
+	s.err = err
+	return n, err
 }

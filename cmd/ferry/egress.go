@@ -125,8 +125,14 @@ func (r *egressRecorder) finish(e *env, runErr error) error {
 			werr = fmt.Errorf("%w: %w", errEgressReport, err)
 		}
 	}
+	// With --log-format json the summary is log records, as the export's
+	// own summary is.
+	w := e.stderr
+	if e.out != nil {
+		w = e.out.summary(e.stderr)
+	}
 	if r.print {
-		printEgressSummary(e.stderr, rep)
+		printEgressSummary(w, rep)
 	}
 	switch {
 	case werr != nil && runErr != nil:
@@ -134,7 +140,7 @@ func (r *egressRecorder) finish(e *env, runErr error) error {
 	case werr != nil:
 		return werr
 	case r.path != "":
-		fmt.Fprintf(e.stderr, "egress report: %s\n", termtext.Escape(r.path))
+		fmt.Fprintf(w, "egress report: %s\n", termtext.Escape(r.path))
 	}
 	return runErr
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,6 +142,11 @@ naming each image that has none (exit 1).`,
 			if err != nil {
 				return err
 			}
+			if !c.Bool(flagDryRun) {
+				if err := distinctOutputs(outputFile{"-o", out}, outputFile{"--" + flagEgressReport, c.String(flagEgressReport)}, outputFile{"--" + flagSignatureOut, c.String(flagSignatureOut)}); err != nil {
+					return err
+				}
+			}
 			egress, err := newEgressRecorder(c, o.json)
 			if err != nil {
 				return err
@@ -180,10 +186,13 @@ naming each image that has none (exit 1).`,
 			if c.Bool(flagDryRun) {
 				err := dryRun(c, e, refs, opts, prog.Done, o.json, doc)
 				doc.Egress = egress.summary()
-				if err == nil && o.json {
+				// The report is written before the --json document: a
+				// failure to write it must not follow a document that
+				// says ok.
+				if err = egress.finish(e, err); err == nil && o.json {
 					err = emitJSON(e.stdout, doc)
 				}
-				return egress.finish(e, err)
+				return err
 			}
 			var sigs map[string][]byte
 			signature := "unsigned (no --key)"
@@ -205,13 +214,19 @@ naming each image that has none (exit 1).`,
 				o.note("no --key: the bundle will be unsigned, and importing it will need --insecure-skip-verify (make a key with 'ferry keygen')")
 			}
 			if so := c.String(flagSignatureOut); so != "" {
+				if st, err := os.Stat(filepath.Dir(so)); err != nil || !st.IsDir() {
+					return usagef("--signature-out: directory %s does not exist", filepath.Dir(so))
+				}
 				if err := replaceable(so); err != nil {
 					return usagef("--signature-out: %v", err)
 				}
 			}
+			finished := false
 			defer func() {
-				doc.Egress = egress.summary()
-				err = egress.finish(e, err)
+				if !finished {
+					doc.Egress = egress.summary()
+					err = egress.finish(e, err)
+				}
 			}()
 			var sum *bundle.ExportSummary
 			if out == "-" {
@@ -227,19 +242,25 @@ naming each image that has none (exit 1).`,
 			if err != nil {
 				return err
 			}
-			if o.json {
-				fillExport(doc, sum, signature)
-				doc.Egress = egress.summary()
-				if err := emitJSON(e.stdout, doc); err != nil {
-					return err
-				}
-			} else if o.human() {
-				printExportSummary(o.summary(e.stderr), out, sum, signature)
-			}
+			// The signature and the egress report are written before the
+			// --json document: a failure after it would print a second
+			// document, one that says the run failed after one that says ok.
 			if so := c.String(flagSignatureOut); so != "" {
 				if err := replaceFile(so, append(sigs[bundle.SignatureFile], '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing the signature: %w", err)
 				}
+			}
+			fillExport(doc, sum, signature)
+			if o.human() {
+				printExportSummary(o.summary(e.stderr), out, sum, signature)
+			}
+			finished = true
+			doc.Egress = egress.summary()
+			if err := egress.finish(e, nil); err != nil {
+				return err
+			}
+			if o.json {
+				return emitJSON(e.stdout, doc)
 			}
 			return nil
 		},

@@ -105,3 +105,35 @@ func replaceable(path string) error {
 	}
 	return fmt.Errorf("%s exists and is %s; ferry writes this file by replacing a regular file only: remove it, or choose another name", path, kind)
 }
+
+// outputFile is a file a command writes, with the flag that names it.
+type outputFile struct {
+	flag, path string
+}
+
+// distinctOutputs refuses two flags that name one file (the same path,
+// spelled alike or not, or two names of one existing file): the second
+// written would replace the first, the bundle by its egress report for
+// one. Empty paths and "-" are skipped.
+func distinctOutputs(outs ...outputFile) error {
+	for i, a := range outs {
+		for _, b := range outs[i+1:] {
+			if a.path == "" || a.path == "-" || b.path == "" || b.path == "-" || !sameFile(a.path, b.path) {
+				continue
+			}
+			return usagef("%s and %s both name %s: one would replace the other; give them different names", a.flag, b.flag, b.path)
+		}
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	aa, aerr := filepath.Abs(a)
+	ba, berr := filepath.Abs(b)
+	if aerr == nil && berr == nil && aa == ba {
+		return true
+	}
+	as, aerr := os.Stat(a)
+	bs, berr := os.Stat(b)
+	return aerr == nil && berr == nil && os.SameFile(as, bs)
+}

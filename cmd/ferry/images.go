@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -105,8 +106,14 @@ Examples:
 					return err
 				}
 			}
+			// One write, checked: a lock list cut short by a full disk
+			// must not end with exit 0.
+			var b strings.Builder
 			for _, r := range refs {
-				fmt.Fprintln(e.stdout, r.String())
+				b.WriteString(r.String() + "\n")
+			}
+			if _, err := io.WriteString(e.stdout, b.String()); err != nil {
+				return fmt.Errorf("writing the image list to standard output: %w", err)
 			}
 			return nil
 		},

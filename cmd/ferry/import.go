@@ -92,6 +92,9 @@ Examples:
 					return usagef("--%s: %v", out.flag, err)
 				}
 			}
+			if err := distinctOutputs(outputFile{"--" + flagMappingOut, mapping}, outputFile{"--" + flagReceiptOut, receiptOut}); err != nil {
+				return err
+			}
 			if err := checkMirrorConfigOut(c, dest); err != nil {
 				return err
 			}
@@ -108,6 +111,9 @@ Examples:
 			if err != nil {
 				return err
 			}
+			// Which scheme the mirror answered on, for --mirror-config-out.
+			var traffic bundle.EgressLog
+			reg.Egress = &traffic
 			ropts, err := readOptions(c, e)
 			if err != nil {
 				return err
@@ -161,7 +167,7 @@ Examples:
 					return err
 				}
 			}
-			if err := writeMirrorConfig(c, e, dest, res); err != nil {
+			if err := writeMirrorConfig(c, e, dest, res, doc, plainHTTP(traffic.Hosts(), dest.Registry)); err != nil {
 				return err
 			}
 			if receiptOut != "" {

@@ -132,7 +132,15 @@ digests and cut names; --wide prints them in full.`,
 			if c.Bool(flagJSON) {
 				return emitJSON(e.stdout, rep)
 			}
-			printReport(e, rep, c.Bool(flagWide))
+			// Checked: a report cut short by a full disk must not end
+			// with exit 0.
+			sw := &stickyWriter{w: e.stdout}
+			pe := *e
+			pe.stdout = sw
+			printReport(&pe, rep, c.Bool(flagWide))
+			if sw.err != nil {
+				return fmt.Errorf("writing to standard output: %w", sw.err)
+			}
 			return nil
 		},
 	}

@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferryproject/ferry/bundle"
 	"github.com/ferryproject/ferry/internal/mirrorconfig"
-	"github.com/ferryproject/ferry/internal/termtext"
+	"github.com/ferryproject/ferry/internal/report"
 )
 
 const flagMirrorConfigOut = "mirror-config-out"
@@ -35,8 +38,9 @@ func checkMirrorConfigOut(c *cli.Context, dest bundle.Destination) error {
 }
 
 // writeMirrorConfig writes the --mirror-config-out directory for the
-// images of res.
-func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bundle.ImportResult) error {
+// images of res; its warnings are printed and added to the --json
+// document doc.
+func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bundle.ImportResult, doc *report.Import, plain bool) error {
 	dir := c.String(flagMirrorConfigOut)
 	if dir == "" {
 		return nil
@@ -46,8 +50,9 @@ func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bun
 		images = append(images, mirrorconfig.Image{Source: img.Source, Destination: img.Destination, Digest: img.Digest})
 	}
 	cfg, err := mirrorconfig.New(images, mirrorconfig.Options{
-		Registry: dest.Registry,
-		Insecure: slices.Contains(c.StringSlice(flagInsecureRegistry), dest.Registry),
+		Registry:  dest.Registry,
+		Insecure:  slices.Contains(c.StringSlice(flagInsecureRegistry), dest.Registry),
+		PlainHTTP: plain,
 	})
 	if err == nil {
 		err = mirrorconfig.Write(dir, cfg.Files())
@@ -56,7 +61,39 @@ func writeMirrorConfig(c *cli.Context, e *env, dest bundle.Destination, res *bun
 		return fmt.Errorf("the images were imported, but writing --%s failed: %w", flagMirrorConfigOut, err)
 	}
 	for _, w := range cfg.Warnings() {
-		fmt.Fprintf(e.stderr, "ferry: WARNING: --%s: %s\n", flagMirrorConfigOut, termtext.Escape(w))
+		w = "--" + flagMirrorConfigOut + ": " + w
+		e.warn(w)
+		doc.Warnings = append(doc.Warnings, w)
 	}
 	return nil
+}
+
+// plainHTTP says whether the registry at hostport answered the import over
+// plain HTTP only (a loopback or private address that does not speak TLS,
+// or one named with --insecure-registry): the nodes must then be told
+// http://.
+func plainHTTP(hosts []bundle.HostTraffic, hostport string) bool {
+	host, port := hostport, 0
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+		port, _ = strconv.Atoi(p)
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	for _, h := range hosts {
+		if h.Host != host {
+			continue
+		}
+		plain := false
+		for _, ep := range h.Endpoints {
+			if port != 0 && ep.Port != port {
+				continue
+			}
+			if ep.Scheme != "http" {
+				return false
+			}
+			plain = true
+		}
+		return plain
+	}
+	return false
 }

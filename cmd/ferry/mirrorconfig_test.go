@@ -74,7 +74,9 @@ func TestImportMirrorConfigOut(t *testing.T) {
 				root += "/" + strings.ReplaceAll(src.Host, ":", "_")
 			}
 			host, ns, _ := strings.Cut(root, "/")
-			hc, ok := h.Host["https://"+host+"/v2/"+ns]
+			// The registry speaks plain HTTP (the import reached it so):
+			// the nodes are told http://.
+			hc, ok := h.Host["http://"+host+"/v2/"+ns]
 			if h.Server != "https://"+src.Host || !ok || hc["override_path"] != true || (hc["skip_verify"] == true) != tc.insecure {
 				t.Errorf("hosts.toml: %+v", h)
 			}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -202,11 +203,44 @@ func jsonRequested(args []string) (command string, ok bool) {
 		if a == "--" {
 			break
 		}
-		if a == "--json" || a == "-json" || a == "--json=true" {
+		if a == "--json" || a == "-json" {
 			return args[1], true
+		}
+		for _, spelled := range []string{"--json=", "-json="} {
+			// As the CLI library reads a bool flag's value.
+			if v, ok := strings.CutPrefix(a, spelled); ok {
+				if b, err := strconv.ParseBool(v); err == nil && b {
+					return args[1], true
+				}
+			}
 		}
 	}
 	return "", false
+}
+
+// logFormatRequested returns the --log-format that args (a command line)
+// give a command that takes it, "" for none: for a run that failed before
+// its command could say (a flag the CLI library refused), whose error is
+// then a JSON record too.
+func logFormatRequested(args []string) string {
+	if len(args) < 2 || !slices.Contains(jsonCommands, args[1]) {
+		return ""
+	}
+	format := ""
+	for i, a := range args[2:] {
+		if a == "--" {
+			break
+		}
+		for _, spelled := range []string{"--" + flagLogFormat, "-" + flagLogFormat} {
+			switch {
+			case a == spelled && i+3 < len(args):
+				format = args[i+3]
+			case strings.HasPrefix(a, spelled+"="):
+				format = strings.TrimPrefix(a, spelled+"=")
+			}
+		}
+	}
+	return format
 }
 
 // textHandler prints log records as ferry always has: "ferry: WARNING:

@@ -16,13 +16,17 @@ func Markdown(app *cli.App, regenerate string) string {
 	fmt.Fprintf(&b, "%s: %s.\n\n", app.Name, app.Usage)
 	fmt.Fprintf(&b, "```text\n%s COMMAND [options] [arguments]\n%s --help | --version\n```\n\n", app.Name, app.Name)
 	b.WriteString("| command | what it does |\n|---------|--------------|\n")
-	for _, c := range app.VisibleCommands() {
-		fmt.Fprintf(&b, "| [`%s %s`](#%s-%s) | %s |\n", app.Name, c.Name, app.Name, c.Name, cell(c.Usage))
+	commands := visible(app.Name, app.VisibleCommands())
+	for _, c := range commands {
+		fmt.Fprintf(&b, "| [`%s`](#%s) | %s |\n", c.path, strings.ReplaceAll(c.path, " ", "-"), cell(c.Usage))
 	}
 	fmt.Fprintf(&b, "\nEvery command takes `-h`, `--help`. `%s COMMAND --help` prints the same reference.\n", app.Name)
-	for _, c := range app.VisibleCommands() {
-		fmt.Fprintf(&b, "\n## %s %s\n\n%s.\n\n", app.Name, c.Name, capitalize(c.Usage))
-		usage := app.Name + " " + c.Name
+	for _, c := range commands {
+		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n", c.path, capitalize(c.Usage))
+		usage := c.path
+		if len(c.VisibleCommands()) > 0 {
+			usage += " COMMAND"
+		}
 		if len(c.VisibleFlags()) > 0 {
 			usage += " [options]"
 		}
@@ -104,4 +108,22 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// command is a command with its full name: "ferry images scan".
+type command struct {
+	*cli.Command
+	path string
+}
+
+// visible lists cmds and, after each, its visible subcommands, depth
+// first.
+func visible(prefix string, cmds []*cli.Command) []command {
+	var out []command
+	for _, c := range cmds {
+		path := prefix + " " + c.Name
+		out = append(out, command{c, path})
+		out = append(out, visible(path, c.VisibleCommands())...)
+	}
+	return out
 }

@@ -105,6 +105,31 @@ func Respond(app *cli.App, words []string, format Format, opts Options, w io.Wri
 		}
 		return
 	}
+	// A command with subcommands (ferry images scan): the subcommand is
+	// its first word that is not a flag.
+	for len(cmd.Subcommands) > 0 {
+		var sub *cli.Command
+		for i, word := range rest {
+			if !strings.HasPrefix(word, "-") {
+				if sub = subcommand(cmd, word); sub == nil {
+					return // an unknown subcommand
+				}
+				rest = rest[i+1:]
+				break
+			}
+		}
+		if sub == nil {
+			if strings.HasPrefix(cur, "-") {
+				out.flags(cmd.VisibleFlags(), !cmd.HideHelp, rest)
+				return
+			}
+			for _, c := range cmd.VisibleCommands() {
+				out.candidate(c.Name, c.Usage)
+			}
+			return
+		}
+		cmd = sub
+	}
 	if slices.Contains(rest, "--") {
 		return // only arguments after "--": file names
 	}
@@ -191,4 +216,15 @@ func (p *printer) candidate(name, usage string) {
 	default:
 		fmt.Fprintln(p.w, name)
 	}
+}
+
+// subcommand returns the subcommand of cmd named name (or one of its
+// aliases), nil if there is none.
+func subcommand(cmd *cli.Command, name string) *cli.Command {
+	for _, c := range cmd.Subcommands {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
 }

@@ -23,6 +23,11 @@ type Options struct {
 	// Insecure says the mirror is reached over plain HTTP or with a
 	// certificate that is not verified (--insecure-registry names it).
 	Insecure bool
+	// PlainHTTP says the mirror speaks plain HTTP (the import reached it
+	// so): the files name it with http://, not https://, and
+	// registries.conf marks it insecure, which is how containers/image
+	// allows HTTP.
+	PlainHTTP bool
 }
 
 // Mirror is where the images of one source registry are in the mirror.
@@ -49,10 +54,11 @@ type Mapped struct {
 
 // Config is the mirror configuration of one import.
 type Config struct {
-	Registry string
-	Insecure bool
-	Mirrors  []Mirror // sorted by Source
-	Images   []Mapped // sorted by Source
+	Registry  string
+	Insecure  bool
+	PlainHTTP bool
+	Mirrors   []Mirror // sorted by Source
+	Images    []Mapped // sorted by Source
 }
 
 // New works out, for each source registry of images, the path below
@@ -66,7 +72,7 @@ func New(images []Image, opts Options) (*Config, error) {
 	if len(images) == 0 {
 		return nil, fmt.Errorf("%w: no images were imported", ErrImages)
 	}
-	c := &Config{Registry: opts.Registry, Insecure: opts.Insecure}
+	c := &Config{Registry: opts.Registry, Insecure: opts.Insecure, PlainHTTP: opts.PlainHTTP}
 	namespaces := map[string]string{} // source host -> namespace
 	first := map[string]string{}      // source host -> the image that set it
 	for _, img := range images {
@@ -144,6 +150,14 @@ func (c *Config) mirrorRoot(m Mirror) string {
 		return c.Registry
 	}
 	return c.Registry + "/" + m.Namespace
+}
+
+// scheme is how the nodes reach the mirror.
+func (c *Config) scheme() string {
+	if c.PlainHTTP {
+		return "http://"
+	}
+	return "https://"
 }
 
 // upstream is the URL containerd pulls a source registry from.

@@ -64,7 +64,7 @@ func (c *Config) hostsTOML(m Mirror) []byte {
 	fmt.Fprintf(&b, "# Written by ferry import: pull %s images from the mirror %s.\n", m.Source, c.mirrorRoot(m))
 	fmt.Fprintf(&b, "# Install as /etc/containerd/certs.d/%s/hosts.toml (containerd's registry config_path).\n", m.Source)
 	fmt.Fprintf(&b, "server = %s\n\n", q(upstream(m.Source)))
-	url := "https://" + c.Registry
+	url := c.scheme() + c.Registry
 	if m.Namespace != "" {
 		url += "/v2/" + m.Namespace
 	}
@@ -91,7 +91,7 @@ func (c *Config) registriesConf() []byte {
 	for _, m := range c.Mirrors {
 		fmt.Fprintf(&b, "\n[[registry]]\nprefix = %s\nlocation = %s\n\n", q(m.Source), q(m.Source))
 		fmt.Fprintf(&b, "[[registry.mirror]]\nlocation = %s\npull-from-mirror = \"all\"\n", q(c.mirrorRoot(m)))
-		if c.Insecure {
+		if c.Insecure || c.PlainHTTP {
 			b.WriteString("insecure = true\n")
 		}
 	}
@@ -136,7 +136,7 @@ func (c *Config) registriesYAML() []byte {
 	b.WriteString("# or /etc/rancher/k3s/registries.yaml (k3s) on every node, then restart the service.\n")
 	b.WriteString("mirrors:\n")
 	for _, m := range c.Mirrors {
-		fmt.Fprintf(&b, "  %s:\n    endpoint:\n      - %s\n", q(m.Source), q("https://"+c.Registry))
+		fmt.Fprintf(&b, "  %s:\n    endpoint:\n      - %s\n", q(m.Source), q(c.scheme()+c.Registry))
 		if m.Namespace != "" {
 			fmt.Fprintf(&b, "    rewrite:\n      %s: %s\n", q("^(.*)$"), q(m.Namespace+"/$1"))
 		}

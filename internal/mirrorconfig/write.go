@@ -15,7 +15,9 @@ import (
 // Anything else is refused with ErrOutputDir: a file, a symbolic link
 // (never written through), or a directory with other content.
 func CheckDir(dir string) error {
-	parent := filepath.Dir(filepath.Clean(dir))
+	// "link/" would follow the link; Write cleans the name too.
+	dir = filepath.Clean(dir)
+	parent := filepath.Dir(dir)
 	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
 		return fmt.Errorf("%w: the directory %s that would hold %s does not exist", ErrOutputDir, parent, dir)
 	}

@@ -196,3 +196,52 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	}
 	noLeftovers(t, parent)
 }
+
+// TestCheckDirTrailingSlash: a link named with a trailing slash (as shell
+// completion spells a link to a directory) is refused by CheckDir, before
+// the import, as Write refuses it after: "link/" is not followed.
+func TestCheckDirTrailingSlash(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	target, link := filepath.Join(parent, "target"), filepath.Join(parent, "cluster")
+	os.Mkdir(target, 0o755)
+	os.Symlink(target, link)
+	want := "mirror configuration directory: " + link + " is a symbolic link; ferry does not write through links: remove it, or choose another name"
+	for name, f := range map[string]func() error{
+		"CheckDir": func() error { return CheckDir(link + "/") },
+		"Write":    func() error { return Write(link+"/", sampleFiles(t, fixture("reg.local:5000", "m", false))) },
+	} {
+		if err := f(); !errors.Is(err, ErrOutputDir) || err.Error() != want {
+			t.Errorf("%s: got %v, want %s", name, err, want)
+		}
+	}
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Errorf("written through the link: %v", ents)
+	}
+}
+
+// TestPlainHTTPMirror: a mirror that speaks plain HTTP is named with
+// http:// where a URL names it (containerd, RKE2/k3s) and is insecure in
+// registries.conf, the only way containers/image pulls over HTTP; an
+// https:// URL would make every pull fail.
+func TestPlainHTTPMirror(t *testing.T) {
+	t.Parallel()
+	fs := files(t, fixture("10.0.0.5:5000", "m", false), Options{Registry: "10.0.0.5:5000", PlainHTTP: true})
+	wantHosts := `# Written by ferry import: pull docker.io images from the mirror 10.0.0.5:5000/m.
+# Install as /etc/containerd/certs.d/docker.io/hosts.toml (containerd's registry config_path).
+server = "https://registry-1.docker.io"
+
+[host."http://10.0.0.5:5000/v2/m"]
+  capabilities = ["pull", "resolve"]
+  override_path = true
+`
+	if got := string(fs["certs.d/docker.io/hosts.toml"]); got != wantHosts {
+		t.Errorf("hosts.toml:\n%s\nwant\n%s", got, wantHosts)
+	}
+	if got := string(fs[FileRKE2]); !strings.Contains(got, "    endpoint:\n      - \"http://10.0.0.5:5000\"\n") || strings.Contains(got, "https://10.0.0.5") {
+		t.Errorf("registries.yaml:\n%s", got)
+	}
+	if got := string(fs[FileRegistriesConf]); strings.Count(got, "insecure = true\n") != 3 {
+		t.Errorf("registries.conf: want every mirror insecure:\n%s", got)
+	}
+}

@@ -350,6 +350,16 @@ func (c *Client) classify(registry string, err error) error {
 	var nerr net.Error
 	if errors.As(err, &opErr) || errors.As(err, &dnsErr) || errors.Is(err, syscall.ECONNREFUSED) ||
 		(errors.As(err, &nerr) && nerr.Timeout()) {
+		// A request the registry redirected (a blob download sent to
+		// storage or a CDN) or a token service it named: the host that
+		// cannot be reached is another one, which a firewall may not
+		// allow.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			if u, perr := url.Parse(uerr.URL); perr == nil && u.Host != "" && u.Host != registry {
+				return fmt.Errorf("%w: %s sent ferry to %s, which cannot be reached (a firewall must allow it too: see export --egress-report): %w", ErrUnreachable, registry, u.Host, err)
+			}
+		}
 		return fmt.Errorf("%w: %s: %w", ErrUnreachable, registry, err)
 	}
 	return err

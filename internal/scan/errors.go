@@ -46,8 +46,13 @@ type Problem struct {
 func (p *Problem) Error() string { return p.Location.String() + ": " + p.Err.Error() }
 func (p *Problem) Unwrap() error { return p.Err }
 
-// Error lists every problem of a scan, so the operator fixes them in one
-// pass.
+// MaxListedProblems is how many problems the text of an Error lists; the
+// rest are counted (a mistake repeated in thousands of containers would
+// otherwise make an error of megabytes). Problems holds them all.
+const MaxListedProblems = 100
+
+// Error lists every problem of a scan (up to MaxListedProblems), so the
+// operator fixes them in one pass.
 type Error struct {
 	Problems []*Problem
 }
@@ -58,7 +63,11 @@ func (e *Error) Error() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d problems in the manifests:", len(e.Problems))
-	for _, p := range e.Problems {
+	for i, p := range e.Problems {
+		if i == MaxListedProblems {
+			fmt.Fprintf(&b, "\n  … and %d more problems", len(e.Problems)-i)
+			break
+		}
 		b.WriteString("\n  ")
 		b.WriteString(p.Error())
 	}

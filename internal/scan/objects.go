@@ -27,6 +27,11 @@ var podSpecAt = map[string]string{
 
 const defaultPodSpecAt = "spec.template.spec"
 
+// maxReference bounds the length of an image reference: a name of at most
+// 255 characters, a tag of 128, a digest of 135 (sha512), with room to
+// spare.
+const maxReference = 1024
+
 // containerLists are the fields of a pod spec that list containers.
 var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
 
@@ -36,6 +41,26 @@ type scanner struct {
 	doc      int
 	images   []Image
 	problems []*Problem
+	// indexes and found memoise the lookups of keys in mappings (see
+	// get): a mapping merged or aliased many times over is read once.
+	indexes map[*yaml.Node]*mapIndex
+	found   map[foundKey]*yaml.Node
+	// visited are the objects and lists scanned: one that an alias
+	// names again is not scanned again (a list of containers
+	// aliased into thousands of pods would otherwise be a YAML bomb).
+	visited map[*yaml.Node]bool
+}
+
+// again reports whether n was scanned before, and marks it scanned.
+func (s *scanner) again(n *yaml.Node) bool {
+	if s.visited == nil {
+		s.visited = map[*yaml.Node]bool{}
+	}
+	if s.visited[n] {
+		return true
+	}
+	s.visited[n] = true
+	return false
 }
 
 // document scans the top-level node of one document; anything but a
@@ -44,26 +69,32 @@ func (s *scanner) document(root *yaml.Node) {
 	if root.Kind != yaml.MappingNode {
 		return
 	}
-	if isObject(root) {
+	if s.isObject(root) {
 		s.object(root, "")
 		return
 	}
-	if services := deref(get(root, "services")); services != nil && services.Kind == yaml.MappingNode {
+	if services := deref(s.get(root, "services")); services != nil && services.Kind == yaml.MappingNode {
 		s.compose(services)
 	}
 }
 
 // isObject reports whether n is a Kubernetes object: a mapping with
 // apiVersion and kind.
-func isObject(n *yaml.Node) bool {
-	return scalar(get(n, "kind")) != "" && scalar(get(n, "apiVersion")) != ""
+func (s *scanner) isObject(n *yaml.Node) bool {
+	return scalar(s.get(n, "kind")) != "" && scalar(s.get(n, "apiVersion")) != ""
 }
 
 func (s *scanner) object(n *yaml.Node, path string) {
-	kind := scalar(get(n, "kind"))
-	if items := deref(get(n, "items")); strings.HasSuffix(kind, "List") && items != nil && items.Kind == yaml.SequenceNode {
+	if s.again(n) {
+		return
+	}
+	kind := scalar(s.get(n, "kind"))
+	if items := deref(s.get(n, "items")); strings.HasSuffix(kind, "List") && items != nil && items.Kind == yaml.SequenceNode {
+		if s.again(items) {
+			return
+		}
 		for i, item := range items.Content {
-			if item = deref(item); item != nil && item.Kind == yaml.MappingNode && isObject(item) {
+			if item = deref(item); item != nil && item.Kind == yaml.MappingNode && s.isObject(item) {
 				s.object(item, join(path, fmt.Sprintf("items[%d]", i)))
 			}
 		}
@@ -73,12 +104,12 @@ func (s *scanner) object(n *yaml.Node, path string) {
 	if !known {
 		at = defaultPodSpecAt
 	}
-	spec := walk(n, at)
+	spec := s.walk(n, at)
 	if spec == nil || spec.Kind != yaml.MappingNode {
 		return
 	}
 	if !known {
-		if c := deref(get(spec, "containers")); c == nil || c.Kind != yaml.SequenceNode {
+		if c := deref(s.get(spec, "containers")); c == nil || c.Kind != yaml.SequenceNode {
 			return
 		}
 	}
@@ -87,12 +118,12 @@ func (s *scanner) object(n *yaml.Node, path string) {
 
 func (s *scanner) podSpec(spec *yaml.Node, path string) {
 	for _, field := range containerLists {
-		list := deref(get(spec, field))
-		if list == nil || list.Kind != yaml.SequenceNode {
+		list := deref(s.get(spec, field))
+		if list == nil || list.Kind != yaml.SequenceNode || s.again(list) {
 			continue
 		}
 		for i, c := range list.Content {
-			if img := get(c, "image"); img != nil {
+			if img := s.get(c, "image"); img != nil {
 				s.value(img, fmt.Sprintf("%s.%s[%d].image", path, field, i))
 			}
 		}
@@ -104,7 +135,7 @@ func (s *scanner) podSpec(spec *yaml.Node, path string) {
 // names none.
 func (s *scanner) compose(services *yaml.Node) {
 	for _, e := range entries(services) {
-		if img := get(e.value, "image"); img != nil {
+		if img := s.get(e.value, "image"); img != nil {
 			s.value(img, "services."+e.key+".image")
 		}
 	}
@@ -121,6 +152,9 @@ func (s *scanner) value(n *yaml.Node, path string) {
 	switch {
 	case n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || strings.TrimSpace(n.Value) == ""):
 		err = fmt.Errorf("%w: the value is empty", bundle.ErrInvalidReference)
+	case n.Kind == yaml.ScalarNode && len(n.Value) > maxReference:
+		// Not quoted into the error: it could be megabytes.
+		err = fmt.Errorf("%w: a value of %d bytes, longer than any image reference", bundle.ErrInvalidReference, len(n.Value))
 	case n.Kind == yaml.ScalarNode:
 		var ref bundle.Reference
 		if ref, err = bundle.ParseReference(n.Value); err == nil {
@@ -159,14 +193,74 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// get returns the value of key in the mapping n, nil if there is none.
-func get(n *yaml.Node, key string) *yaml.Node {
-	for _, e := range entries(n) {
-		if e.key == key {
-			return e.value
+// get returns the value of key in the mapping n, nil if there is none:
+// its own key first (the first of them), then those of the mappings it
+// merges (<<: *anchor, <<: [*a, *b]), in order, each searched the same
+// way, as YAML merges them. Every answer is kept: a mapping that many
+// others merge (anchors that merge each other twice over, or one wide
+// mapping merged into every container) is searched once per key, not
+// once per use, which would cost 2^depth or keys × uses.
+func (s *scanner) get(n *yaml.Node, key string) *yaml.Node {
+	n = deref(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	if s.found == nil {
+		s.found, s.indexes = map[foundKey]*yaml.Node{}, map[*yaml.Node]*mapIndex{}
+	}
+	fk := foundKey{n, key}
+	if v, ok := s.found[fk]; ok {
+		return v
+	}
+	s.found[fk] = nil // a mapping that merges itself finds nothing there
+	idx := s.index(n)
+	v, ok := idx.own[key]
+	if !ok {
+		for _, m := range idx.merges {
+			if v = s.get(m, key); v != nil {
+				break
+			}
 		}
 	}
-	return nil
+	s.found[fk] = v
+	return v
+}
+
+type foundKey struct {
+	n   *yaml.Node
+	key string
+}
+
+// mapIndex is a mapping's own scalar keys (the first of each) with their
+// values, and the mappings it merges, in order.
+type mapIndex struct {
+	own    map[string]*yaml.Node
+	merges []*yaml.Node
+}
+
+func (s *scanner) index(n *yaml.Node) *mapIndex {
+	if idx, ok := s.indexes[n]; ok {
+		return idx
+	}
+	idx := &mapIndex{own: map[string]*yaml.Node{}}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := deref(n.Content[i])
+		switch {
+		case k == nil || k.Kind != yaml.ScalarNode:
+		case k.Tag == "!!merge":
+			if m := deref(n.Content[i+1]); m != nil && m.Kind == yaml.SequenceNode {
+				idx.merges = append(idx.merges, m.Content...)
+			} else {
+				idx.merges = append(idx.merges, m)
+			}
+		default:
+			if _, dup := idx.own[k.Value]; !dup {
+				idx.own[k.Value] = n.Content[i+1]
+			}
+		}
+	}
+	s.indexes[n] = idx
+	return idx
 }
 
 type entry struct {
@@ -217,9 +311,9 @@ func entries(n *yaml.Node) []entry {
 }
 
 // walk follows a dotted path of keys.
-func walk(n *yaml.Node, path string) *yaml.Node {
+func (s *scanner) walk(n *yaml.Node, path string) *yaml.Node {
 	for _, k := range strings.Split(path, ".") {
-		if n = get(n, k); n == nil {
+		if n = s.get(n, k); n == nil {
 			return nil
 		}
 	}

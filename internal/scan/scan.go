@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 
@@ -215,6 +216,9 @@ func hasScalar(docs []*yaml.Node) bool {
 // unrendered Helm chart template.
 func notYAML(b []byte, why string) error {
 	why = strings.TrimPrefix(why, "yaml: ")
+	if i := invalidUTF8(b); i >= 0 {
+		why += fmt.Sprintf("; line %d is not UTF-8: convert the file to UTF-8 (iconv -f LATIN1 -t UTF-8, for one)", bytes.Count(b[:i], []byte{'\n'})+1)
+	}
 	if bytes.Contains(b, []byte("{{")) {
 		why += "; it holds {{ }}: a Helm chart template? scan the output of 'helm template' instead"
 	}
@@ -234,4 +238,21 @@ func Refs(images []Image) []bundle.Reference {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// invalidUTF8 is the offset of the first byte of b that is not UTF-8, -1
+// if all are (or b starts with a UTF-16 byte order mark, which the YAML
+// library reads).
+func invalidUTF8(b []byte) int {
+	if bytes.HasPrefix(b, []byte{0xfe, 0xff}) || bytes.HasPrefix(b, []byte{0xff, 0xfe}) {
+		return -1
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
