@@ -49,6 +49,15 @@ type scanner struct {
 	// names again is not scanned again (a list of containers
 	// aliased into thousands of pods would otherwise be a YAML bomb).
 	visited map[*yaml.Node]bool
+	// structured: a document was a mapping or a list; scalar: one was
+	// text (a file of text alone is not a manifest).
+	structured, scalar bool
+}
+
+// nextDocument forgets what the memos hold of the last document: aliases
+// do not cross documents, and its nodes can then be freed.
+func (s *scanner) nextDocument() {
+	s.indexes, s.found, s.visited = nil, nil, nil
 }
 
 // again reports whether n was scanned before, and marks it scanned.

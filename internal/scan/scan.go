@@ -143,73 +143,57 @@ func scanReader(name string, r io.Reader) ([]Image, []*Problem) {
 	if int64(len(b)) > MaxFileBytes {
 		return nil, []*Problem{{Location: Location{File: name}, Err: fmt.Errorf("%w: larger than %d MiB, more than a manifest file should be", bundle.ErrTooLarge, MaxFileBytes>>20)}}
 	}
-	docs, err := parse(b)
+	s, err := scanDocs(name, b)
 	if err != nil {
-		return nil, []*Problem{{Location: Location{File: name}, Err: notYAML(b, err.Error())}}
-	}
-	s := &scanner{file: name}
-	structured := false
-	for i, doc := range docs {
-		s.doc = i + 1
-		root := deref(doc)
-		if root == nil {
-			continue
-		}
-		switch root.Kind {
-		case yaml.MappingNode, yaml.SequenceNode:
-			structured = true
-			s.document(root)
-		case yaml.ScalarNode:
-			if root.Tag != "!!null" {
-				continue // plain text; refused below if nothing else is there
+		// JSON that YAML refuses only because it is indented with tabs
+		// (jq --tab, many editors) is read with the tabs taken as spaces:
+		// outside strings they are whitespace, and inside a JSON string a
+		// tab is always escaped, so nothing else changes.
+		if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') && bytes.IndexByte(b, '\t') >= 0 {
+			if js, jerr := scanDocs(name, bytes.ReplaceAll(b, []byte{'\t'}, []byte{' '})); jerr == nil {
+				s, err = js, nil
 			}
 		}
 	}
-	if !structured && hasScalar(docs) {
+	if err != nil {
+		return nil, []*Problem{{Location: Location{File: name}, Err: notYAML(b, err.Error())}}
+	}
+	if !s.structured && s.scalar {
 		return nil, []*Problem{{Location: Location{File: name}, Err: notYAML(b, "plain text, no mapping or list")}}
 	}
 	return s.images, s.problems
 }
 
-// parse decodes every document of b. JSON that YAML refuses only because
-// it is indented with tabs (jq --tab, many editors) is read with the tabs
-// taken as spaces: outside strings they are whitespace, and inside a JSON
-// string a tab is always escaped, so nothing else changes.
-func parse(b []byte) ([]*yaml.Node, error) {
-	docs, err := decodeAll(b)
-	if err != nil {
-		if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') && bytes.IndexByte(b, '\t') >= 0 {
-			if d, jerr := decodeAll(bytes.ReplaceAll(b, []byte{'\t'}, []byte{' '})); jerr == nil {
-				return d, nil
-			}
-		}
-	}
-	return docs, err
-}
-
-func decodeAll(b []byte) ([]*yaml.Node, error) {
+// scanDocs decodes the documents of b one at a time and scans each before
+// the next: the memory a tree of small nodes takes (some hundred bytes a
+// node) is that of one document, not of the file.
+func scanDocs(name string, b []byte) (*scanner, error) {
+	s := &scanner{file: name}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	var docs []*yaml.Node
-	for {
+	for i := 1; ; i++ {
 		var n yaml.Node
 		err := dec.Decode(&n)
 		if err == io.EOF {
-			return docs, nil
+			return s, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		docs = append(docs, &n)
-	}
-}
-
-func hasScalar(docs []*yaml.Node) bool {
-	for _, d := range docs {
-		if n := deref(d); n != nil && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-			return true
+		s.doc = i
+		s.nextDocument()
+		root := deref(&n)
+		if root == nil {
+			continue
+		}
+		switch root.Kind {
+		case yaml.MappingNode, yaml.SequenceNode:
+			s.structured = true
+			s.document(root)
+		case yaml.ScalarNode:
+			// Plain text; refused if nothing else is there.
+			s.scalar = s.scalar || root.Tag != "!!null"
 		}
 	}
-	return false
 }
 
 // notYAML words the refusal of a file, with a hint when it looks like an
