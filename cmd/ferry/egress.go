@@ -131,7 +131,9 @@ func (r *egressRecorder) finish(e *env, runErr error) error {
 	if e.out != nil {
 		w = e.out.summary(e.stderr)
 	}
-	if r.print {
+	// -q prints errors and warnings only: the report file says it all.
+	quiet := e.out != nil && e.out.quiet
+	if r.print && !quiet {
 		printEgressSummary(w, rep)
 	}
 	switch {
@@ -139,7 +141,7 @@ func (r *egressRecorder) finish(e *env, runErr error) error {
 		return fmt.Errorf("%w\n%w", runErr, werr)
 	case werr != nil:
 		return werr
-	case r.path != "":
+	case r.path != "" && !quiet:
 		fmt.Fprintf(w, "egress report: %s\n", termtext.Escape(r.path))
 	}
 	return runErr

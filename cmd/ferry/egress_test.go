@@ -93,7 +93,7 @@ func TestEgressReportExport(t *testing.T) {
 	reg0, regBytes0 := split.Requests.Load(), split.BodyBytes.Load()
 	tok0, tokBytes0 := split.Token.Requests.Load(), split.Token.Bytes.Load()
 	cdn0, cdnBytes0 := split.CDN.Requests.Load(), split.CDN.Bytes.Load()
-	r := ferry(t, nil, append([]string{"export", "-q", "--retries", "0", "--egress-report", report, "-o", filepath.Join(dir, "images.tar.zst")}, sample.Refs...)...)
+	r := ferry(t, nil, append([]string{"export", "--retries", "0", "--egress-report", report, "-o", filepath.Join(dir, "images.tar.zst")}, sample.Refs...)...)
 	r.expect(t, exitOK)
 	rep, raw := readReport(t, report)
 	assertNoSecrets(t, raw, false)
@@ -155,6 +155,16 @@ func TestEgressReportExport(t *testing.T) {
 		}
 	}
 	assertNoSecrets(t, r.stderr, false)
+	// -q: errors and warnings only; the report is written all the same.
+	quiet := filepath.Join(dir, "quiet.json")
+	r = ferry(t, nil, append([]string{"export", "-q", "--egress-report", quiet, "-o", filepath.Join(dir, "q.tar.zst")}, sample.Refs...)...)
+	r.expect(t, exitOK)
+	if r.stderr != "" {
+		t.Errorf("-q printed:\n%s", r.stderr)
+	}
+	if rep, _ := readReport(t, quiet); !rep.Complete || len(rep.Hosts) != 3 {
+		t.Errorf("-q report: complete %v, %d hosts", rep.Complete, len(rep.Hosts))
+	}
 }
 
 // TestExportDryRun: --dry-run lists every image with its digest, platforms
@@ -245,7 +255,7 @@ func TestEgressReportFailedExport(t *testing.T) {
 	dir := t.TempDir()
 	out, report := filepath.Join(dir, "images.tar.zst"), filepath.Join(dir, "egress.json")
 	ref := split.Host + "/multi/tool:1.0"
-	r := ferry(t, nil, "export", "-q", "--retries", "0", "--platform", "linux/arm64", "--egress-report", report, "-o", out, ref)
+	r := ferry(t, nil, "export", "--retries", "0", "--platform", "linux/arm64", "--egress-report", report, "-o", out, ref)
 	r.expect(t, exitFailure, "registry unreachable", cdn)
 	if _, err := os.Lstat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed export left %s: %v", out, err)
@@ -289,7 +299,7 @@ func TestEgressReportFailedExport(t *testing.T) {
 	split.InjectFaults(
 		&registrytest.Fault{Method: http.MethodGet, Path: "/manifests/", Delay: 300 * time.Millisecond, Times: 1},
 		&registrytest.Fault{Method: http.MethodGet, Path: "/blobs/sha256:", Redirect: registrytest.StorageQuery, RedirectTo: "http://" + cdn, Times: 1 << 40})
-	r = ferry(t, nil, "export", "-q", "--retries", "0", "--platform", "linux/arm64", "--egress-report", late, "-o", out, ref)
+	r = ferry(t, nil, "export", "--retries", "0", "--platform", "linux/arm64", "--egress-report", late, "-o", out, ref)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +330,7 @@ func TestEgressReportPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := split.Requests.Load()
-	r := ferry(t, nil, "export", "-q", "--egress-report", link, "-o", out, sample.Refs[0])
+	r := ferry(t, nil, "export", "--egress-report", link, "-o", out, sample.Refs[0])
 	r.expect(t, exitUsage)
 	if want := "ferry: --egress-report: " + link + " exists and is a symbolic link; ferry writes this file by replacing a regular file only: remove it, or choose another name (see 'ferry --help')"; r.errMessage() != want {
 		t.Errorf("message\n %s\nwant\n %s", r.errMessage(), want)
@@ -330,7 +340,7 @@ func TestEgressReportPath(t *testing.T) {
 	}
 
 	missing := filepath.Join(dir, "no", "egress.json")
-	r = ferry(t, nil, "export", "-q", "--egress-report", missing, "-o", out, sample.Refs[0])
+	r = ferry(t, nil, "export", "--egress-report", missing, "-o", out, sample.Refs[0])
 	r.expect(t, exitFailure)
 	if want := "ferry: egress report not written: cannot create a file in " + filepath.Dir(missing) + " (no such file or directory); choose another --egress-report"; r.errMessage() != want {
 		t.Errorf("message\n %s\nwant\n %s", r.errMessage(), want)
@@ -352,7 +362,7 @@ func TestEgressReportPath(t *testing.T) {
 		}
 		done <- os.Mkdir(late, 0o755)
 	}()
-	r = ferry(t, nil, "export", "-q", "--egress-report", late, "-o", out, sample.Refs[0])
+	r = ferry(t, nil, "export", "--egress-report", late, "-o", out, sample.Refs[0])
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
