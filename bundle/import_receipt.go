@@ -844,12 +844,9 @@ func (s *registryReceipts) load(ctx context.Context, warn func(string)) (*Receip
 		}
 		return err
 	})
-	eg.Go(func() error {
-		var err error
-		if tags, err = s.client.ListTags(ctx, s.repo, maxRecordTags); err != nil {
-			return fmt.Errorf("listing the import records in %s: %w", s.repo.Name(), err)
-		}
-		return nil
+	eg.Go(func() (err error) {
+		tags, err = s.tags(ctx)
+		return err
 	})
 	if err := eg.Wait(); err != nil {
 		return nil, "", err
@@ -967,6 +964,15 @@ func (s *registryReceipts) collect(ctx context.Context, rc *Receipt, tok string,
 	if refuse != nil && len(rc.Records) > maxRecordTags/10 {
 		warn(fmt.Sprintf("%s holds %d import records that later imports superseded, and deleting them failed (%v): imports to this prefix fail once it holds %d; allow this account to delete manifests there, or delete the superseded import-… tags another way", s.repo.Name(), len(rc.Records), refuse, maxRecordTags))
 	}
+}
+
+// tags lists the tags of the receipt repository (latest and the records).
+func (s *registryReceipts) tags(ctx context.Context) ([]string, error) {
+	tags, err := s.client.ListTags(ctx, s.repo, maxRecordTags)
+	if err != nil {
+		return nil, fmt.Errorf("listing the import records in %s: %w", s.repo.Name(), err)
+	}
+	return tags, nil
 }
 
 // pendingRecords are the import records among tags not merged into rc,
@@ -1088,12 +1094,9 @@ func (s *registryReceipts) settled(ctx context.Context, tok string, rc *Receipt)
 		}
 		return err
 	})
-	eg.Go(func() error {
-		var err error
-		if tags, err = s.client.ListTags(ctx, s.repo, maxRecordTags); err != nil {
-			return fmt.Errorf("listing the import records in %s: %w", s.repo.Name(), err)
-		}
-		return nil
+	eg.Go(func() (err error) {
+		tags, err = s.tags(ctx)
+		return err
 	})
 	if err := eg.Wait(); err != nil {
 		return false, err

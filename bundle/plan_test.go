@@ -131,6 +131,7 @@ func TestPlanExportReportsAFailedProbe(t *testing.T) {
 	}
 	d := plan.Probes[0].Digest.String()
 	want := "starting the download of blob " + d + " from " + split.Host + "/multi/tool: registry unreachable: " + split.Host +
+		" sent ferry to cdn.test:" + closed + ", which cannot be reached (a firewall must allow it too: see export --egress-report)" +
 		`: Get "http://cdn.test:` + closed + "/v2/multi/tool/blobs/" + d + `?X-Amz-Credential=<redacted>&X-Amz-Signature=<redacted>": dial tcp 127.0.0.1:` + closed + ": connect: connection refused"
 	if got := plan.Probes[0].Err.Error(); got != want {
 		t.Errorf("probe error\n %s\nwant\n %s", got, want)

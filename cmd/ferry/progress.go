@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -95,7 +94,7 @@ func newProgress(w io.Writer, verb string, quiet bool, log *slog.Logger) *progre
 	interval := plainInterval
 	if p.tty {
 		interval = ttyInterval
-		if f, ok := w.(*os.File); ok {
+		if f, ok := osFile(w); ok {
 			if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
 				p.width = cols
 			}
