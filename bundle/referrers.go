@@ -505,6 +505,7 @@ type Referrer struct {
 // index.json entries marked as referrers, once every manifest is read:
 // whichever way a bundle is read, it has the same referrers or is refused.
 func (r *Reader) checkReferrers() error {
+	attached := r.attachedReferrers()
 	for i, d := range r.index.Manifests {
 		s, ok := d.Annotations[AnnotationSubject]
 		if !ok {
@@ -528,8 +529,70 @@ func (r *Reader) checkReferrers() error {
 		if !cosign && (a.Subject == nil || a.Subject.Digest != subject) {
 			return inBundle(fmt.Errorf("%w: %s is marked as a referrer of %s, but neither its manifest's subject nor a cosign tag names it", ErrReferrer, where, subject))
 		}
+		// A cosign tag whose manifest has a subject: import would list it
+		// as a referrer of that subject, inspect under the one marked.
+		if a.Subject != nil && a.Subject.Digest != subject {
+			return inBundle(fmt.Errorf("%w: %s is marked as a referrer of %s, but its manifest's subject is %s", ErrReferrer, where, subject, a.Subject.Digest))
+		}
+		// Import pushes a tagged entry by its tag: a referrer may set its
+		// cosign tag, no other.
+		if ref.Tag != "" && !cosign {
+			return inBundle(fmt.Errorf("%w: %s names the tag %s: a referrer is named REPOSITORY@DIGEST, or by the cosign tag %s.sig (.att, .sbom) of its subject",
+				ErrReferrer, where, truncate(ref.Tag, 200), fallbackTag(subject)))
+		}
+		// Import pushes every entry; inspect lists a referrer only under an
+		// image of its repository.
+		if !attached[i] {
+			return inBundle(fmt.Errorf("%w: %s is a referrer of %s, which neither an image of %s nor a referrer listed before it holds",
+				ErrReferrer, where, subject, truncate(ref.Name(), 200)))
+		}
 	}
 	return nil
+}
+
+// attachedReferrers marks the index.json entries of the referrers that
+// Images lists under an image (see referrersOf): those whose subject is a
+// manifest of an image of the same repository, or a referrer of it listed
+// before them.
+func (r *Reader) attachedReferrers() map[int]bool {
+	mine := map[string]map[digest.Digest]bool{} // repository → manifests
+	for _, d := range r.index.Manifests {
+		if IsReferrer(d) {
+			continue
+		}
+		ref, err := ParseReference(d.Annotations[AnnotationRefName])
+		if err != nil {
+			continue
+		}
+		m := mine[ref.Name()]
+		if m == nil {
+			m = map[digest.Digest]bool{}
+			mine[ref.Name()] = m
+		}
+		if m[d.Digest] {
+			continue // another tag of an image already seen
+		}
+		r.g.closure(d.Digest, func(x digest.Digest, mf *Manifest) bool {
+			if mf != nil {
+				m[x] = true
+			}
+			return true
+		})
+	}
+	out := map[int]bool{}
+	for i, d := range r.index.Manifests {
+		s, ok := d.Annotations[AnnotationSubject]
+		if !ok {
+			continue
+		}
+		ref, err := ParseReference(d.Annotations[AnnotationRefName])
+		if err != nil || !mine[ref.Name()][digest.Digest(s)] {
+			continue
+		}
+		out[i] = true
+		mine[ref.Name()][d.Digest] = true
+	}
+	return out
 }
 
 // referrersOf returns the referrers carried for the image of repository

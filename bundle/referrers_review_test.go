@@ -1,0 +1,142 @@
+package bundle_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ferryproject/ferry/bundle"
+	"github.com/ferryproject/ferry/internal/archivetest"
+)
+
+// Tests from a hostile review of the referrers (issue 12, part 1).
+
+// tamperedReferrers exports the signed image and the unrelated one, and
+// returns the bundle's entries, its index.json and a function that writes
+// a bundle with an edited index.json and opens it both ways.
+func tamperedReferrers(t *testing.T, s *signed) (ocispec.Index, func(edit func(x *ocispec.Index)) (errFile, errStream error, file string)) {
+	t.Helper()
+	path, _, err := exportRefs(t, []string{s.ref, s.unrelated}, bundle.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, eoa := archivetest.Split(t, good)
+	body := entries[archivetest.Index(t, entries, "index.json")].Body
+	var idx ocispec.Index
+	if err := json.Unmarshal(body, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx, func(edit func(x *ocispec.Index)) (error, error, string) {
+		var x ocispec.Index
+		_ = json.Unmarshal(body, &x)
+		edit(&x)
+		b, _ := json.MarshalIndent(x, "", "  ")
+		bad := archivetest.WithBody(t, entries, "index.json", b)
+		file := filepath.Join(t.TempDir(), "bad.tar.zst")
+		if err := os.WriteFile(file, archivetest.Framed(t, bad, eoa), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, errFile := bundle.Open(file)
+		if errFile == nil {
+			r.Close()
+		}
+		_, errStream := bundle.NewReader(strings.NewReader(string(archivetest.Stream(t, bad))))
+		return errFile, errStream, file
+	}
+}
+
+// notByFerry ends the errors of content ferry export never writes.
+const notByFerry = "; ferry export never writes this, so the bundle was changed after export or made by another tool: export the images again"
+
+// entryIndex is the index.json entry of the referrer d (not a cosign tag).
+func entryIndex(t *testing.T, idx ocispec.Index, d v1.Hash) int {
+	t.Helper()
+	for i, m := range idx.Manifests {
+		if m.Digest.String() == d.String() && bundle.IsReferrer(m) && !strings.Contains(m.Annotations[bundle.AnnotationRefName], ":sha256-") {
+			return i
+		}
+	}
+	t.Fatalf("no referrer entry for %s", d)
+	return -1
+}
+
+// TestReferrerReviewIndexOneView: an index.json entry marked as a referrer
+// that inspect would not list under any image (a repository no image of
+// its subject has, or listed before the referrer it refers to), or that
+// would set a tag other than its cosign tag, is refused by every reader:
+// otherwise import pushes (and tags) what inspect does not show.
+func TestReferrerReviewIndexOneView(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	idx, open := tamperedReferrers(t, s)
+	sbom := entryIndex(t, idx, s.sbom.Digest)
+	sbomSig := entryIndex(t, idx, s.sbomSig.Digest)
+	host := strings.TrimSuffix(s.repo, "/app/signed")
+	for _, tc := range []struct {
+		name string
+		edit func(x *ocispec.Index)
+		want string
+	}{{
+		name: "another repository",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[sbom].Annotations[bundle.AnnotationRefName] = host + "/app/elsewhere@" + s.sbom.Digest.String()
+		},
+		want: fmt.Sprintf("archive is corrupt: invalid referrer: index.json entry %d (%s/app/elsewhere@%s) is a referrer of %s, which neither an image of %s/app/elsewhere nor a referrer listed before it holds",
+			sbom, host, s.sbom.Digest, s.image.Digest, host),
+	}, {
+		name: "listed before its subject",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[sbom], x.Manifests[sbomSig] = x.Manifests[sbomSig], x.Manifests[sbom]
+		},
+		want: fmt.Sprintf("archive is corrupt: invalid referrer: index.json entry %d (%s@%s) is a referrer of %s, which neither an image of %s nor a referrer listed before it holds",
+			min(sbom, sbomSig), s.repo, s.sbomSig.Digest, s.sbom.Digest, s.repo),
+	}, {
+		name: "a tag of its own",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[sbom].Annotations[bundle.AnnotationRefName] = s.repo + ":stable"
+		},
+		want: fmt.Sprintf("archive is corrupt: invalid referrer: index.json entry %d (%s:stable) names the tag stable: a referrer is named REPOSITORY@DIGEST, or by the cosign tag sha256-%s.sig (.att, .sbom) of its subject",
+			sbom, s.repo, s.image.Digest.Hex),
+	}, {
+		name: "no tag is latest",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[sbom].Annotations[bundle.AnnotationRefName] = s.repo
+		},
+		want: fmt.Sprintf("archive is corrupt: invalid referrer: index.json entry %d (%s) names the tag latest: a referrer is named REPOSITORY@DIGEST, or by the cosign tag sha256-%s.sig (.att, .sbom) of its subject",
+			sbom, s.repo, s.image.Digest.Hex),
+	}, {
+		// The SBOM's signature (subject: the SBOM) dressed as the cosign
+		// signature of the image.
+		name: "cosign tag of a manifest with another subject",
+		edit: func(x *ocispec.Index) {
+			x.Manifests[sbomSig].Annotations[bundle.AnnotationRefName] = s.repo + ":" + s.cosignTag
+			x.Manifests[sbomSig].Annotations[bundle.AnnotationSubject] = s.image.Digest.String()
+		},
+		want: fmt.Sprintf("archive is corrupt: invalid referrer: index.json entry %d (%s:%s) is marked as a referrer of %s, but its manifest's subject is %s",
+			sbomSig, s.repo, s.cosignTag, s.image.Digest, s.sbom.Digest),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			errFile, errStream, _ := open(tc.edit)
+			for how, err := range map[string]error{"file": errFile, "stream": errStream} {
+				if !errors.Is(err, bundle.ErrReferrer) || !errors.Is(err, bundle.ErrCorrupt) {
+					t.Fatalf("%s: %v, want %v and %v", how, err, bundle.ErrReferrer, bundle.ErrCorrupt)
+				}
+				if want := tc.want + notByFerry; err.Error() != want {
+					t.Errorf("%s: %v\nwant %s", how, err, want)
+				}
+			}
+		})
+	}
+}
