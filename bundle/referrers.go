@@ -285,6 +285,12 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 			if err != nil {
 				return fmt.Errorf("cosign tag %s: %w", tag, err)
 			}
+			// cosign's tags have no subject; one that names another
+			// manifest would carry it, and be listed as its referrer.
+			if a.Subject != nil && a.Subject.Digest != subject {
+				return fmt.Errorf("%w: %s:%s holds %s, whose subject is %s, not %s: the registry's cosign tag is wrong; leave referrers out with --no-referrers",
+					ErrReferrer, src, tag, m.Descriptor.Digest, a.Subject.Digest, subject)
+			}
 			tags[i] = &tagged{m, a, kids}
 			return nil
 		})

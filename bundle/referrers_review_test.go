@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferryproject/ferry/bundle"
@@ -138,5 +139,36 @@ func TestReferrerReviewIndexOneView(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReferrerReviewCosignTagWithAnotherSubject: a source registry whose
+// cosign tag sha256-<image>.sig holds a manifest whose subject is another
+// image fails the export: else that image, which nobody asked for, is
+// carried as part of the "signature", and import lists it as a referrer of
+// the other image.
+func TestReferrerReviewCosignTagWithAnotherSubject(t *testing.T) {
+	t.Parallel()
+	host := startGGCR(t, true, nil)
+	s := pushSigned(t, host)
+	other, _ := pushArtifact(t, s.repo, nil, "application/x-other", "", "an image nobody exported", "other")
+	fake, _ := pushArtifact(t, s.repo, &other, cosignType, "", "not a signature of the image", s.cosignTag)
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+	if !errors.Is(err, bundle.ErrReferrer) {
+		if err == nil {
+			r, err := bundle.Open(path)
+			if err != nil {
+				t.Fatalf("export succeeded, with a bundle that does not open: %v", err)
+			}
+			_, carried := r.Manifest(digest.Digest(other.Digest.String()))
+			r.Close()
+			t.Fatalf("export succeeded; the bundle carries the other image %s: %v", other.Digest, carried)
+		}
+		t.Fatalf("export: %v, want %v", err, bundle.ErrReferrer)
+	}
+	want := fmt.Sprintf("%s: finding its referrers (--no-referrers leaves them out): invalid referrer: %s:%s holds %s, whose subject is %s, not %s: the registry's cosign tag is wrong; leave referrers out with --no-referrers",
+		s.ref, s.repo, s.cosignTag, fake.Digest, other.Digest, s.image.Digest)
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("export: %v\nwant it to say %s", err, want)
 	}
 }
