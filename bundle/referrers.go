@@ -386,13 +386,28 @@ func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository,
 	}
 }
 
-// parseReferrers reads a list of referrers: an OCI image index.
+// parseReferrers reads a list of referrers: an OCI image index. Only the
+// media type, digest and size of each are kept (and used): a list is held
+// while its pages are read, and a registry's annotations could be
+// megabytes a page.
 func parseReferrers(b []byte) ([]ocispec.Descriptor, error) {
-	var idx ocispec.Index
+	var idx struct {
+		SchemaVersion int    `json:"schemaVersion"`
+		MediaType     string `json:"mediaType"`
+		Manifests     []struct {
+			MediaType string        `json:"mediaType"`
+			Digest    digest.Digest `json:"digest"`
+			Size      int64         `json:"size"`
+		} `json:"manifests"`
+	}
 	if err := json.Unmarshal(b, &idx); err != nil || idx.SchemaVersion != 2 || (idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
 		return nil, errors.New("not an OCI image index")
 	}
-	return idx.Manifests, nil
+	out := make([]ocispec.Descriptor, len(idx.Manifests))
+	for i, d := range idx.Manifests {
+		out[i] = ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+	}
+	return out, nil
 }
 
 // list asks the Referrers API for the referrers of subject, or reads the
