@@ -360,6 +360,7 @@ const maxReferrerPages = 64
 // gives for subject: ErrNoReferrersAPI where the registry has none.
 func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository, subject digest.Digest) ([]ocispec.Descriptor, error) {
 	var out []ocispec.Descriptor
+	seen := map[digest.Digest]bool{}
 	page := ""
 	for n := 0; ; n++ {
 		if n == maxReferrerPages {
@@ -376,7 +377,22 @@ func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository,
 		if err != nil {
 			return nil, fmt.Errorf("%w: the list of referrers of %s in %s is not an OCI image index", ErrReferrer, subject, repo.Name())
 		}
-		if out = append(out, list...); len(out) > maxReferrers {
+		// A page after the first brings a referrer not listed before:
+		// empty pages, or the same referrers again, would cost 64 pages of
+		// 4 MiB for every subject and carry nothing.
+		fresh := 0
+		for _, d := range list {
+			if !seen[d.Digest] {
+				seen[d.Digest] = true
+				out = append(out, d)
+				fresh++
+			}
+		}
+		if n > 0 && fresh == 0 {
+			return nil, fmt.Errorf("%w: page %d of the list of referrers of %s in %s lists no referrer that earlier pages did not; leave referrers out with --no-referrers",
+				ErrReferrer, n+1, subject, repo.Name())
+		}
+		if len(out) > maxReferrers {
 			return nil, fmt.Errorf("%w: %s lists more than %d referrers of %s, the most ferry carries; leave them out with --no-referrers",
 				ErrTooLarge, repo.Name(), maxReferrers, subject)
 		}

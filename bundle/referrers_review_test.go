@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -201,5 +204,69 @@ func TestReferrerReviewCosignTagOfAnotherTool(t *testing.T) {
 	}
 	if !errors.Is(err, bundle.ErrConflict) && got != local.Digest.String() {
 		t.Fatalf("import again: %v; the tag holds %s", err, got)
+	}
+}
+
+// TestReferrerReviewPagesBringNothing: a registry that pages its list of
+// referrers with pages that list nothing new (empty, or the same
+// referrers again) makes ferry read 64 pages of up to 4 MiB for every
+// subject, up to 10,000 subjects: the work is not bounded by what is
+// carried. A next page must list a referrer not listed before.
+func TestReferrerReviewPagesBringNothing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		page func(s *signed, n int) string
+	}{
+		{"empty pages", func(s *signed, n int) string {
+			if n == 1 {
+				return indexOf(descJSON(s.sbom))
+			}
+			return indexOf()
+		}},
+		{"the same again", func(s *signed, n int) string { return indexOf(descJSON(s.sbom)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var s *signed
+			pages := 0
+			host := startGGCR(t, true, func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					s := s
+					mu.Unlock()
+					if s == nil || r.URL.Path != referrersPath(s, s.image.Digest) {
+						next.ServeHTTP(w, r)
+						return
+					}
+					mu.Lock()
+					pages++
+					n := pages
+					mu.Unlock()
+					w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
+					if n < 63 {
+						w.Header().Set("Link", fmt.Sprintf(`<%s?page=%d>; rel="next"`, r.URL.Path, n+1))
+					}
+					io.WriteString(w, tc.page(s, n))
+				})
+			})
+			signedImg := pushSigned(t, host)
+			mu.Lock()
+			s = signedImg
+			mu.Unlock()
+			_, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{ReferrerTypes: []string{sbomType}, Registry: bundle.RegistryOptions{Retries: -1}})
+			if !errors.Is(err, bundle.ErrReferrer) {
+				t.Fatalf("export: %v after %d pages of the list, want %v", err, pages, bundle.ErrReferrer)
+			}
+			want := fmt.Sprintf("%s: finding its referrers (--no-referrers leaves them out): invalid referrer: page 2 of the list of referrers of %s in %s lists no referrer that earlier pages did not; leave referrers out with --no-referrers",
+				s.ref, s.image.Digest, s.repo)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("export: %v\nwant it to say %s", err, want)
+			}
+			if pages != 2 {
+				t.Errorf("%d pages read, want 2", pages)
+			}
+		})
 	}
 }
