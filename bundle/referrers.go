@@ -497,7 +497,15 @@ func (s *referrerSearch) keep(ctx context.Context, src registrySource, ref Refer
 // own; a referrer named twice (by two tags of one image) once.
 func (e *exporter) referrerEntries(images []*image, found map[digest.Digest][]ocispec.Descriptor) []ocispec.Descriptor {
 	var out []ocispec.Descriptor
+	// A cosign tag also given as an image (an images list from before
+	// referrers were carried) is the image's entry: named twice, it could
+	// hold two digests if the tag moved meanwhile, which no import takes.
 	named := map[string]bool{}
+	for _, img := range images {
+		if img.ref.Tag != "" {
+			named[img.ref.Name()+":"+img.ref.Tag] = true
+		}
+	}
 	var visit func(d digest.Digest, depth int)
 	visit = func(d digest.Digest, depth int) {
 		if depth > maxReferrerDepth {

@@ -345,3 +345,61 @@ func TestReferrerReviewPlatformFilterDropsIndexSignature(t *testing.T) {
 		t.Errorf("export: %v, want %v naming %s", err, bundle.ErrReferrer, d)
 	}
 }
+
+// TestReferrerReviewCosignTagAlsoListed: an images list written before
+// ferry carried referrers names the cosign tag itself (app:sha256-<hex>.sig
+// next to app:1.0). If the tag moves between the resolution of the images
+// and the search for referrers (a cosign sign upstream meanwhile), the
+// bundle names the tag twice with two digests: verify accepts it, and
+// every import refuses it as a conflict. The image entry already carries
+// the tag: the search must not name it again.
+func TestReferrerReviewCosignTagAlsoListed(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var s *signed
+	var moved bool
+	host := startGGCR(t, true, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			s := s
+			first := s != nil && !moved && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/manifests/"+s.cosignTag)
+			if first {
+				moved = true
+			}
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+			if first { // resolved as an image: a new signature is added upstream
+				pushArtifact(t, s.repo, nil, cosignType, ocispec.MediaTypeImageConfig, `{"critical":{"second":true}}`, s.cosignTag)
+			}
+		})
+	})
+	signedImg := pushSigned(t, host)
+	mu.Lock()
+	s = signedImg
+	mu.Unlock()
+	path, _, err := exportRefs(t, []string{s.ref, s.repo + ":" + s.cosignTag}, bundle.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundle.VerifyFile(path, nil); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	dst := startGGCR(t, true, nil)
+	if _, err := bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{}); err != nil {
+		t.Fatalf("import of a bundle verify accepts: %v", err)
+	}
+	r, err := bundle.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var named []string
+	for _, d := range r.Index().Manifests {
+		if strings.HasSuffix(d.Annotations[bundle.AnnotationRefName], ":"+s.cosignTag) {
+			named = append(named, d.Digest.String())
+		}
+	}
+	if len(named) != 1 {
+		t.Errorf("index.json names %s %d times (%v), want once", s.cosignTag, len(named), named)
+	}
+}
