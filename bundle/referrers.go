@@ -699,6 +699,9 @@ type referrerIndexer interface {
 	// indexReferrers makes refs, pushed to repo, resolve as referrers of
 	// subject, and reports whether it wrote the fallback tag.
 	indexReferrers(ctx context.Context, repo string, subject digest.Digest, refs []ocispec.Descriptor) (bool, error)
+	// checkReferrersTag fails, before anything is pushed, where
+	// indexReferrers would refuse to merge into the fallback tag.
+	checkReferrersTag(ctx context.Context, repo string, subject digest.Digest) error
 }
 
 // indexReferrers makes every referrer pushed with a subject resolve at the
@@ -710,33 +713,9 @@ func (im *importer) indexReferrers(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	type key struct {
-		repo    string
-		subject digest.Digest
-	}
-	groups := map[key][]ocispec.Descriptor{}
-	var keys []key
-	for _, t := range im.targets {
-		if !IsReferrer(t.root) {
-			continue
-		}
-		m, _ := im.r.Manifest(t.root.Digest)
-		var a artifactLinks
-		_ = json.Unmarshal(m.Bytes, &a)
-		if a.Subject == nil {
-			continue // a cosign tag: its name is how it is found
-		}
-		d, err := referrerDescriptor(m)
-		if err != nil {
-			return err
-		}
-		k := key{t.repo, a.Subject.Digest}
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		if !slices.ContainsFunc(groups[k], func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
-			groups[k] = append(groups[k], d)
-		}
+	keys, groups, err := im.referrerGroups()
+	if err != nil {
+		return err
 	}
 	var mu sync.Mutex
 	eg, gctx := errgroup.WithContext(ctx)
@@ -760,6 +739,69 @@ func (im *importer) indexReferrers(ctx context.Context) error {
 	return eg.Wait()
 }
 
+// checkReferrerTags reads, before anything is pushed, the fallback tags
+// that indexReferrers would merge into where the destination has no
+// Referrers API: one that holds anything but an OCI image index fails the
+// import now, rather than once every tag has moved.
+func (im *importer) checkReferrerTags(ctx context.Context) error {
+	ri, ok := im.dst.(referrerIndexer)
+	if !ok {
+		return nil
+	}
+	keys, _, err := im.referrerGroups()
+	if err != nil {
+		return err
+	}
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(metaJobs(im.opts.Jobs))
+	for _, k := range keys {
+		eg.Go(func() error {
+			if err := ri.checkReferrersTag(gctx, k.repo, k.subject); err != nil {
+				return fmt.Errorf("listing the referrers of %s at %s, before pushing anything: %w", k.subject, im.dst.display(k.repo, fallbackTag(k.subject)), err)
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// referrerKey is a subject in a destination repository.
+type referrerKey struct {
+	repo    string
+	subject digest.Digest
+}
+
+// referrerGroups groups the referrers pushed with a subject by repository
+// and subject, in index.json order.
+func (im *importer) referrerGroups() ([]referrerKey, map[referrerKey][]ocispec.Descriptor, error) {
+	type key = referrerKey
+	groups := map[key][]ocispec.Descriptor{}
+	var keys []key
+	for _, t := range im.targets {
+		if !IsReferrer(t.root) {
+			continue
+		}
+		m, _ := im.r.Manifest(t.root.Digest)
+		var a artifactLinks
+		_ = json.Unmarshal(m.Bytes, &a)
+		if a.Subject == nil {
+			continue // a cosign tag: its name is how it is found
+		}
+		d, err := referrerDescriptor(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		k := key{t.repo, a.Subject.Digest}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		if !slices.ContainsFunc(groups[k], func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
+			groups[k] = append(groups[k], d)
+		}
+	}
+	return keys, groups, nil
+}
+
 var _ referrerIndexer = (*registryTarget)(nil)
 
 func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, subject digest.Digest, refs []ocispec.Descriptor) (bool, error) {
@@ -780,30 +822,11 @@ func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, su
 	default:
 		return false, fmt.Errorf("asking its Referrers API: %w", err)
 	}
-	tag := fallbackTag(subject)
-	var raw map[string]json.RawMessage
-	var listed []json.RawMessage
-	cur, err := t.client.GetManifest(ctx, repo, tag, MaxManifestBytes)
-	switch {
-	case errors.Is(err, registry.ErrNotFound):
-		raw = map[string]json.RawMessage{
-			"schemaVersion": json.RawMessage(`2`),
-			"mediaType":     json.RawMessage(`"` + ocispec.MediaTypeImageIndex + `"`),
-		}
-	case err != nil:
-		return false, fmt.Errorf("reading the tag: %w", err)
-	default:
-		var idx struct {
-			SchemaVersion int               `json:"schemaVersion"`
-			MediaType     string            `json:"mediaType"`
-			Manifests     []json.RawMessage `json:"manifests"`
-		}
-		if json.Unmarshal(cur.Bytes, &idx) != nil || idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex || json.Unmarshal(cur.Bytes, &raw) != nil {
-			return false, fmt.Errorf("%w: the tag holds %s, not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again",
-				ErrConflict, quoteType(cur.MediaType))
-		}
-		listed = idx.Manifests
+	raw, listed, err := t.readReferrersTag(ctx, repo, subject)
+	if err != nil {
+		return false, err
 	}
+	tag := fallbackTag(subject)
 	have := map[digest.Digest]bool{}
 	for _, l := range listed {
 		var d ocispec.Descriptor
@@ -844,4 +867,45 @@ func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, su
 		return false, fmt.Errorf("writing the tag: %w", err)
 	}
 	return true, nil
+}
+
+// readReferrersTag reads the fallback tag of subject in repo: its fields
+// and the descriptors it lists, as they are (a new index when there is no
+// tag); ErrConflict when it holds anything but an OCI image index.
+func (t *registryTarget) readReferrersTag(ctx context.Context, repo name.Repository, subject digest.Digest) (map[string]json.RawMessage, []json.RawMessage, error) {
+	cur, err := t.client.GetManifest(ctx, repo, fallbackTag(subject), MaxManifestBytes)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return map[string]json.RawMessage{
+			"schemaVersion": json.RawMessage(`2`),
+			"mediaType":     json.RawMessage(`"` + ocispec.MediaTypeImageIndex + `"`),
+		}, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("reading the tag: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	var idx struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		MediaType     string            `json:"mediaType"`
+		Manifests     []json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(cur.Bytes, &idx) != nil || idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex || json.Unmarshal(cur.Bytes, &raw) != nil {
+		return nil, nil, fmt.Errorf("%w: the tag holds %s, not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again",
+			ErrConflict, quoteType(cur.MediaType))
+	}
+	return raw, idx.Manifests, nil
+}
+
+func (t *registryTarget) checkReferrersTag(ctx context.Context, repoName string, subject digest.Digest) error {
+	repo := t.repos[repoName]
+	_, err := apiReferrers(ctx, t.client, repo, subject)
+	switch {
+	case err == nil:
+		return nil // the API will list them; the tag is not written
+	case errors.Is(err, registry.ErrNoReferrersAPI):
+	default:
+		return fmt.Errorf("asking its Referrers API: %w", err)
+	}
+	_, _, err = t.readReferrersTag(ctx, repo, subject)
+	return err
 }

@@ -438,3 +438,28 @@ func TestReferrerReviewFallbackTagAsImage(t *testing.T) {
 		t.Errorf("referrers of the image: %v; the other tool's %s was dropped", got, other.Digest)
 	}
 }
+
+// TestReferrerReviewFallbackTagConflictAfterTags: a destination whose
+// fallback tag holds something else than an index fails the import, but
+// only once every manifest and tag was pushed: the images' tags have
+// moved, and no receipt records the bundle that moved them (the rollback
+// check of a later import does not know it). The conflict is seen before
+// anything is pushed (the tag is read, not written).
+func TestReferrerReviewFallbackTagConflictAfterTags(t *testing.T) {
+	t.Parallel()
+	s := pushSigned(t, startGGCR(t, true, nil))
+	path, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{ReferrerTypes: []string{sbomType}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := startGGCR(t, false, nil)
+	pushArtifact(t, dst+"/app/signed", nil, "application/x-other", "", "x", "sha256-"+s.image.Digest.Hex)
+	_, err = bundle.ImportFile(context.Background(), path, dst, bundle.ImportOptions{})
+	if !errors.Is(err, bundle.ErrConflict) {
+		t.Fatalf("import: %v, want %v", err, bundle.ErrConflict)
+	}
+	r, _ := name.ParseReference(dst + "/app/signed:1.0")
+	if _, err := remote.Head(r); err == nil {
+		t.Errorf("the import failed, but %s was tagged", r)
+	}
+}

@@ -610,7 +610,7 @@ func TestReferrersImportFallbackTagRefused(t *testing.T) {
 	if !errors.Is(err, bundle.ErrConflict) {
 		t.Fatalf("import: %v, want %v", err, bundle.ErrConflict)
 	}
-	want := fmt.Sprintf(`listing the referrers of %s at %s/app/signed:sha256-%s: destination conflict: the tag holds "application/vnd.oci.image.manifest.v1+json", not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again`, s.image.Digest, dst, s.image.Digest.Hex)
+	want := fmt.Sprintf(`listing the referrers of %s at %s/app/signed:sha256-%s, before pushing anything: destination conflict: the tag holds "application/vnd.oci.image.manifest.v1+json", not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again`, s.image.Digest, dst, s.image.Digest.Hex)
 	if err.Error() != want {
 		t.Errorf("import: %v\nwant %s", err, want)
 	}
