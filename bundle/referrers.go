@@ -194,6 +194,29 @@ func (e *exporter) subjectsOf(img *image) []digest.Digest {
 	return out
 }
 
+// subjectDescriptors returns the descriptors index.json and the image's
+// index give its manifests: the image's own and, for an index, those of
+// the manifests it lists.
+func (e *exporter) subjectDescriptors(img *image) map[digest.Digest]ocispec.Descriptor {
+	out := map[digest.Digest]ocispec.Descriptor{img.desc.Digest: img.desc}
+	if !IsIndex(img.desc.MediaType) {
+		return out
+	}
+	e.mu.Lock()
+	b := e.manifests[img.desc.Digest].bytes
+	e.mu.Unlock()
+	var idx ocispec.Index
+	if json.Unmarshal(b, &idx) != nil {
+		return out
+	}
+	for _, d := range idx.Manifests {
+		if _, ok := out[d.Digest]; !ok {
+			out[d.Digest] = d
+		}
+	}
+	return out
+}
+
 // image searches the referrers of one image, breadth first, level by
 // level, the subjects of a level at once.
 func (s *referrerSearch) image(ctx context.Context, src registrySource, img *image, found map[digest.Digest][]ocispec.Descriptor) error {
@@ -202,6 +225,10 @@ func (s *referrerSearch) image(ctx context.Context, src registrySource, img *ima
 	for _, d := range level {
 		visited[d] = true
 	}
+	// The descriptors of the subjects as the bundle will list them: a
+	// referrer's subject must agree (its size and media type), else the
+	// bundle would list one manifest two ways.
+	known := s.e.subjectDescriptors(img)
 	for depth := 1; len(level) > 0; depth++ {
 		results := make([][]ocispec.Descriptor, len(level))
 		eg, gctx := errgroup.WithContext(ctx)
@@ -214,7 +241,7 @@ func (s *referrerSearch) image(ctx context.Context, src registrySource, img *ima
 				}
 				defer func() { <-s.slots }()
 				var err error
-				results[i], err = s.lookup(gctx, src, img.ref, subject)
+				results[i], err = s.lookup(gctx, src, img.ref, subject, known[subject])
 				return err
 			})
 		}
@@ -233,6 +260,9 @@ func (s *referrerSearch) image(ctx context.Context, src registrySource, img *ima
 			})
 			for _, r := range refs {
 				found[subject] = append(found[subject], r)
+				if _, ok := known[r.Digest]; !ok {
+					known[r.Digest] = ocispec.Descriptor{MediaType: r.MediaType, Digest: r.Digest, Size: r.Size}
+				}
 				if !visited[r.Digest] {
 					visited[r.Digest] = true
 					next = append(next, r.Digest)
@@ -257,7 +287,7 @@ func (s *referrerSearch) take(n int) error {
 // lookup returns the referrers of subject in src: those of the Referrers
 // API (or of the fallback tag where the registry has no API) and cosign's
 // tags, each fetched, checked and kept if its type is wanted.
-func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Reference, subject digest.Digest) ([]ocispec.Descriptor, error) {
+func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Reference, subject digest.Digest, sd ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	// The list and the cosign tags are asked for at once.
 	var listed []ocispec.Descriptor
 	type tagged struct {
@@ -329,7 +359,7 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 		}
 		r := ref
 		r.Tag, r.Digest = "", m.Descriptor.Digest
-		if d, ok, err := s.keep(ctx, src, r, m, a, kids, subject); err != nil {
+		if d, ok, err := s.keep(ctx, src, r, m, a, kids, sd, subject); err != nil {
 			return nil, err
 		} else if ok {
 			out = append(out, d)
@@ -344,7 +374,7 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 		}
 		r := ref
 		r.Tag, r.Digest = fallbackTag(subject)+suffix, ""
-		if d, ok, err := s.keep(ctx, src, r, tags[i].m, tags[i].a, tags[i].kids, subject); err != nil {
+		if d, ok, err := s.keep(ctx, src, r, tags[i].m, tags[i].a, tags[i].kids, sd, subject); err != nil {
 			return nil, err
 		} else if ok {
 			out = append(out, d)
@@ -473,10 +503,14 @@ func (s *referrerSearch) fetch(ctx context.Context, src registrySource, ref stri
 
 // keep records a referrer for the export if its type is wanted, and
 // returns its index.json descriptor.
-func (s *referrerSearch) keep(ctx context.Context, src registrySource, ref Reference, m *Manifest, a artifactLinks, kids []child, subject digest.Digest) (ocispec.Descriptor, bool, error) {
+func (s *referrerSearch) keep(ctx context.Context, src registrySource, ref Reference, m *Manifest, a artifactLinks, kids []child, sd ocispec.Descriptor, subject digest.Digest) (ocispec.Descriptor, bool, error) {
 	at := artifactTypeOf(a)
 	if s.types != nil && !s.types[at] {
 		return ocispec.Descriptor{}, false, nil
+	}
+	if a.Subject != nil && sd.Digest != "" && (a.Subject.Size != sd.Size || !sameMediaType(a.Subject.MediaType, sd.MediaType)) {
+		return ocispec.Descriptor{}, false, fmt.Errorf("%w: %s lists %s as a referrer of %s, which is %d bytes of %s, but the referrer's subject says %d bytes of %s; leave it out with --referrers-type, or all referrers with --no-referrers",
+			ErrReferrer, src, m.Descriptor.Digest, subject, sd.Size, quoteType(sd.MediaType), a.Subject.Size, quoteType(a.Subject.MediaType))
 	}
 	s.e.addManifest(m.Descriptor.Digest, m.Bytes, src)
 	if err := s.e.fetchChildren(ctx, src, kids, 1); err != nil {

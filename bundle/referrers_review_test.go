@@ -463,3 +463,44 @@ func TestReferrerReviewFallbackTagConflictAfterTags(t *testing.T) {
 		t.Errorf("the import failed, but %s was tagged", r)
 	}
 }
+
+// TestReferrerReviewSloppySubject: a referrer whose subject descriptor
+// gives the image another size or media type (a sloppy tool, or anyone who
+// may attach a referrer to the image) made every export of the image fail
+// with "descriptors disagree", naming neither referrers nor the way
+// around them. It fails as a wrong referrer, saying how to leave it out.
+func TestReferrerReviewSloppySubject(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		edit func(d *v1.Descriptor)
+		got  func(s *signed) string
+	}{
+		{"size", func(d *v1.Descriptor) { d.Size++ }, func(s *signed) string {
+			return fmt.Sprintf("%d bytes of %q", s.image.Size+1, s.image.MediaType)
+		}},
+		{"media type", func(d *v1.Descriptor) { d.MediaType = "application/vnd.docker.distribution.manifest.v2+json" }, func(s *signed) string {
+			return fmt.Sprintf("%d bytes of %q", s.image.Size, "application/vnd.docker.distribution.manifest.v2+json")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := pushSigned(t, startGGCR(t, true, nil))
+			bad := s.image
+			tc.edit(&bad)
+			sloppy, _ := pushArtifact(t, s.repo, &bad, "application/x-sloppy", "", "sloppy", "")
+			_, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{})
+			if !errors.Is(err, bundle.ErrReferrer) {
+				t.Fatalf("export: %v, want %v", err, bundle.ErrReferrer)
+			}
+			want := fmt.Sprintf("%s: finding its referrers (--no-referrers leaves them out): invalid referrer: %s lists %s as a referrer of %s, which is %d bytes of %q, but the referrer's subject says %s; leave it out with --referrers-type, or all referrers with --no-referrers",
+				s.ref, s.repo, sloppy.Digest, s.image.Digest, s.image.Size, s.image.MediaType, tc.got(s))
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("export: %v\nwant it to say %s", err, want)
+			}
+			if _, _, err := exportRefs(t, []string{s.ref}, bundle.ExportOptions{ReferrerTypes: []string{sbomType}}); err != nil {
+				t.Errorf("export --referrers-type %s: %v", sbomType, err)
+			}
+		})
+	}
+}
