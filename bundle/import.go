@@ -243,6 +243,9 @@ func Import(ctx context.Context, r *Reader, to string, opts ImportOptions) (*Imp
 	if err := im.checkLeftOut(ctx, to); err != nil {
 		return im.res, err
 	}
+	if err := im.checkReferrerTags(ctx); err != nil {
+		return im.res, err
+	}
 	if err := im.pushBlobs(ctx); err != nil {
 		n := im.res.BlobsUploaded + im.res.BlobsMounted
 		return im.res, &noteError{err: err, note: fmt.Sprintf("; no manifest or tag was pushed (%d blob(s) already pushed are content-addressed and harmless)", n)}

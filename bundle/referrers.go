@@ -194,6 +194,29 @@ func (e *exporter) subjectsOf(img *image) []digest.Digest {
 	return out
 }
 
+// subjectDescriptors returns the descriptors index.json and the image's
+// index give its manifests: the image's own and, for an index, those of
+// the manifests it lists.
+func (e *exporter) subjectDescriptors(img *image) map[digest.Digest]ocispec.Descriptor {
+	out := map[digest.Digest]ocispec.Descriptor{img.desc.Digest: img.desc}
+	if !IsIndex(img.desc.MediaType) {
+		return out
+	}
+	e.mu.Lock()
+	b := e.manifests[img.desc.Digest].bytes
+	e.mu.Unlock()
+	var idx ocispec.Index
+	if json.Unmarshal(b, &idx) != nil {
+		return out
+	}
+	for _, d := range idx.Manifests {
+		if _, ok := out[d.Digest]; !ok {
+			out[d.Digest] = d
+		}
+	}
+	return out
+}
+
 // image searches the referrers of one image, breadth first, level by
 // level, the subjects of a level at once.
 func (s *referrerSearch) image(ctx context.Context, src registrySource, img *image, found map[digest.Digest][]ocispec.Descriptor) error {
@@ -202,6 +225,10 @@ func (s *referrerSearch) image(ctx context.Context, src registrySource, img *ima
 	for _, d := range level {
 		visited[d] = true
 	}
+	// The descriptors of the subjects as the bundle will list them: a
+	// referrer's subject must agree (its size and media type), else the
+	// bundle would list one manifest two ways.
+	known := s.e.subjectDescriptors(img)
 	for depth := 1; len(level) > 0; depth++ {
 		results := make([][]ocispec.Descriptor, len(level))
 		eg, gctx := errgroup.WithContext(ctx)
@@ -214,7 +241,7 @@ func (s *referrerSearch) image(ctx context.Context, src registrySource, img *ima
 				}
 				defer func() { <-s.slots }()
 				var err error
-				results[i], err = s.lookup(gctx, src, img.ref, subject)
+				results[i], err = s.lookup(gctx, src, img.ref, subject, known[subject])
 				return err
 			})
 		}
@@ -233,6 +260,9 @@ func (s *referrerSearch) image(ctx context.Context, src registrySource, img *ima
 			})
 			for _, r := range refs {
 				found[subject] = append(found[subject], r)
+				if _, ok := known[r.Digest]; !ok {
+					known[r.Digest] = ocispec.Descriptor{MediaType: r.MediaType, Digest: r.Digest, Size: r.Size}
+				}
 				if !visited[r.Digest] {
 					visited[r.Digest] = true
 					next = append(next, r.Digest)
@@ -257,7 +287,7 @@ func (s *referrerSearch) take(n int) error {
 // lookup returns the referrers of subject in src: those of the Referrers
 // API (or of the fallback tag where the registry has no API) and cosign's
 // tags, each fetched, checked and kept if its type is wanted.
-func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Reference, subject digest.Digest) ([]ocispec.Descriptor, error) {
+func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Reference, subject digest.Digest, sd ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	// The list and the cosign tags are asked for at once.
 	var listed []ocispec.Descriptor
 	type tagged struct {
@@ -284,6 +314,12 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 			}
 			if err != nil {
 				return fmt.Errorf("cosign tag %s: %w", tag, err)
+			}
+			// cosign's tags have no subject; one that names another
+			// manifest would carry it, and be listed as its referrer.
+			if a.Subject != nil && a.Subject.Digest != subject {
+				return fmt.Errorf("%w: %s:%s holds %s, whose subject is %s, not %s: the registry's cosign tag is wrong; leave referrers out with --no-referrers",
+					ErrReferrer, src, tag, m.Descriptor.Digest, a.Subject.Digest, subject)
 			}
 			tags[i] = &tagged{m, a, kids}
 			return nil
@@ -323,7 +359,7 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 		}
 		r := ref
 		r.Tag, r.Digest = "", m.Descriptor.Digest
-		if d, ok, err := s.keep(ctx, src, r, m, a, kids, subject); err != nil {
+		if d, ok, err := s.keep(ctx, src, r, m, a, kids, sd, subject); err != nil {
 			return nil, err
 		} else if ok {
 			out = append(out, d)
@@ -338,7 +374,7 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 		}
 		r := ref
 		r.Tag, r.Digest = fallbackTag(subject)+suffix, ""
-		if d, ok, err := s.keep(ctx, src, r, tags[i].m, tags[i].a, tags[i].kids, subject); err != nil {
+		if d, ok, err := s.keep(ctx, src, r, tags[i].m, tags[i].a, tags[i].kids, sd, subject); err != nil {
 			return nil, err
 		} else if ok {
 			out = append(out, d)
@@ -354,6 +390,7 @@ const maxReferrerPages = 64
 // gives for subject: ErrNoReferrersAPI where the registry has none.
 func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository, subject digest.Digest) ([]ocispec.Descriptor, error) {
 	var out []ocispec.Descriptor
+	seen := map[digest.Digest]bool{}
 	page := ""
 	for n := 0; ; n++ {
 		if n == maxReferrerPages {
@@ -370,7 +407,22 @@ func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository,
 		if err != nil {
 			return nil, fmt.Errorf("%w: the list of referrers of %s in %s is not an OCI image index", ErrReferrer, subject, repo.Name())
 		}
-		if out = append(out, list...); len(out) > maxReferrers {
+		// A page after the first brings a referrer not listed before:
+		// empty pages, or the same referrers again, would cost 64 pages of
+		// 4 MiB for every subject and carry nothing.
+		fresh := 0
+		for _, d := range list {
+			if !seen[d.Digest] {
+				seen[d.Digest] = true
+				out = append(out, d)
+				fresh++
+			}
+		}
+		if n > 0 && fresh == 0 {
+			return nil, fmt.Errorf("%w: page %d of the list of referrers of %s in %s lists no referrer that earlier pages did not; leave referrers out with --no-referrers",
+				ErrReferrer, n+1, subject, repo.Name())
+		}
+		if len(out) > maxReferrers {
 			return nil, fmt.Errorf("%w: %s lists more than %d referrers of %s, the most ferry carries; leave them out with --no-referrers",
 				ErrTooLarge, repo.Name(), maxReferrers, subject)
 		}
@@ -380,13 +432,28 @@ func apiReferrers(ctx context.Context, c *registry.Client, repo name.Repository,
 	}
 }
 
-// parseReferrers reads a list of referrers: an OCI image index.
+// parseReferrers reads a list of referrers: an OCI image index. Only the
+// media type, digest and size of each are kept (and used): a list is held
+// while its pages are read, and a registry's annotations could be
+// megabytes a page.
 func parseReferrers(b []byte) ([]ocispec.Descriptor, error) {
-	var idx ocispec.Index
+	var idx struct {
+		SchemaVersion int    `json:"schemaVersion"`
+		MediaType     string `json:"mediaType"`
+		Manifests     []struct {
+			MediaType string        `json:"mediaType"`
+			Digest    digest.Digest `json:"digest"`
+			Size      int64         `json:"size"`
+		} `json:"manifests"`
+	}
 	if err := json.Unmarshal(b, &idx); err != nil || idx.SchemaVersion != 2 || (idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
 		return nil, errors.New("not an OCI image index")
 	}
-	return idx.Manifests, nil
+	out := make([]ocispec.Descriptor, len(idx.Manifests))
+	for i, d := range idx.Manifests {
+		out[i] = ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+	}
+	return out, nil
 }
 
 // list asks the Referrers API for the referrers of subject, or reads the
@@ -436,10 +503,14 @@ func (s *referrerSearch) fetch(ctx context.Context, src registrySource, ref stri
 
 // keep records a referrer for the export if its type is wanted, and
 // returns its index.json descriptor.
-func (s *referrerSearch) keep(ctx context.Context, src registrySource, ref Reference, m *Manifest, a artifactLinks, kids []child, subject digest.Digest) (ocispec.Descriptor, bool, error) {
+func (s *referrerSearch) keep(ctx context.Context, src registrySource, ref Reference, m *Manifest, a artifactLinks, kids []child, sd ocispec.Descriptor, subject digest.Digest) (ocispec.Descriptor, bool, error) {
 	at := artifactTypeOf(a)
 	if s.types != nil && !s.types[at] {
 		return ocispec.Descriptor{}, false, nil
+	}
+	if a.Subject != nil && sd.Digest != "" && (a.Subject.Size != sd.Size || !sameMediaType(a.Subject.MediaType, sd.MediaType)) {
+		return ocispec.Descriptor{}, false, fmt.Errorf("%w: %s lists %s as a referrer of %s, which is %d bytes of %s, but the referrer's subject says %d bytes of %s; leave it out with --referrers-type, or all referrers with --no-referrers",
+			ErrReferrer, src, m.Descriptor.Digest, subject, sd.Size, quoteType(sd.MediaType), a.Subject.Size, quoteType(a.Subject.MediaType))
 	}
 	s.e.addManifest(m.Descriptor.Digest, m.Bytes, src)
 	if err := s.e.fetchChildren(ctx, src, kids, 1); err != nil {
@@ -460,7 +531,15 @@ func (s *referrerSearch) keep(ctx context.Context, src registrySource, ref Refer
 // own; a referrer named twice (by two tags of one image) once.
 func (e *exporter) referrerEntries(images []*image, found map[digest.Digest][]ocispec.Descriptor) []ocispec.Descriptor {
 	var out []ocispec.Descriptor
+	// A cosign tag also given as an image (an images list from before
+	// referrers were carried) is the image's entry: named twice, it could
+	// hold two digests if the tag moved meanwhile, which no import takes.
 	named := map[string]bool{}
+	for _, img := range images {
+		if img.ref.Tag != "" {
+			named[img.ref.Name()+":"+img.ref.Tag] = true
+		}
+	}
 	var visit func(d digest.Digest, depth int)
 	visit = func(d digest.Digest, depth int) {
 		if depth > maxReferrerDepth {
@@ -505,6 +584,7 @@ type Referrer struct {
 // index.json entries marked as referrers, once every manifest is read:
 // whichever way a bundle is read, it has the same referrers or is refused.
 func (r *Reader) checkReferrers() error {
+	attached := r.attachedReferrers()
 	for i, d := range r.index.Manifests {
 		s, ok := d.Annotations[AnnotationSubject]
 		if !ok {
@@ -528,8 +608,70 @@ func (r *Reader) checkReferrers() error {
 		if !cosign && (a.Subject == nil || a.Subject.Digest != subject) {
 			return inBundle(fmt.Errorf("%w: %s is marked as a referrer of %s, but neither its manifest's subject nor a cosign tag names it", ErrReferrer, where, subject))
 		}
+		// A cosign tag whose manifest has a subject: import would list it
+		// as a referrer of that subject, inspect under the one marked.
+		if a.Subject != nil && a.Subject.Digest != subject {
+			return inBundle(fmt.Errorf("%w: %s is marked as a referrer of %s, but its manifest's subject is %s", ErrReferrer, where, subject, a.Subject.Digest))
+		}
+		// Import pushes a tagged entry by its tag: a referrer may set its
+		// cosign tag, no other.
+		if ref.Tag != "" && !cosign {
+			return inBundle(fmt.Errorf("%w: %s names the tag %s: a referrer is named REPOSITORY@DIGEST, or by the cosign tag %s.sig (.att, .sbom) of its subject",
+				ErrReferrer, where, truncate(ref.Tag, 200), fallbackTag(subject)))
+		}
+		// Import pushes every entry; inspect lists a referrer only under an
+		// image of its repository.
+		if !attached[i] {
+			return inBundle(fmt.Errorf("%w: %s is a referrer of %s, which neither an image of %s nor a referrer listed before it holds",
+				ErrReferrer, where, subject, truncate(ref.Name(), 200)))
+		}
 	}
 	return nil
+}
+
+// attachedReferrers marks the index.json entries of the referrers that
+// Images lists under an image (see referrersOf): those whose subject is a
+// manifest of an image of the same repository, or a referrer of it listed
+// before them.
+func (r *Reader) attachedReferrers() map[int]bool {
+	mine := map[string]map[digest.Digest]bool{} // repository → manifests
+	for _, d := range r.index.Manifests {
+		if IsReferrer(d) {
+			continue
+		}
+		ref, err := ParseReference(d.Annotations[AnnotationRefName])
+		if err != nil {
+			continue
+		}
+		m := mine[ref.Name()]
+		if m == nil {
+			m = map[digest.Digest]bool{}
+			mine[ref.Name()] = m
+		}
+		if m[d.Digest] {
+			continue // another tag of an image already seen
+		}
+		r.g.closure(d.Digest, func(x digest.Digest, mf *Manifest) bool {
+			if mf != nil {
+				m[x] = true
+			}
+			return true
+		})
+	}
+	out := map[int]bool{}
+	for i, d := range r.index.Manifests {
+		s, ok := d.Annotations[AnnotationSubject]
+		if !ok {
+			continue
+		}
+		ref, err := ParseReference(d.Annotations[AnnotationRefName])
+		if err != nil || !mine[ref.Name()][digest.Digest(s)] {
+			continue
+		}
+		out[i] = true
+		mine[ref.Name()][d.Digest] = true
+	}
+	return out
 }
 
 // referrersOf returns the referrers carried for the image of repository
@@ -591,6 +733,9 @@ type referrerIndexer interface {
 	// indexReferrers makes refs, pushed to repo, resolve as referrers of
 	// subject, and reports whether it wrote the fallback tag.
 	indexReferrers(ctx context.Context, repo string, subject digest.Digest, refs []ocispec.Descriptor) (bool, error)
+	// checkReferrersTag fails, before anything is pushed, where
+	// indexReferrers would refuse to merge into the fallback tag.
+	checkReferrersTag(ctx context.Context, repo string, subject digest.Digest) error
 }
 
 // indexReferrers makes every referrer pushed with a subject resolve at the
@@ -602,33 +747,9 @@ func (im *importer) indexReferrers(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	type key struct {
-		repo    string
-		subject digest.Digest
-	}
-	groups := map[key][]ocispec.Descriptor{}
-	var keys []key
-	for _, t := range im.targets {
-		if !IsReferrer(t.root) {
-			continue
-		}
-		m, _ := im.r.Manifest(t.root.Digest)
-		var a artifactLinks
-		_ = json.Unmarshal(m.Bytes, &a)
-		if a.Subject == nil {
-			continue // a cosign tag: its name is how it is found
-		}
-		d, err := referrerDescriptor(m)
-		if err != nil {
-			return err
-		}
-		k := key{t.repo, a.Subject.Digest}
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		if !slices.ContainsFunc(groups[k], func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
-			groups[k] = append(groups[k], d)
-		}
+	keys, groups, err := im.referrerGroups()
+	if err != nil {
+		return err
 	}
 	var mu sync.Mutex
 	eg, gctx := errgroup.WithContext(ctx)
@@ -652,6 +773,69 @@ func (im *importer) indexReferrers(ctx context.Context) error {
 	return eg.Wait()
 }
 
+// checkReferrerTags reads, before anything is pushed, the fallback tags
+// that indexReferrers would merge into where the destination has no
+// Referrers API: one that holds anything but an OCI image index fails the
+// import now, rather than once every tag has moved.
+func (im *importer) checkReferrerTags(ctx context.Context) error {
+	ri, ok := im.dst.(referrerIndexer)
+	if !ok {
+		return nil
+	}
+	keys, _, err := im.referrerGroups()
+	if err != nil {
+		return err
+	}
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(metaJobs(im.opts.Jobs))
+	for _, k := range keys {
+		eg.Go(func() error {
+			if err := ri.checkReferrersTag(gctx, k.repo, k.subject); err != nil {
+				return fmt.Errorf("listing the referrers of %s at %s, before pushing anything: %w", k.subject, im.dst.display(k.repo, fallbackTag(k.subject)), err)
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// referrerKey is a subject in a destination repository.
+type referrerKey struct {
+	repo    string
+	subject digest.Digest
+}
+
+// referrerGroups groups the referrers pushed with a subject by repository
+// and subject, in index.json order.
+func (im *importer) referrerGroups() ([]referrerKey, map[referrerKey][]ocispec.Descriptor, error) {
+	type key = referrerKey
+	groups := map[key][]ocispec.Descriptor{}
+	var keys []key
+	for _, t := range im.targets {
+		if !IsReferrer(t.root) {
+			continue
+		}
+		m, _ := im.r.Manifest(t.root.Digest)
+		var a artifactLinks
+		_ = json.Unmarshal(m.Bytes, &a)
+		if a.Subject == nil {
+			continue // a cosign tag: its name is how it is found
+		}
+		d, err := referrerDescriptor(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		k := key{t.repo, a.Subject.Digest}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		if !slices.ContainsFunc(groups[k], func(x ocispec.Descriptor) bool { return x.Digest == d.Digest }) {
+			groups[k] = append(groups[k], d)
+		}
+	}
+	return keys, groups, nil
+}
+
 var _ referrerIndexer = (*registryTarget)(nil)
 
 func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, subject digest.Digest, refs []ocispec.Descriptor) (bool, error) {
@@ -672,30 +856,11 @@ func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, su
 	default:
 		return false, fmt.Errorf("asking its Referrers API: %w", err)
 	}
-	tag := fallbackTag(subject)
-	var raw map[string]json.RawMessage
-	var listed []json.RawMessage
-	cur, err := t.client.GetManifest(ctx, repo, tag, MaxManifestBytes)
-	switch {
-	case errors.Is(err, registry.ErrNotFound):
-		raw = map[string]json.RawMessage{
-			"schemaVersion": json.RawMessage(`2`),
-			"mediaType":     json.RawMessage(`"` + ocispec.MediaTypeImageIndex + `"`),
-		}
-	case err != nil:
-		return false, fmt.Errorf("reading the tag: %w", err)
-	default:
-		var idx struct {
-			SchemaVersion int               `json:"schemaVersion"`
-			MediaType     string            `json:"mediaType"`
-			Manifests     []json.RawMessage `json:"manifests"`
-		}
-		if json.Unmarshal(cur.Bytes, &idx) != nil || idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex || json.Unmarshal(cur.Bytes, &raw) != nil {
-			return false, fmt.Errorf("%w: the tag holds %s, not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again",
-				ErrConflict, quoteType(cur.MediaType))
-		}
-		listed = idx.Manifests
+	raw, listed, err := t.readReferrersTag(ctx, repo, subject)
+	if err != nil {
+		return false, err
 	}
+	tag := fallbackTag(subject)
 	have := map[digest.Digest]bool{}
 	for _, l := range listed {
 		var d ocispec.Descriptor
@@ -736,4 +901,45 @@ func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, su
 		return false, fmt.Errorf("writing the tag: %w", err)
 	}
 	return true, nil
+}
+
+// readReferrersTag reads the fallback tag of subject in repo: its fields
+// and the descriptors it lists, as they are (a new index when there is no
+// tag); ErrConflict when it holds anything but an OCI image index.
+func (t *registryTarget) readReferrersTag(ctx context.Context, repo name.Repository, subject digest.Digest) (map[string]json.RawMessage, []json.RawMessage, error) {
+	cur, err := t.client.GetManifest(ctx, repo, fallbackTag(subject), MaxManifestBytes)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return map[string]json.RawMessage{
+			"schemaVersion": json.RawMessage(`2`),
+			"mediaType":     json.RawMessage(`"` + ocispec.MediaTypeImageIndex + `"`),
+		}, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("reading the tag: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	var idx struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		MediaType     string            `json:"mediaType"`
+		Manifests     []json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(cur.Bytes, &idx) != nil || idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex || json.Unmarshal(cur.Bytes, &raw) != nil {
+		return nil, nil, fmt.Errorf("%w: the tag holds %s, not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again",
+			ErrConflict, quoteType(cur.MediaType))
+	}
+	return raw, idx.Manifests, nil
+}
+
+func (t *registryTarget) checkReferrersTag(ctx context.Context, repoName string, subject digest.Digest) error {
+	repo := t.repos[repoName]
+	_, err := apiReferrers(ctx, t.client, repo, subject)
+	switch {
+	case err == nil:
+		return nil // the API will list them; the tag is not written
+	case errors.Is(err, registry.ErrNoReferrersAPI):
+	default:
+		return fmt.Errorf("asking its Referrers API: %w", err)
+	}
+	_, _, err = t.readReferrersTag(ctx, repo, subject)
+	return err
 }

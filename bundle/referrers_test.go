@@ -610,7 +610,7 @@ func TestReferrersImportFallbackTagRefused(t *testing.T) {
 	if !errors.Is(err, bundle.ErrConflict) {
 		t.Fatalf("import: %v, want %v", err, bundle.ErrConflict)
 	}
-	want := fmt.Sprintf(`listing the referrers of %s at %s/app/signed:sha256-%s: destination conflict: the tag holds "application/vnd.oci.image.manifest.v1+json", not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again`, s.image.Digest, dst, s.image.Digest.Hex)
+	want := fmt.Sprintf(`listing the referrers of %s at %s/app/signed:sha256-%s, before pushing anything: destination conflict: the tag holds "application/vnd.oci.image.manifest.v1+json", not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again`, s.image.Digest, dst, s.image.Digest.Hex)
 	if err.Error() != want {
 		t.Errorf("import: %v\nwant %s", err, want)
 	}
@@ -1076,6 +1076,7 @@ func TestReferrersPages(t *testing.T) {
 			var mu sync.Mutex // the handler reads s and att once they are pushed
 			var s *signed
 			var att v1.Descriptor
+			again := 0
 			host := startGGCR(t, true, func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					mu.Lock()
@@ -1091,6 +1092,16 @@ func TestReferrersPages(t *testing.T) {
 						return
 					}
 					w.Header().Set("Link", "<"+tc.next(r.URL.Path)+`>; rel="next"`)
+					if r.URL.Query().Get("page") == "again" {
+						// Each page lists one more (a next page that
+						// lists nothing new is refused before the 64th).
+						mu.Lock()
+						again++
+						n := again
+						mu.Unlock()
+						io.WriteString(w, indexOf(descJSON(s.sbom), fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%064x","size":100}`, n)))
+						return
+					}
 					io.WriteString(w, indexOf(descJSON(s.sbom)))
 				})
 			})
