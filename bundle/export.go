@@ -103,6 +103,10 @@ type ExportSummary struct {
 type RewrittenIndex struct {
 	Ref                 string
 	Original, Rewritten digest.Digest
+	// LeftBehind names the referrers of the source index (its cosign
+	// signature, say) found at the source: they refer to Original, not to
+	// the rewritten index, and are not carried.
+	LeftBehind []string
 }
 
 // image is a resolved reference.
@@ -208,6 +212,8 @@ type exporter struct {
 	inflight  singleflight.Group     // child manifests being fetched
 	leftOut   map[digest.Digest]bool // blobs a delta leaves out
 	signed    []PublisherSignature   // what RequireSignature checked
+	// leftBehind: the referrers of source indexes --platform rewrote
+	leftBehind map[digest.Digest][]string
 }
 
 // ExportFile exports refs to a bundle at path. The bundle is written under
@@ -290,7 +296,7 @@ func Export(ctx context.Context, refs []string, w io.Writer, opts ExportOptions)
 	sum := &ExportSummary{Images: len(images), Referrers: len(referrers), Index: index, PublisherSignatures: e.signed}
 	for _, img := range images {
 		if img.original != "" {
-			sum.Rewritten = append(sum.Rewritten, RewrittenIndex{Ref: img.ref.String(), Original: img.original, Rewritten: img.desc.Digest})
+			sum.Rewritten = append(sum.Rewritten, RewrittenIndex{Ref: img.ref.String(), Original: img.original, Rewritten: img.desc.Digest, LeftBehind: e.leftBehind[img.original]})
 		}
 	}
 	var sigs map[string][]byte

@@ -308,6 +308,10 @@ type importer struct {
 	// each image
 	outMu    sync.Mutex
 	outcomes map[string]map[digest.Digest]blobOutcome
+	// held: the digest a cosign tag holds after the bundle's signatures
+	// were added to those already there (by target index; absent when it
+	// holds the bundle's manifest).
+	held map[int]digest.Digest
 }
 
 // record notes how repo came to hold blob d.
@@ -507,13 +511,27 @@ func (im *importer) pushManifests(ctx context.Context) error {
 	// Tags last, once everything they point at is in place.
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(metaJobs(im.opts.Jobs))
-	for _, t := range im.targets {
+	im.held = map[int]digest.Digest{}
+	for i, t := range im.targets {
 		if !t.tagged {
 			continue
 		}
 		eg.Go(func() error {
 			m, _ := im.r.Manifest(t.root.Digest)
-			if err := im.dst.pushManifest(gctx, t.repo, t.src.Tag, m); err != nil {
+			var err error
+			if rt, ok := im.dst.(*registryTarget); ok && isCosignTag(t.src.Tag) {
+				// A list of signatures: the bundle's are added to what
+				// the destination holds.
+				var d digest.Digest
+				if d, err = im.pushCosignTag(gctx, rt, t, m); err == nil && d != t.root.Digest {
+					mu.Lock()
+					im.held[i] = d
+					mu.Unlock()
+				}
+			} else {
+				err = im.dst.pushManifest(gctx, t.repo, t.src.Tag, m)
+			}
+			if err != nil {
 				return fmt.Errorf("tagging %s (from %s): %w", im.dst.display(t.repo, t.src.Tag), t.src, err)
 			}
 			mu.Lock()
@@ -545,7 +563,11 @@ func (im *importer) check(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("checking %s after the push: %w", dst, err)
 			}
-			images[i] = ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got, Confirmed: got == t.root.Digest}
+			want := t.root.Digest
+			if d, ok := im.held[i]; ok {
+				want = d
+			}
+			images[i] = ImportedImage{Source: t.src.String(), Destination: dst, Digest: t.root.Digest, DestinationDigest: got, Confirmed: got == want}
 			im.count(&images[i], t)
 			if up := digest.Digest(t.root.Annotations[AnnotationOriginalDigest]); validateDigest(up) == nil {
 				images[i].Upstream = up
@@ -565,7 +587,7 @@ func (im *importer) check(ctx context.Context) error {
 	var moved, bad []string
 	for i, img := range images {
 		switch {
-		case img.DestinationDigest == img.Digest:
+		case img.DestinationDigest == img.Digest, img.Confirmed:
 		case im.targets[i].tagged:
 			moved = append(moved, fmt.Sprintf("%s now holds %s, not %s", img.Destination, img.DestinationDigest, img.Digest))
 		default:

@@ -409,8 +409,11 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	self := digest.FromBytes(im.r.IndexBytes())
 	var back []string
 	seen := map[string]bool{}
+	_, registryDest := im.dst.(*registryTarget)
 	for _, t := range im.targets {
-		if !t.tagged {
+		// A cosign tag at a registry gains the bundle's signatures and
+		// loses none (pushCosignTag): it cannot be moved back.
+		if !t.tagged || registryDest && isCosignTag(t.src.Tag) {
 			continue
 		}
 		key := receiptKey(dest, t.src, im.opts.KeepSourceRegistry)

@@ -140,6 +140,24 @@ func (e *exporter) findReferrers(ctx context.Context, images []*image) (map[dige
 			return nil
 		})
 	}
+	// The referrers of an index --platform rewrote refer to the source
+	// index: not carried, but named, so that nothing is left behind
+	// without a word (the export summary says so).
+	for _, img := range images {
+		if src, ok := img.src.(registrySource); ok && img.original != "" && !e.opts.NoReferrers {
+			eg.Go(func() error {
+				if names := leftBehind(ctx, src, img.original); len(names) > 0 {
+					e.mu.Lock()
+					if e.leftBehind == nil {
+						e.leftBehind = map[digest.Digest][]string{}
+					}
+					e.leftBehind[img.original] = names
+					e.mu.Unlock()
+				}
+				return nil
+			})
+		}
+	}
 	_ = eg.Wait()
 	var failures []*RefError
 	for i, err := range errs {
@@ -942,4 +960,44 @@ func (t *registryTarget) checkReferrersTag(ctx context.Context, repoName string,
 	}
 	_, _, err = t.readReferrersTag(ctx, repo, subject)
 	return err
+}
+
+// leftBehind names what refers to d at src, as far as one look tells
+// (best effort: the cosign tags, and the first page of the Referrers API
+// or of the fallback tag): "sha256-<hex>.sig", or a referrer's digest.
+func leftBehind(ctx context.Context, src registrySource, d digest.Digest) []string {
+	var (
+		mu    sync.Mutex
+		names []string
+	)
+	var eg errgroup.Group
+	for _, suffix := range cosignSuffixes {
+		eg.Go(func() error {
+			if _, err := src.client.HeadManifest(ctx, src.repo, fallbackTag(d)+suffix); err == nil {
+				mu.Lock()
+				names = append(names, fallbackTag(d)+suffix)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	eg.Go(func() error {
+		m, err := src.client.Referrers(ctx, src.repo, d, "", MaxManifestBytes)
+		if errors.Is(err, registry.ErrNoReferrersAPI) {
+			m, err = src.client.GetManifest(ctx, src.repo, fallbackTag(d), MaxManifestBytes)
+		}
+		var idx ocispec.Index
+		if err != nil || json.Unmarshal(m.Bytes, &idx) != nil {
+			return nil
+		}
+		mu.Lock()
+		for _, r := range idx.Manifests {
+			names = append(names, r.Digest.String())
+		}
+		mu.Unlock()
+		return nil
+	})
+	_ = eg.Wait()
+	slices.Sort(names)
+	return slices.Compact(names)
 }

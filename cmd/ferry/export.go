@@ -293,6 +293,10 @@ func printExportSummary(w io.Writer, out string, s *bundle.ExportSummary, signat
 	}
 	for _, r := range s.Rewritten {
 		fmt.Fprintf(w, "  note: %s: --platform rewrote the index, digest %s (source %s)\n", r.Ref, r.Rewritten, r.Original)
+		if len(r.LeftBehind) > 0 {
+			fmt.Fprintf(w, "  note: %s: what refers to the source index (%s) refers to no index the bundle holds and is not carried: a signature of it does not verify the rewritten one; sign the platform manifests (cosign sign --recursive) so that their signatures travel\n",
+				r.Ref, termtext.Escape(firstOf(r.LeftBehind, 3)))
+		}
 	}
 }
 
@@ -321,4 +325,12 @@ func fillExport(doc *report.Export, s *bundle.ExportSummary, signature string) {
 	if fp, ok := strings.CutPrefix(signature, "key "); ok {
 		doc.SignedBy = fp
 	}
+}
+
+// firstOf lists the first n of s, and counts the rest.
+func firstOf(s []string, n int) string {
+	if len(s) <= n {
+		return strings.Join(s, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(s[:n], ", "), len(s)-n)
 }

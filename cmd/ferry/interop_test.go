@@ -96,6 +96,28 @@ func TestInteropSignedImageAtDestination(t *testing.T) {
 				t.Logf("cosign %s: ok", strings.Join(args, " "))
 			}
 		}
+		// The air-gapped side signs the image with its own key, and the
+		// next import of the same image adds the publisher's signature to
+		// the tag without dropping the local one: both verify.
+		cosignRun := func(args ...string) ([]byte, error) {
+			cmd := exec.Command(bin, args...)
+			cmd.Dir = dir
+			cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "COSIGN_PASSWORD=local"}
+			return cmd.CombinedOutput()
+		}
+		if b, err := cosignRun("generate-key-pair", "--output-key-prefix", "local"); err != nil {
+			t.Fatalf("cosign generate-key-pair: %v\n%s", err, b)
+		}
+		if b, err := cosignRun("sign", "--key", "local.key", "--tlog-upload=false", "--allow-insecure-registry", "--yes", dst.Host+"/mirror/team/signed@"+img.String()); err != nil {
+			t.Fatalf("cosign sign at the destination: %v\n%s", err, b)
+		}
+		ferry(t, nil, "import", "--key", key+".pub", "--to", dst.Host+"/mirror", out).expect(t, exitOK)
+		publisher, _ := filepath.Abs("../../testdata/cosign/ecdsa.pub")
+		for _, pub := range []string{filepath.Join(dir, "local.pub"), publisher} {
+			if b, err := cosignRun("verify", "--insecure-ignore-tlog", "--allow-insecure-registry", "--trusted-root", emptyRoot, "--key", pub, at); err != nil {
+				t.Errorf("after the image was signed at the destination and imported again, cosign verify --key %s: %v\n%s", pub, err, b)
+			}
+		}
 		ran++
 	}
 	if bin, err := exec.LookPath("regctl"); err != nil {

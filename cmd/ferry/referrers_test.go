@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -153,5 +155,39 @@ func TestReferrersUsageErrors(t *testing.T) {
 				t.Errorf("error: %s\nwant %s", res.errMessage(), tc.want)
 			}
 		})
+	}
+}
+
+// TestReferrersLeftBehindNote: with --platform the index's cosign
+// signature cannot travel (it signs the source index); the export says so,
+// and what to do.
+func TestReferrersLeftBehindNote(t *testing.T) {
+	t.Parallel()
+	host := referrerRegistry(t, true)
+	amd, _ := testimages.Image("linux/amd64", false, testimages.Layer("note-amd", 1024))
+	arm, _ := testimages.Image("linux/arm64", false, testimages.Layer("note-arm", 1024))
+	idx, err := testimages.Index(map[string]v1.Image{"linux/amd64": amd, "linux/arm64": arm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/app/multi:1.0"
+	r, _ := name.ParseReference(ref)
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	sig := static.NewLayer([]byte(`{"critical":{}}`), "application/vnd.dev.cosign.simplesigning.v1+json")
+	img, err := mutate.AppendLayers(empty.Image, sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r.Context().Tag("sha256-"+d.Hex+".sig"), img); err != nil {
+		t.Fatal(err)
+	}
+	res := ferry(t, nil, "export", "--platform", "linux/amd64", "-o", filepath.Join(t.TempDir(), "b.tar.zst"), ref)
+	res.expect(t, exitOK)
+	want := "  note: " + ref + ": what refers to the source index (sha256-" + d.Hex + ".sig) refers to no index the bundle holds and is not carried: a signature of it does not verify the rewritten one; sign the platform manifests (cosign sign --recursive) so that their signatures travel\n"
+	if !strings.Contains(res.stderr, want) {
+		t.Errorf("the export does not say the signature stays behind:\n%s\nwant the line\n%s", res.stderr, want)
 	}
 }
