@@ -30,6 +30,53 @@ func isCosignTag(tag string) bool {
 	return false
 }
 
+// isFallbackTag reports whether tag is the fallback tag sha256-<hex> that
+// lists the referrers of a manifest where a registry has no Referrers API.
+func isFallbackTag(tag string) bool {
+	hex, ok := strings.CutPrefix(tag, "sha256-")
+	return ok && validateDigest(digest.Digest("sha256:"+hex)) == nil
+}
+
+// isListTag reports whether tag holds a list that tools add to rather than
+// replace: a cosign tag (signatures) or a fallback tag (referrers).
+func isListTag(tag string) bool { return isCosignTag(tag) || isFallbackTag(tag) }
+
+// mergeIndex is the fallback index cur holds with the entries of add it
+// lacks (by digest) appended; nil when it lacks none, or when either is not
+// an OCI image index.
+func mergeIndex(cur, add []byte) ([]byte, bool, error) {
+	var have, more map[string]json.RawMessage
+	var hm, am struct {
+		MediaType string               `json:"mediaType"`
+		Manifests []ocispec.Descriptor `json:"manifests"`
+	}
+	if json.Unmarshal(cur, &have) != nil || json.Unmarshal(cur, &hm) != nil || json.Unmarshal(add, &more) != nil || json.Unmarshal(add, &am) != nil ||
+		hm.MediaType != ocispec.MediaTypeImageIndex || am.MediaType != ocispec.MediaTypeImageIndex {
+		return nil, false, nil
+	}
+	seen := map[digest.Digest]bool{}
+	list := hm.Manifests
+	for _, d := range list {
+		seen[d.Digest] = true
+	}
+	for _, d := range am.Manifests {
+		if !seen[d.Digest] {
+			seen[d.Digest] = true
+			list = append(list, d)
+		}
+	}
+	if len(list) == len(hm.Manifests) {
+		return nil, true, nil
+	}
+	lb, err := json.Marshal(list)
+	if err != nil {
+		return nil, true, err
+	}
+	have["manifests"] = lb
+	b, err := json.Marshal(have)
+	return b, true, err
+}
+
 // cosignManifest is what a cosign tag holds: an image manifest whose
 // layers are the signatures (attestations, SBOMs), one each.
 type cosignManifest struct {
@@ -49,8 +96,8 @@ func parseCosignManifest(b []byte) (*cosignManifest, bool) {
 	return nil, false
 }
 
-// pushCosignTag sets a cosign tag at a registry without dropping what is
-// there: the tag holds a list of signatures (cosign sign adds a layer to
+// pushCosignTag sets a cosign tag (or a fallback tag: see mergeIndex) at
+// a registry without dropping what is there: the tag holds a list of signatures (cosign sign adds a layer to
 // it), and the destination may have its own, made by cosign sign with the
 // air-gapped side's key. The layers of the bundle's manifest m missing
 // from the one the tag holds are appended to it; the tag then holds every
@@ -74,6 +121,23 @@ func (im *importer) pushCosignTag(ctx context.Context, rt *registryTarget, t ima
 	// The bundle's own manifest is at the destination by digest too.
 	if err := rt.pushManifest(ctx, t.repo, "", m); err != nil {
 		return "", err
+	}
+	if isFallbackTag(t.src.Tag) {
+		// A list of referrers (exported as an image, by a list of every
+		// tag): the entries the destination's lacks are added to it.
+		b, isIndex, err := mergeIndex(cur.Bytes, m.Bytes)
+		switch {
+		case err != nil:
+			return "", err
+		case !isIndex:
+			return m.Descriptor.Digest, rt.pushManifest(ctx, t.repo, t.src.Tag, m)
+		case b == nil:
+			return cur.Digest, nil
+		case len(b) > MaxManifestBytes:
+			return "", fmt.Errorf("%w: %s with the bundle's referrers added would be %d bytes, more than the %d a manifest may have", ErrTooLarge, rt.display(t.repo, t.src.Tag), len(b), MaxManifestBytes)
+		}
+		merged := &Manifest{Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(b), Size: int64(len(b))}, Bytes: b}
+		return merged.Descriptor.Digest, rt.pushManifest(ctx, t.repo, t.src.Tag, merged)
 	}
 	have, ok := parseCosignManifest(cur.Bytes)
 	add, ok2 := parseCosignManifest(m.Bytes)

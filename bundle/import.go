@@ -519,9 +519,9 @@ func (im *importer) pushManifests(ctx context.Context) error {
 		eg.Go(func() error {
 			m, _ := im.r.Manifest(t.root.Digest)
 			var err error
-			if rt, ok := im.dst.(*registryTarget); ok && isCosignTag(t.src.Tag) {
-				// A list of signatures: the bundle's are added to what
-				// the destination holds.
+			if rt, ok := im.dst.(*registryTarget); ok && isListTag(t.src.Tag) {
+				// A list of signatures (or of referrers): the bundle's
+				// are added to what the destination holds.
 				var d digest.Digest
 				if d, err = im.pushCosignTag(gctx, rt, t, m); err == nil && d != t.root.Digest {
 					mu.Lock()

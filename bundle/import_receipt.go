@@ -411,9 +411,9 @@ func (im *importer) checkRollback(ctx context.Context, dest Destination) error {
 	seen := map[string]bool{}
 	_, registryDest := im.dst.(*registryTarget)
 	for _, t := range im.targets {
-		// A cosign tag at a registry gains the bundle's signatures and
-		// loses none (pushCosignTag): it cannot be moved back.
-		if !t.tagged || registryDest && isCosignTag(t.src.Tag) {
+		// A cosign or fallback tag at a registry gains the bundle's
+		// entries and loses none (pushCosignTag): it cannot be moved back.
+		if !t.tagged || registryDest && isListTag(t.src.Tag) {
 			continue
 		}
 		key := receiptKey(dest, t.src, im.opts.KeepSourceRegistry)
