@@ -173,7 +173,7 @@ func readBaseReceipt(f io.Reader, name string) (*Base, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > maxReceiptBytes {
+	if int64(len(data)) > maxReceiptBytes {
 		return nil, fmt.Errorf("%w: the receipt is more than %d bytes", ErrTooLarge, maxReceiptBytes)
 	}
 	var rc Receipt

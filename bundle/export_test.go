@@ -8,3 +8,16 @@ func SetMaxReferrers(n int) (restore func()) {
 	maxReferrers = n
 	return func() { maxReferrers = old }
 }
+
+// SetMaxReceiptBytes lowers the size of a receipt readers accept, for a
+// test that must not run in parallel with others (the padded receipts of
+// the cap's tests are then a few MiB, not 64); it returns the function
+// that restores the limit.
+func SetMaxReceiptBytes(n int64) (restore func()) {
+	old := maxReceiptBytes
+	maxReceiptBytes = n
+	return func() { maxReceiptBytes = old }
+}
+
+// MaxReceiptBytes is the size of a receipt readers accept.
+func MaxReceiptBytes() int64 { return maxReceiptBytes }

@@ -42,9 +42,6 @@ const (
 	// ReceiptVersion is the receipt format version this package writes.
 	ReceiptVersion = 1
 
-	// maxReceiptBytes caps a receipt read back. Each distinct bundle
-	// imported adds its index.json (a few KiB for tens of images).
-	maxReceiptBytes = 64 << 20
 	// receiptTries is how many times the merged receipt is written when
 	// another import replaces it between the write and the read-back.
 	receiptTries = 3
@@ -69,6 +66,11 @@ const (
 	// creation time may be before the import warns about it.
 	futureSlack = 24 * time.Hour
 )
+
+// maxReceiptBytes caps a receipt read back. Each distinct bundle imported
+// adds its index.json (a few KiB for tens of images). A variable for the
+// tests only (SetMaxReceiptBytes).
+var maxReceiptBytes int64 = 64 << 20
 
 // errBadReceipt: what is stored where the receipt belongs cannot be read
 // as one. It is ignored with a warning (as a deleted receipt would be).
@@ -616,7 +618,7 @@ func (im *importer) checkReceiptRoom(prev *Receipt, dest Destination) error {
 	if err != nil {
 		return err
 	}
-	if len(b) > maxReceiptBytes {
+	if int64(len(b)) > maxReceiptBytes {
 		return fmt.Errorf("%w: after this import the receipt at %s would be %d bytes, more than the %d ferry reads back, even without the entries later bundles superseded; nothing was pushed (import to another prefix to start a new history there)", ErrTooLarge, im.receipts, len(b), maxReceiptBytes)
 	}
 	return nil
@@ -662,7 +664,7 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 		if err == nil {
 			rc = im.mergedWith(prev, own, entry, name, dest)
 			var b []byte
-			if b, err = json.Marshal(rc); err == nil && len(b) > maxReceiptBytes {
+			if b, err = json.Marshal(rc); err == nil && int64(len(b)) > maxReceiptBytes {
 				err = fmt.Errorf("%w: the merged receipt would be %d bytes, more than the %d ferry reads back", ErrTooLarge, len(b), maxReceiptBytes)
 			}
 		}

@@ -235,7 +235,13 @@ func TestReceiptOverwritesImageOfParentPrefix(t *testing.T) {
 // it is unchanged. Here it is padded with signed entries older than the
 // bundle that set the tag (as earlier imports would have left) to just
 // under the cap: the next import prunes them, and the history holds.
+// capForTests is the receipt cap of the tests that pad a receipt to it.
+const capForTests = 4 << 20
+
 func TestReceiptPrunedBeforeCap(t *testing.T) {
+	// The cap lowered from 64 MiB to capForTests: the same code, a
+	// sixteenth of the bytes to pad, parse and push (not parallel).
+	defer bundle.SetMaxReceiptBytes(capForTests)()
 	f := newRfix(t)
 	// The in-memory store copies a blob at each write: 64 MiB in small
 	// writes takes it tens of seconds. The filesystem does not.
@@ -265,13 +271,13 @@ func TestReceiptPrunedBeforeCap(t *testing.T) {
 			return bundle.ReceiptBundle{Index: b, Signature: files[bundle.SignatureFile], SigstoreBundle: files[bundle.SigstoreBundleFile]}
 		}
 		size := func() int { b, _ := json.Marshal(r); return len(b) }
-		for n, total := 1, size(); total < 60<<20; n++ {
-			e := entry(n, 1<<20)
+		for n, total := 1, size(); total < capForTests-capForTests/16; n++ {
+			e := entry(n, capForTests/64)
 			eb, _ := json.Marshal(e)
 			r.Bundles, total = append([]bundle.ReceiptBundle{e}, r.Bundles...), total+len(eb)+1
 		}
 		// One more, sized to leave less room than the next import needs.
-		gap := 64<<20 - 200 - size()
+		gap := capForTests - 200 - size()
 		trial, _ := json.Marshal(entry(1000, gap*3/4))
 		for pad := gap*3/4 - (len(trial)+1-gap)*3/4 - 8; ; pad-- {
 			e := entry(1000, pad)
@@ -281,7 +287,7 @@ func TestReceiptPrunedBeforeCap(t *testing.T) {
 				break
 			}
 		}
-		if n := size(); n > 64<<20 || n < 64<<20-400 {
+		if n := size(); n > capForTests || n < capForTests-400 {
 			t.Fatalf("padded receipt is %d bytes", n)
 		}
 	})
@@ -346,6 +352,9 @@ func TestDeltaLeftOutSizeLie(t *testing.T) {
 // trust, which another import host may), is refused before anything is
 // pushed: written, the receipt would be ignored and its history lost.
 func TestReceiptRoomRefusedBeforePush(t *testing.T) {
+	// The cap lowered from 64 MiB to capForTests: the same code, a
+	// sixteenth of the bytes to pad, parse and push (not parallel).
+	defer bundle.SetMaxReceiptBytes(capForTests)()
 	f := newRfix(t)
 	f.dst = registrytest.New(t, registrytest.Options{Dir: t.TempDir()})
 	pub := f.key.Public()
@@ -374,12 +383,12 @@ func TestReceiptRoomRefusedBeforePush(t *testing.T) {
 		}
 		size := func() int { b, _ := json.Marshal(r); return len(b) }
 		total := size()
-		for n := 0; total < 62<<20; n++ {
-			e, l := entry(n, 1<<20)
+		for n := 0; total < capForTests-capForTests/32; n++ {
+			e, l := entry(n, capForTests/64)
 			r.Bundles, total = append(r.Bundles, e), total+l
 		}
 		// The last one leaves 300 bytes: less than this import's entry.
-		gap := 64<<20 - 300 - size()
+		gap := capForTests - 300 - size()
 		_, l0 := entry(100, 0)
 		for pad := (gap - l0) * 3 / 4; ; pad-- {
 			if e, l := entry(100, pad); l <= gap {
@@ -387,14 +396,14 @@ func TestReceiptRoomRefusedBeforePush(t *testing.T) {
 				break
 			}
 		}
-		if n := size(); n > 64<<20 || n < 64<<20-400 {
+		if n := size(); n > capForTests || n < capForTests-400 {
 			t.Fatalf("padded receipt is %d bytes", n)
 		}
 	})
 	before := f.dst.BlobUploads.Load()
 	_, err = f.imp(t, p2, bundle.ImportOptions{}, pub)
 	at := f.dst.Host + "/m/ferry-receipts:latest"
-	want := regexp.MustCompile(`^content exceeds size limit: after this import the receipt at ` + regexp.QuoteMeta(at) + ` would be \d+ bytes, more than the 67108864 ferry reads back, even without the entries later bundles superseded; nothing was pushed \(import to another prefix to start a new history there\)$`)
+	want := regexp.MustCompile(`^content exceeds size limit: after this import the receipt at ` + regexp.QuoteMeta(at) + ` would be \d+ bytes, more than the 4194304 ferry reads back, even without the entries later bundles superseded; nothing was pushed \(import to another prefix to start a new history there\)$`)
 	if !errors.Is(err, bundle.ErrTooLarge) || !want.MatchString(err.Error()) {
 		t.Errorf("got %v\nwant %s", err, want)
 	}

@@ -419,11 +419,11 @@ func (f *rfix) padOtherKey(t *testing.T, room int) {
 		}
 		size := func() int { b, _ := json.Marshal(r); return len(b) }
 		total := size()
-		for n := 0; total < 62<<20; n++ {
-			e, l := entry(n, 1<<20)
+		for n := 0; total < capForTests-capForTests/32; n++ {
+			e, l := entry(n, capForTests/64)
 			r.Bundles, total = append(r.Bundles, e), total+l
 		}
-		gap := 64<<20 - room - size()
+		gap := capForTests - room - size()
 		_, l0 := entry(100, 0)
 		for pad := (gap - l0) * 3 / 4; ; pad-- {
 			if e, l := entry(100, pad); l <= gap {
@@ -431,7 +431,7 @@ func (f *rfix) padOtherKey(t *testing.T, room int) {
 				break
 			}
 		}
-		if n := size(); n > 64<<20-room || n < 64<<20-room-100 {
+		if n := size(); n > capForTests-room || n < capForTests-room-100 {
 			t.Fatalf("padded receipt is %d bytes", n)
 		}
 	})
@@ -445,6 +445,9 @@ func (f *rfix) padOtherKey(t *testing.T, room int) {
 // the prefix for signed ones. It is refused before anything is pushed, as
 // a signed import is.
 func TestReceiptRoomUnsignedRefusedBeforePush(t *testing.T) {
+	// The cap lowered from 64 MiB to capForTests: the same code, a
+	// sixteenth of the bytes to pad, parse and push (not parallel).
+	defer bundle.SetMaxReceiptBytes(capForTests)()
 	f := newRfix(t)
 	f.dst = registrytest.New(t, registrytest.Options{Dir: t.TempDir()})
 	pub := f.key.Public()
@@ -459,7 +462,7 @@ func TestReceiptRoomUnsignedRefusedBeforePush(t *testing.T) {
 	before := f.dst.BlobUploads.Load()
 	_, err := f.imp(t, pU, bundle.ImportOptions{})
 	at := f.dst.Host + "/m/ferry-receipts:latest"
-	want := regexp.MustCompile(`^content exceeds size limit: after this import the receipt at ` + regexp.QuoteMeta(at) + ` would be \d+ bytes, more than the 67108864 ferry reads back, even without the entries later bundles superseded; nothing was pushed \(import to another prefix to start a new history there\)$`)
+	want := regexp.MustCompile(`^content exceeds size limit: after this import the receipt at ` + regexp.QuoteMeta(at) + ` would be \d+ bytes, more than the 4194304 ferry reads back, even without the entries later bundles superseded; nothing was pushed \(import to another prefix to start a new history there\)$`)
 	if !errors.Is(err, bundle.ErrTooLarge) || !want.MatchString(err.Error()) {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
