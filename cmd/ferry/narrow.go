@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
-
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // inspectWidth is the terminal width ferry inspect fits by default.
@@ -19,22 +17,6 @@ func shortDigest(d string) string {
 		return d
 	}
 	return alg + ":" + hex[:12]
-}
-
-// shortMediaType names the manifest media types ferry meets in a few
-// words; any other is returned as is.
-func shortMediaType(mt string) string {
-	switch mt {
-	case ocispec.MediaTypeImageIndex:
-		return "oci index"
-	case ocispec.MediaTypeImageManifest:
-		return "oci manifest"
-	case "application/vnd.docker.distribution.manifest.list.v2+json":
-		return "docker list"
-	case "application/vnd.docker.distribution.manifest.v2+json":
-		return "docker manifest"
-	}
-	return mt
 }
 
 // elide cuts s to at most n runes, ending in "…" when cut.
