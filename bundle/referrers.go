@@ -191,17 +191,7 @@ func (e *exporter) findReferrers(ctx context.Context, images []*image) (map[dige
 // the attestation manifests of unknown platform that buildx adds).
 func (e *exporter) subjectsOf(img *image) []digest.Digest {
 	out := []digest.Digest{img.desc.Digest}
-	if !IsIndex(img.desc.MediaType) {
-		return out
-	}
-	e.mu.Lock()
-	b := e.manifests[img.desc.Digest].bytes
-	e.mu.Unlock()
-	var idx ocispec.Index
-	if json.Unmarshal(b, &idx) != nil {
-		return out
-	}
-	for _, d := range idx.Manifests {
+	for _, d := range e.indexEntries(img) {
 		if d.Platform != nil && d.Platform.OS == "unknown" {
 			continue
 		}
@@ -212,22 +202,28 @@ func (e *exporter) subjectsOf(img *image) []digest.Digest {
 	return out
 }
 
-// subjectDescriptors returns the descriptors index.json and the image's
-// index give its manifests: the image's own and, for an index, those of
-// the manifests it lists.
-func (e *exporter) subjectDescriptors(img *image) map[digest.Digest]ocispec.Descriptor {
-	out := map[digest.Digest]ocispec.Descriptor{img.desc.Digest: img.desc}
+// indexEntries lists the manifests img's index lists (none for an image
+// manifest).
+func (e *exporter) indexEntries(img *image) []ocispec.Descriptor {
 	if !IsIndex(img.desc.MediaType) {
-		return out
+		return nil
 	}
 	e.mu.Lock()
 	b := e.manifests[img.desc.Digest].bytes
 	e.mu.Unlock()
 	var idx ocispec.Index
 	if json.Unmarshal(b, &idx) != nil {
-		return out
+		return nil
 	}
-	for _, d := range idx.Manifests {
+	return idx.Manifests
+}
+
+// subjectDescriptors returns the descriptors index.json and the image's
+// index give its manifests: the image's own and, for an index, those of
+// the manifests it lists.
+func (e *exporter) subjectDescriptors(img *image) map[digest.Digest]ocispec.Descriptor {
+	out := map[digest.Digest]ocispec.Descriptor{img.desc.Digest: img.desc}
+	for _, d := range e.indexEntries(img) {
 		if _, ok := out[d.Digest]; !ok {
 			out[d.Digest] = d
 		}
