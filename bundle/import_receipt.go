@@ -641,15 +641,28 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 	// before it is read (a record read back is merged once only).
 	var (
 		prev    *Receipt
+		prevTok string
 		loadErr error
 		loaded  = make(chan struct{})
 	)
 	go func() {
 		defer close(loaded)
-		prev, _, loadErr = im.loadReceipt(ctx)
+		prev, prevTok, loadErr = im.loadReceipt(ctx)
 	}()
 	kept, err := im.receipts.record(ctx, name, own)
 	<-loaded
+	// The records the stored receipt no longer needs are deleted while
+	// this import merges and writes (see collect).
+	collected := make(chan struct{})
+	if rs, ok := im.receipts.(*registryReceipts); ok && loadErr == nil && prev != nil && err == nil {
+		go func() {
+			defer close(collected)
+			rs.collect(ctx, prev, prevTok, im.warn)
+		}()
+	} else {
+		close(collected)
+	}
+	defer func() { <-collected }()
 	if err != nil {
 		return fmt.Errorf("the images were imported, but recording the import receipt at %s failed: %w; import again to record it", im.receipts, err)
 	}
@@ -678,9 +691,6 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 		switch {
 		case err == nil && ok:
 			im.res.Receipt, im.res.ReceiptAt = rc, im.receipts.String()
-			if rs, ok := im.receipts.(*registryReceipts); ok {
-				rs.collect(ctx, rc, tok, im.warn)
-			}
 			return nil
 		case err != nil && !kept:
 			return fmt.Errorf("the images were imported, but recording the import receipt at %s failed: %w; import again to record it", im.receipts, err)
@@ -912,8 +922,8 @@ func (s *registryReceipts) load(ctx context.Context, warn func(string)) (*Receip
 // maxCollect caps how many superseded records one import deletes.
 const maxCollect = 64
 
-// collect deletes, best effort, the record tags merged into rc (just
-// written, its token tok) whose entry rc no longer holds: entries pruned
+// collect deletes, best effort, the record tags merged into rc (the stored
+// receipt as an import read it, its token tok) whose entry rc no longer holds: entries pruned
 // as superseded, unsigned imports' records, records no reader can use. A
 // record whose entry stays is kept, so an import that read the receipt
 // before this one merged and writes it after still finds, and merges, the
@@ -1064,9 +1074,16 @@ func (s *registryReceipts) put(ctx context.Context, tag string, rc *Receipt) (st
 	for _, blob := range []struct {
 		d    ocispec.Descriptor
 		data []byte
-	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data}, {layer, b}} {
+		// ask: ask first whether the repository holds it (the empty
+		// config, there after the first receipt); a receipt's JSON is
+		// almost always new, and is sent at once.
+		ask bool
+	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data, true}, {layer, b, false}} {
 		eg.Go(func() error {
-			ok, err := s.client.BlobExists(ctx, s.repo, blob.d.Digest)
+			ok, err := false, error(nil)
+			if blob.ask {
+				ok, err = s.client.BlobExists(ctx, s.repo, blob.d.Digest)
+			}
 			if err == nil && !ok {
 				err = s.client.PushBlob(ctx, s.repo, blob.d.Digest, blob.d.Size, bytes.NewReader(blob.data))
 			}

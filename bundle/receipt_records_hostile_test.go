@@ -308,6 +308,12 @@ func TestReceiptSupersededRecordsDeleted(t *testing.T) {
 	if _, err := f.imp(t, pApr, bundle.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Each import deletes what the receipt it read no longer needs: April's
+	// unsigned record goes at the next import (March's again: it sets the
+	// tag back to what March's signed bundle set, not a rollback).
+	if _, err := f.imp(t, pMar, bundle.ImportOptions{}, pub); err != nil {
+		t.Fatal(err)
+	}
 	want := slices.Sorted(slices.Values([]string{"import-planted", recordOf(t, pMar, false)}))
 	if got := records(); !slices.Equal(got, want) {
 		t.Errorf("record tags %q, want %q (March's, and the planted image)", got, want)
@@ -315,29 +321,31 @@ func TestReceiptSupersededRecordsDeleted(t *testing.T) {
 	if got := digest.Digest(destDigest(t, f.dst.Host+"/m/ferry-receipts:import-planted")); got != planted {
 		t.Errorf("the planted image's tag holds %s, want %s", got, planted)
 	}
-	// The history holds: January is refused (the tag holds April's
-	// unsigned image; March's signed bundle set it last).
+	// The history holds: January is refused.
 	_, err := f.imp(t, pJan, bundle.ImportOptions{}, pub)
 	key := f.dst.Host + "/m/team/app:1.0"
-	wantErr := fmt.Sprintf("rollback refused: %s holds %s, but bundle %s created %s set it to %s; this bundle (%s, created %s) is older and would set it to %s; nothing was pushed (to accept this knowingly, import again with --allow-rollback)",
-		key, d4, iMar, mar.Format(time.RFC3339), d3, iJan, jan.Format(time.RFC3339), d1)
+	_ = d4 // April's unsigned image, which March's import replaced
+	wantErr := rollbackMsg(key, d3, iMar, mar, iJan, jan, d1)
 	if !errors.Is(err, bundle.ErrRollback) || err.Error() != wantErr {
 		t.Errorf("got %v\nwant %s", err, wantErr)
 	}
-	// A registry that refuses deletes keeps the records, and the import
-	// succeeds.
+	// A registry that refuses deletes keeps the records, and the imports
+	// succeed: May supersedes March, June's import tries to delete
+	// March's record and cannot.
 	refuse := &registrytest.Fault{Method: "DELETE", Path: "/m/ferry-receipts/manifests/", Status: http.StatusMethodNotAllowed, Times: 1000}
 	f.dst.InjectFaults(refuse)
-	f.push(t, "team/app:1.0", "app-5")
-	pMay, _ := f.export(t, mar.AddDate(0, 2, 0), f.key, "team/app:1.0")
-	if res, err := f.imp(t, pMay, bundle.ImportOptions{}, pub); err != nil || len(res.Warnings) != 0 {
-		t.Fatalf("%v, warnings %q", err, res.Warnings)
+	for i, month := range []time.Time{mar.AddDate(0, 2, 0), mar.AddDate(0, 3, 0)} {
+		f.push(t, "team/app:1.0", fmt.Sprintf("app-%d", 5+i))
+		p, _ := f.export(t, month, f.key, "team/app:1.0")
+		if res, err := f.imp(t, p, bundle.ImportOptions{}, pub); err != nil || len(res.Warnings) != 0 {
+			t.Fatalf("%v, warnings %q", err, res.Warnings)
+		}
 	}
 	if refuse.Hits() == 0 {
 		t.Fatal("no delete was tried")
 	}
-	if got := records(); len(got) != 3 {
-		t.Errorf("record tags %q, want the planted one, March's and May's", got)
+	if got := records(); len(got) != 4 || !slices.Contains(got, recordOf(t, pMar, false)) {
+		t.Errorf("record tags %q, want the planted one, March's, May's and June's", got)
 	}
 }
 

@@ -113,7 +113,7 @@ type referrerSearch struct {
 // referrer's manifests are fetched and recorded for the export, and their
 // blobs located. Only images read from a registry are searched.
 func (e *exporter) findReferrers(ctx context.Context, images []*image) (map[digest.Digest][]ocispec.Descriptor, error) {
-	s := &referrerSearch{e: e, slots: make(chan struct{}, max(1, metaJobs(e.opts.Jobs)/4))}
+	s := &referrerSearch{e: e, slots: make(chan struct{}, max(1, metaJobs(e.opts.Jobs)/2))}
 	if len(e.opts.ReferrerTypes) > 0 {
 		s.types = map[string]bool{}
 		for _, t := range e.opts.ReferrerTypes {
@@ -322,9 +322,18 @@ func (s *referrerSearch) lookup(ctx context.Context, src registrySource, ref Ref
 	for i, suffix := range cosignSuffixes {
 		eg.Go(func() error {
 			tag := fallbackTag(subject) + suffix
-			m, a, kids, err := s.fetch(gctx, src, tag, ocispec.Descriptor{})
+			// HEAD first: most images have no such tag, and a registry
+			// that counts pulls (Docker Hub) does not count a HEAD.
+			d, err := src.client.HeadManifest(gctx, src.repo, tag)
 			if errors.Is(err, registry.ErrNotFound) {
 				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("cosign tag %s: %w", tag, err)
+			}
+			m, a, kids, err := s.fetch(gctx, src, d.String(), ocispec.Descriptor{})
+			if errors.Is(err, registry.ErrNotFound) {
+				return nil // moved since the HEAD
 			}
 			if err != nil {
 				return fmt.Errorf("cosign tag %s: %w", tag, err)

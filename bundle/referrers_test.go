@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ferryproject/ferry/bundle"
@@ -310,9 +312,13 @@ type lies map[string][2]string
 
 func (l lies) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a, ok := l[r.URL.Path]; ok && r.Method == http.MethodGet {
+		if a, ok := l[r.URL.Path]; ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			w.Header().Set("Content-Type", a[0])
-			io.WriteString(w, a[1])
+			w.Header().Set("Docker-Content-Digest", digest.FromString(a[1]).String())
+			w.Header().Set("Content-Length", strconv.Itoa(len(a[1])))
+			if r.Method == http.MethodGet {
+				io.WriteString(w, a[1])
+			}
 			return
 		}
 		next.ServeHTTP(w, r)
