@@ -655,9 +655,10 @@ func (im *importer) recordReceipt(ctx context.Context, dest Destination) error {
 	// this import merges and writes (see collect).
 	collected := make(chan struct{})
 	if rs, ok := im.receipts.(*registryReceipts); ok && loadErr == nil && prev != nil && err == nil {
+		read, tok := prev, prevTok // prev is read again below
 		go func() {
 			defer close(collected)
-			rs.collect(ctx, prev, prevTok, im.warn)
+			rs.collect(ctx, read, tok, im.warn)
 		}()
 	} else {
 		close(collected)
@@ -1074,16 +1075,11 @@ func (s *registryReceipts) put(ctx context.Context, tag string, rc *Receipt) (st
 	for _, blob := range []struct {
 		d    ocispec.Descriptor
 		data []byte
-		// ask: ask first whether the repository holds it (the empty
-		// config, there after the first receipt); a receipt's JSON is
-		// almost always new, and is sent at once.
-		ask bool
-	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data, true}, {layer, b, false}} {
+	}{{ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data}, {layer, b}} {
 		eg.Go(func() error {
-			ok, err := false, error(nil)
-			if blob.ask {
-				ok, err = s.client.BlobExists(ctx, s.repo, blob.d.Digest)
-			}
+			// Asked first: a re-run, whose receipt is unchanged, sends
+			// nothing.
+			ok, err := s.client.BlobExists(ctx, s.repo, blob.d.Digest)
 			if err == nil && !ok {
 				err = s.client.PushBlob(ctx, s.repo, blob.d.Digest, blob.d.Size, bytes.NewReader(blob.data))
 			}

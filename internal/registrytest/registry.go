@@ -347,7 +347,8 @@ type Registry struct {
 	BlobMounts  atomic.Int64 // mount requests (POST with ?mount=)
 	Pings       atomic.Int64 // GET /v2/, the version check clients ping
 	Requests    atomic.Int64
-	// BodyBytes counts the response body bytes the registry wrote.
+	// BodyBytes counts the response body bytes the registry wrote (sent:
+	// none for HEAD).
 	BodyBytes atomic.Int64
 	// PlainRequests counts the requests that came over plain HTTP.
 	PlainRequests atomic.Int64
@@ -452,7 +453,13 @@ func Start(opts Options) (*Registry, error) {
 				req.URL.RawQuery = q.Encode()
 			}
 		}
-		rec := &statusRecorder{ResponseWriter: w, bytes: &r.BodyBytes}
+		// The body of an answer to HEAD is not sent (net/http drops it):
+		// it is not counted.
+		counted := &r.BodyBytes
+		if req.Method == http.MethodHead {
+			counted = new(atomic.Int64)
+		}
+		rec := &statusRecorder{ResponseWriter: w, bytes: counted}
 		inner.ServeHTTP(rec, req)
 		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") && rec.status == http.StatusCreated {
 			r.BlobUploads.Add(1)
