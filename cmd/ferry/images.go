@@ -102,8 +102,12 @@ Examples:
 					return err
 				}
 				res := scan.RegistryResolver{Client: registry.New(registry.Options(reg))}
+				drifted := scan.Drifted(c.Context, refs, res, j)
 				if refs, err = scan.Pin(c.Context, refs, res, j); err != nil {
 					return err
+				}
+				for _, w := range drifted {
+					e.warn(w)
 				}
 			}
 			// One write, checked: a lock list cut short by a full disk

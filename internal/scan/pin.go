@@ -96,3 +96,40 @@ func Pin(ctx context.Context, refs []bundle.Reference, res Resolver, jobs int) (
 	}
 	return Refs(images), nil
 }
+
+// Drifted names the references of refs that carry both a tag and a digest
+// whose tag the registry now resolves to another digest (name:1.0 pinned to
+// what is now 1.1, by hand or long ago): the lock list keeps the digest,
+// and the import sets the tag to it, which may not be what was meant.
+// References it cannot resolve are left to Pin's own errors.
+func Drifted(ctx context.Context, refs []bundle.Reference, res Resolver, jobs int) []string {
+	if jobs <= 0 {
+		jobs = DefaultPinJobs
+	}
+	out := make([]string, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for i, ref := range refs {
+		if ref.Tag == "" || ref.Digest == "" {
+			continue
+		}
+		g.Go(func() error {
+			byTag := ref
+			byTag.Digest = ""
+			if d, err := res.Digest(gctx, byTag); err == nil && d != ref.Digest {
+				out[i] = fmt.Sprintf("%s: the tag %s now points at %s at the registry; the lock list keeps %s, and an import sets the tag to it (pin %s again to follow the tag)",
+					ref, ref.Tag, d, ref.Digest, byTag)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var warnings []string
+	for _, w := range out {
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	sort.Strings(warnings)
+	return warnings
+}

@@ -189,3 +189,26 @@ func imagesOf(t *testing.T, refs []string) []Image {
 	}
 	return out
 }
+
+// TestDrifted: a lock line whose tag now points elsewhere is named (the
+// lock list keeps its digest, and the import sets the tag to it); one
+// whose tag agrees, a digest-only line and one that cannot be resolved
+// are not.
+func TestDrifted(t *testing.T) {
+	t.Parallel()
+	res := &fakeResolver{digests: map[string]digest.Digest{
+		"docker.io/library/nginx:1.27":  dB, // moved on since the lock
+		"docker.io/library/redis:7":     dA,
+		"docker.io/library/alpine:3.20": dA,
+	}}
+	got := Drifted(context.Background(), mustParse(t,
+		"nginx:1.27@"+dA.String(),
+		"redis:7@"+dA.String(),
+		"quay.io/team/app@"+dB.String(),
+		"registry.example.com/gone:1@"+dA.String(),
+		"alpine:3.20",
+	), res, 0)
+	equal(t, "drifted", got, []string{
+		"docker.io/library/nginx:1.27@" + dA.String() + ": the tag 1.27 now points at " + dB.String() + " at the registry; the lock list keeps " + dA.String() + ", and an import sets the tag to it (pin docker.io/library/nginx:1.27 again to follow the tag)",
+	})
+}
