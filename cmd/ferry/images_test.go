@@ -210,6 +210,21 @@ spec:
 	if want := strings.Join(pinned, "\n") + "\n"; res.stdout != want {
 		t.Errorf("scan --pin of pinned references:\n%s\nwant:\n%s", res.stdout, want)
 	}
+	if res.stderr != "" {
+		t.Errorf("scan --pin of pinned references warned:\n%s", res.stderr)
+	}
+	// A line whose tag points elsewhere now (here: 1.0 pinned to 1.1's
+	// digest) is kept, with a warning.
+	app10, app11 := refs["team/app:1.0"], refs["team/app:1.1"]
+	stale := app10 + "@" + sample.Digests[app11]
+	res = ferry(t, strings.NewReader("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: "+stale+"\n"), "images", "scan", "--pin", "-")
+	res.expect(t, exitOK)
+	if res.stdout != stale+"\n" {
+		t.Errorf("scan --pin of a stale line printed %q, want it kept", res.stdout)
+	}
+	if want := "ferry: WARNING: " + stale + ": the tag 1.0 now points at " + sample.Digests[app10] + " at the registry; the lock list keeps " + sample.Digests[app11] + ", and an import sets the tag to it (pin " + app10 + " again to follow the tag)\n"; res.stderr != want {
+		t.Errorf("stderr %q\nwant %q", res.stderr, want)
+	}
 
 	digests := func(bundle string) map[string]string {
 		t.Helper()
