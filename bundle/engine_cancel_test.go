@@ -3,6 +3,7 @@ package bundle
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -15,14 +16,14 @@ import (
 func TestTransferAllEndedContext(t *testing.T) {
 	for _, jobs := range []int{1, 4} {
 		ctx, cancel := context.WithCancel(context.Background())
-		n := 0
+		var n atomic.Int32 // with jobs 4, transfers can start before the cancel is seen
 		err := transferAll(ctx, jobs, blobsOfSizes(300, 200, 100), func(context.Context, ocispec.Descriptor) error {
-			n++
+			n.Add(1)
 			cancel() // the first transfer completes; the interrupt comes meanwhile
 			return nil
 		})
 		if !errors.Is(err, context.Canceled) || err.Error() != "context canceled" {
-			t.Errorf("jobs %d: %d of 3 transferred and got %v, want context.Canceled", jobs, n, err)
+			t.Errorf("jobs %d: %d of 3 transferred and got %v, want context.Canceled", jobs, n.Load(), err)
 		}
 		ctx, cancel = context.WithCancel(context.Background())
 		cancel()
