@@ -442,6 +442,7 @@ func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, tran
 	if jobs == 1 {
 		parts = []part{{blobs, 1}}
 	}
+	parent := ctx
 	eg, ctx := errgroup.WithContext(ctx)
 	for _, p := range parts {
 		eg.Go(func() error {
@@ -467,7 +468,12 @@ func transferAll(ctx context.Context, jobs int, blobs []ocispec.Descriptor, tran
 			return stopped
 		})
 	}
-	return eg.Wait()
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	// Ended while the last transfers ran (all of them, with enough jobs):
+	// the caller asked to stop, and is told so whatever finished.
+	return parent.Err()
 }
 
 // transferInOrder schedules transfers whose results are committed in the
