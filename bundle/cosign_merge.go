@@ -41,42 +41,6 @@ func isFallbackTag(tag string) bool {
 // replace: a cosign tag (signatures) or a fallback tag (referrers).
 func isListTag(tag string) bool { return isCosignTag(tag) || isFallbackTag(tag) }
 
-// mergeIndex is the fallback index cur holds with the entries of add it
-// lacks (by digest) appended; nil when it lacks none, or when either is not
-// an OCI image index.
-func mergeIndex(cur, add []byte) ([]byte, bool, error) {
-	var have, more map[string]json.RawMessage
-	var hm, am struct {
-		MediaType string               `json:"mediaType"`
-		Manifests []ocispec.Descriptor `json:"manifests"`
-	}
-	if json.Unmarshal(cur, &have) != nil || json.Unmarshal(cur, &hm) != nil || json.Unmarshal(add, &more) != nil || json.Unmarshal(add, &am) != nil ||
-		hm.MediaType != ocispec.MediaTypeImageIndex || am.MediaType != ocispec.MediaTypeImageIndex {
-		return nil, false, nil
-	}
-	seen := map[digest.Digest]bool{}
-	list := hm.Manifests
-	for _, d := range list {
-		seen[d.Digest] = true
-	}
-	for _, d := range am.Manifests {
-		if !seen[d.Digest] {
-			seen[d.Digest] = true
-			list = append(list, d)
-		}
-	}
-	if len(list) == len(hm.Manifests) {
-		return nil, true, nil
-	}
-	lb, err := json.Marshal(list)
-	if err != nil {
-		return nil, true, err
-	}
-	have["manifests"] = lb
-	b, err := json.Marshal(have)
-	return b, true, err
-}
-
 // cosignManifest is what a cosign tag holds: an image manifest whose
 // layers are the signatures (attestations, SBOMs), one each.
 type cosignManifest struct {
@@ -124,20 +88,18 @@ func (im *importer) pushCosignTag(ctx context.Context, rt *registryTarget, t ima
 	}
 	if isFallbackTag(t.src.Tag) {
 		// A list of referrers (exported as an image, by a list of every
-		// tag): the entries the destination's lacks are added to it.
-		b, isIndex, err := mergeIndex(cur.Bytes, m.Bytes)
-		switch {
-		case err != nil:
-			return "", err
-		case !isIndex:
-			return m.Descriptor.Digest, rt.pushManifest(ctx, t.repo, t.src.Tag, m)
-		case b == nil:
-			return cur.Digest, nil
-		case len(b) > MaxManifestBytes:
-			return "", fmt.Errorf("%w: %s with the bundle's referrers added would be %d bytes, more than the %d a manifest may have", ErrTooLarge, rt.display(t.repo, t.src.Tag), len(b), MaxManifestBytes)
+		// tag): the entries the destination's lacks are added to it, as
+		// import adds its referrers (mergeReferrersTag). A tag that holds
+		// no OCI image index, or a bundle entry that is none, is set to m.
+		var idx ocispec.Index
+		subject := digest.Digest("sha256:" + strings.TrimPrefix(t.src.Tag, "sha256-"))
+		if json.Unmarshal(m.Bytes, &idx) == nil && idx.MediaType == ocispec.MediaTypeImageIndex {
+			d, _, err := rt.mergeReferrersTag(ctx, repo, subject, idx.Manifests)
+			if !errors.Is(err, ErrConflict) {
+				return d, err
+			}
 		}
-		merged := &Manifest{Descriptor: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(b), Size: int64(len(b))}, Bytes: b}
-		return merged.Descriptor.Digest, rt.pushManifest(ctx, t.repo, t.src.Tag, merged)
+		return m.Descriptor.Digest, rt.pushManifest(ctx, t.repo, t.src.Tag, m)
 	}
 	have, ok := parseCosignManifest(cur.Bytes)
 	add, ok2 := parseCosignManifest(m.Bytes)

@@ -879,9 +879,17 @@ func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, su
 	default:
 		return false, fmt.Errorf("asking its Referrers API: %w", err)
 	}
-	raw, listed, err := t.readReferrersTag(ctx, repo, subject)
+	_, wrote, err := t.mergeReferrersTag(ctx, repo, subject, refs)
+	return wrote, err
+}
+
+// mergeReferrersTag adds to the fallback tag of subject in repo the refs
+// it does not list, keeping everything it lists, and reports the digest
+// the tag holds afterwards and whether it was written.
+func (t *registryTarget) mergeReferrersTag(ctx context.Context, repo name.Repository, subject digest.Digest, refs []ocispec.Descriptor) (digest.Digest, bool, error) {
+	raw, listed, cur, err := t.readReferrersTag(ctx, repo, subject)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	tag := fallbackTag(subject)
 	have := map[digest.Digest]bool{}
@@ -898,47 +906,49 @@ func (t *registryTarget) indexReferrers(ctx context.Context, repoName string, su
 		}
 		b, err := json.Marshal(r)
 		if err != nil {
-			return false, err
+			return "", false, err
 		}
 		listed = append(listed, b)
+		have[r.Digest] = true
 		added++
 	}
 	if added == 0 {
-		return false, nil // another import, or another tool, listed them
+		return cur, false, nil // another import, or another tool, listed them
 	}
 	if listed == nil {
 		listed = []json.RawMessage{}
 	}
 	var err2 error
 	if raw["manifests"], err2 = json.Marshal(listed); err2 != nil {
-		return false, err2
+		return "", false, err2
 	}
 	b, err := json.Marshal(raw)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	if len(b) > MaxManifestBytes {
-		return false, fmt.Errorf("%w: the tag would list %d referrers in %d bytes, more than the %d a manifest may have", ErrTooLarge, len(listed), len(b), MaxManifestBytes)
+		return "", false, fmt.Errorf("%w: the tag would list %d referrers in %d bytes, more than the %d a manifest may have", ErrTooLarge, len(listed), len(b), MaxManifestBytes)
 	}
 	if err := t.client.PutManifest(ctx, repo, tag, ocispec.MediaTypeImageIndex, b); err != nil {
-		return false, fmt.Errorf("writing the tag: %w", err)
+		return "", false, fmt.Errorf("writing the tag: %w", err)
 	}
-	return true, nil
+	return digest.FromBytes(b), true, nil
 }
 
 // readReferrersTag reads the fallback tag of subject in repo: its fields
 // and the descriptors it lists, as they are (a new index when there is no
-// tag); ErrConflict when it holds anything but an OCI image index.
-func (t *registryTarget) readReferrersTag(ctx context.Context, repo name.Repository, subject digest.Digest) (map[string]json.RawMessage, []json.RawMessage, error) {
+// tag), and its digest (empty when none); ErrConflict when it holds
+// anything but an OCI image index.
+func (t *registryTarget) readReferrersTag(ctx context.Context, repo name.Repository, subject digest.Digest) (map[string]json.RawMessage, []json.RawMessage, digest.Digest, error) {
 	cur, err := t.client.GetManifest(ctx, repo, fallbackTag(subject), MaxManifestBytes)
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
 		return map[string]json.RawMessage{
 			"schemaVersion": json.RawMessage(`2`),
 			"mediaType":     json.RawMessage(`"` + ocispec.MediaTypeImageIndex + `"`),
-		}, nil, nil
+		}, nil, "", nil
 	case err != nil:
-		return nil, nil, fmt.Errorf("reading the tag: %w", err)
+		return nil, nil, "", fmt.Errorf("reading the tag: %w", err)
 	}
 	var raw map[string]json.RawMessage
 	var idx struct {
@@ -947,10 +957,10 @@ func (t *registryTarget) readReferrersTag(ctx context.Context, repo name.Reposit
 		Manifests     []json.RawMessage `json:"manifests"`
 	}
 	if json.Unmarshal(cur.Bytes, &idx) != nil || idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex || json.Unmarshal(cur.Bytes, &raw) != nil {
-		return nil, nil, fmt.Errorf("%w: the tag holds %s, not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again",
+		return nil, nil, "", fmt.Errorf("%w: the tag holds %s, not the OCI image index of the referrers tag scheme; ferry leaves it as it is: move it away, then import again",
 			ErrConflict, quoteType(cur.MediaType))
 	}
-	return raw, idx.Manifests, nil
+	return raw, idx.Manifests, cur.Digest, nil
 }
 
 func (t *registryTarget) checkReferrersTag(ctx context.Context, repoName string, subject digest.Digest) error {
@@ -963,7 +973,7 @@ func (t *registryTarget) checkReferrersTag(ctx context.Context, repoName string,
 	default:
 		return fmt.Errorf("asking its Referrers API: %w", err)
 	}
-	_, _, err = t.readReferrersTag(ctx, repo, subject)
+	_, _, _, err = t.readReferrersTag(ctx, repo, subject)
 	return err
 }
 
