@@ -587,7 +587,7 @@ func (im *importer) check(ctx context.Context) error {
 	var moved, bad []string
 	for i, img := range images {
 		switch {
-		case img.DestinationDigest == img.Digest, img.Confirmed:
+		case img.Confirmed:
 		case im.targets[i].tagged:
 			moved = append(moved, fmt.Sprintf("%s now holds %s, not %s", img.Destination, img.DestinationDigest, img.Digest))
 		default:
