@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -92,10 +91,5 @@ func signersLine(signed []bundle.PublisherSignature) string {
 			by = append(by, s.SignedBy)
 		}
 	}
-	more := ""
-	if len(by) > 3 {
-		more = fmt.Sprintf(" and %d more", len(by)-3)
-		by = by[:3]
-	}
-	return fmt.Sprintf("%d image(s) signed by their publishers (%s%s)", len(signed), strings.Join(by, ", "), more)
+	return fmt.Sprintf("%d image(s) signed by their publishers (%s)", len(signed), firstOf(by, 3))
 }
